@@ -1,0 +1,165 @@
+"""Pydantic models that mirror the TradingSystem CRD (crds/trading.quantzoo.io_tradingsystems.yaml).
+
+The CRD's OpenAPI schema is what the API server enforces; these models are how Python reads a spec that
+already passed it. tests/unit/test_types_match_crd.py keeps the two from drifting (field names, enums,
+defaults).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class TradingMode(StrEnum):
+    PAPER = "paper"
+    LIVE = "live"
+    DRY_RUN = "dryRun"
+
+
+class BrokerKind(StrEnum):
+    SIMULATED = "simulated"
+    ALPACA = "alpaca"
+
+
+class MarketDataKind(StrEnum):
+    SIMULATED = "simulated"
+    REPLAY = "replay"
+    ALPACA = "alpaca"
+
+
+class StrategyName(StrEnum):
+    MA_CROSSOVER = "maCrossover"
+    NOOP = "noop"
+
+
+class KillSwitchMode(StrEnum):
+    HALT = "Halt"
+    REDUCE_ONLY = "ReduceOnly"
+
+
+class BrokerSpec(_Model):
+    kind: BrokerKind = BrokerKind.SIMULATED
+    # Name of a Secret in the TradingSystem's namespace with keys ALPACA_API_KEY and ALPACA_API_SECRET.
+    credentials_secret: str | None = None
+    # Override of the broker's base URL (a local Alpaca-compatible server in tests).
+    base_url: str | None = None
+    initial_cash: float = 1_000_000.0
+
+    @model_validator(mode="after")
+    def _alpaca_needs_credentials(self) -> BrokerSpec:
+        if self.kind is BrokerKind.ALPACA and not self.credentials_secret:
+            raise ValueError("broker.credentialsSecret is required when broker.kind is alpaca")
+        return self
+
+
+class StrategyParams(_Model):
+    fast_window: int = Field(5, ge=2, le=200)
+    slow_window: int = Field(20, ge=3, le=1000)
+    order_quantity: int = Field(10, ge=1, le=1_000_000)
+
+
+class StrategySpec(_Model):
+    name: StrategyName = StrategyName.MA_CROSSOVER
+    params: StrategyParams = StrategyParams()
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> StrategySpec:
+        if self.params.fast_window >= self.params.slow_window:
+            raise ValueError("strategy.params.fastWindow must be smaller than slowWindow")
+        return self
+
+
+class MarketDataSpec(_Model):
+    kind: MarketDataKind = MarketDataKind.SIMULATED
+    seed: int = Field(42, ge=0, le=2**31 - 1)
+    interval_seconds: float = Field(1.0, ge=0.01, le=3600)
+    # For kind=replay: path of a CSV file of bars inside the engine container.
+    replay_path: str | None = None
+    base_url: str | None = None
+
+
+class RiskLimits(_Model):
+    max_order_notional: float = Field(100_000.0, gt=0, le=1e10)
+    max_order_quantity: int = Field(1_000, ge=1, le=10_000_000)
+    max_position_notional: float = Field(250_000.0, gt=0, le=1e11)
+    max_gross_exposure: float = Field(1_000_000.0, gt=0, le=1e12)
+    max_daily_drawdown_pct: float = Field(5.0, gt=0, le=100)
+    price_collar_pct: float = Field(5.0, gt=0, le=50)
+    max_orders_per_second: int = Field(10, ge=1, le=10_000)
+    max_orders_per_minute: int = Field(300, ge=1, le=600_000)
+    stale_data_seconds: float = Field(10.0, ge=0.1, le=86_400)
+
+
+class ReleaseRecord(_Model):
+    operator: str = Field(min_length=1, max_length=128)
+    reason: str = Field(min_length=1, max_length=1024)
+    at: datetime | None = None
+
+
+class KillSwitchSpec(_Model):
+    engaged: bool = False
+    mode: KillSwitchMode = KillSwitchMode.HALT
+    close_positions: bool = False
+    reason: str | None = Field(None, max_length=1024)
+    operator: str | None = Field(None, max_length=128)
+    # Which path engaged it: kubectl, safety-api, auto:<reason>, ...
+    source: str | None = Field(None, max_length=128)
+    engaged_at: datetime | None = None
+    release: ReleaseRecord | None = None
+
+
+class EnvVar(_Model):
+    name: str
+    value: str | None = None
+    value_from: dict[str, Any] | None = None
+
+
+class WorkloadSpec(_Model):
+    image: str = "quantzoo/quantzoo:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    resources: dict[str, Any] = Field(default_factory=dict)
+    env: list[EnvVar] = Field(default_factory=list)
+
+
+class AutoTripSpec(_Model):
+    enabled: bool = True
+    heartbeat_timeout_seconds: float = Field(15.0, ge=1, le=3600)
+    check_interval_seconds: float = Field(2.0, ge=0.1, le=600)
+    max_rejects_per_minute: int = Field(50, ge=1, le=100_000)
+    max_errors_per_minute: int = Field(20, ge=1, le=100_000)
+
+
+class SafetySpec(WorkloadSpec):
+    auto_trip: AutoTripSpec = AutoTripSpec()
+
+
+class TradingSystemSpec(_Model):
+    mode: TradingMode = TradingMode.PAPER
+    broker: BrokerSpec = BrokerSpec()
+    symbols: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT"], min_length=1, max_length=100)
+    strategy: StrategySpec = StrategySpec()
+    market_data: MarketDataSpec = MarketDataSpec()
+    risk: RiskLimits = RiskLimits()
+    kill_switch: KillSwitchSpec = KillSwitchSpec()
+    engine: WorkloadSpec = WorkloadSpec()
+    safety: SafetySpec = SafetySpec()
+
+    @model_validator(mode="after")
+    def _live_needs_real_broker(self) -> TradingSystemSpec:
+        if self.mode is TradingMode.LIVE and self.broker.kind is not BrokerKind.ALPACA:
+            raise ValueError("mode live needs a real broker (broker.kind: alpaca)")
+        return self
+
+
+def parse_spec(spec: dict[str, Any] | None) -> TradingSystemSpec:
+    """A TradingSystemSpec from a raw `spec` dict as the API server returns it (camelCase)."""
+    return TradingSystemSpec.model_validate(spec or {})

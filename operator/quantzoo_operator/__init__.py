@@ -1,0 +1,1 @@
+"""quantzoo_operator"""
