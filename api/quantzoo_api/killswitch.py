@@ -17,8 +17,8 @@ from quantzoo_api.types import KillSwitchMode
 # Engine admin endpoint that the operator and the safety service push kill-switch commands to.
 ENGINE_KILL_SWITCH_PATH = "/admin/kill-switch"
 # Env var holding the engine admin token (from the `<name>-engine-admin` Secret). Not the safety token.
-ENGINE_ADMIN_TOKEN_ENV = "ENGINE_ADMIN_TOKEN"
-SAFETY_API_TOKEN_ENV = "SAFETY_API_TOKEN"
+ENGINE_ADMIN_TOKEN_ENV = "ENGINE_ADMIN_TOKEN"  # noqa: S105 - an env var name
+SAFETY_API_TOKEN_ENV = "SAFETY_API_TOKEN"  # noqa: S105 - an env var name
 # A real process standing in for a simulated (kwok) pod is reached at this annotation's URL.
 ADMIN_ENDPOINT_ANNOTATION = "trading.quantzoo.io/admin-endpoint"
 

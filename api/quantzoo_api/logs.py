@@ -23,7 +23,9 @@ class _TradingSystemFilter(logging.Filter):
         return True
 
 
-def configure_json_logging(component: str, namespace: str = "", name: str = "", level: str | None = None) -> None:
+def configure_json_logging(
+    component: str, namespace: str = "", name: str = "", level: str | None = None
+) -> None:
     """Route the root logger to stdout as JSON lines with component, namespace and tradingsystem."""
     handler = logging.StreamHandler()
     handler.setFormatter(

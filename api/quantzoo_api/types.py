@@ -81,7 +81,7 @@ class StrategySpec(_Model):
 class MarketDataSpec(_Model):
     kind: MarketDataKind = MarketDataKind.SIMULATED
     seed: int = Field(42, ge=0, le=2**31 - 1)
-    interval_seconds: float = Field(1.0, ge=0.01, le=3600)
+    interval_seconds: float = Field(1.0, gt=0, le=3600)
     # For kind=replay: path of a CSV file of bars inside the engine container.
     replay_path: str | None = None
     base_url: str | None = None
@@ -96,7 +96,7 @@ class RiskLimits(_Model):
     price_collar_pct: float = Field(5.0, gt=0, le=50)
     max_orders_per_second: int = Field(10, ge=1, le=10_000)
     max_orders_per_minute: int = Field(300, ge=1, le=600_000)
-    stale_data_seconds: float = Field(10.0, ge=0.1, le=86_400)
+    stale_data_seconds: float = Field(10.0, gt=0, le=86_400)
 
 
 class ReleaseRecord(_Model):
@@ -133,7 +133,7 @@ class WorkloadSpec(_Model):
 class AutoTripSpec(_Model):
     enabled: bool = True
     heartbeat_timeout_seconds: float = Field(15.0, ge=1, le=3600)
-    check_interval_seconds: float = Field(2.0, ge=0.1, le=600)
+    check_interval_seconds: float = Field(2.0, gt=0, le=600)
     max_rejects_per_minute: int = Field(50, ge=1, le=100_000)
     max_errors_per_minute: int = Field(20, ge=1, le=100_000)
 
