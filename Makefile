@@ -1,0 +1,72 @@
+# QuantZoo developer entry points. `make demo` and `make test` each install what they need on a fresh
+# Debian machine (apt packages, Go-built control plane cached under ~/.cache/quantzoo, a .venv).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+APT_PACKAGES := prometheus jq openssl curl
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+.PHONY: system-deps
+system-deps: ## Debian packages: promtool (prometheus), jq, openssl, curl
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	for p in jq openssl curl; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+.PHONY: control-plane
+control-plane: ## build (once, cached by version) kube-apiserver, etcd, controller-manager, scheduler, kwok, kubectl, helm
+	@bash hack/build-control-plane.sh >/dev/null
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## Python virtualenv with the project and its test dependencies
+
+.PHONY: setup
+setup: system-deps control-plane venv
+
+.PHONY: lint
+lint: venv ## ruff (lint + format) and bandit
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/bandit -q -c pyproject.toml -r api operator/quantzoo_operator engine/quantzoo_engine safety/quantzoo_safety
+
+.PHONY: test
+test: setup lint ## the whole suite: unit, real control plane, real helm/promtool/Lua, end-to-end
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: setup ## local end-to-end demo: control plane, chart, operator, engine, kill switch (KEEP=1 keeps it up)
+	$(PY) -m hack.demo $(if $(KEEP),--keep,)
+
+.PHONY: bench
+bench: setup ## benchmarks; figures in bench/results/*.json
+	$(PY) -m bench.engine_bench
+	$(PY) -m bench.kill_switch_bench
+
+.PHONY: cluster-up
+cluster-up: control-plane venv ## start the local control plane in the background; prints `export KUBECONFIG=...`
+	@$(PY) -m tests.support.controlplane up --dir .cluster
+
+.PHONY: cluster-down
+cluster-down: ## stop the local control plane
+	@$(PY) -m tests.support.controlplane down --dir .cluster
+
+.PHONY: clean
+clean: cluster-down
+	rm -rf .cluster .pytest_cache .ruff_cache
