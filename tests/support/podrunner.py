@@ -1,0 +1,277 @@
+"""Run a pod's container as a real local process: the stand-in for a kubelet on kwok's simulated nodes.
+
+kwok makes Pods go Running without running anything. For end-to-end tests, the benchmark and the demo we
+run the container's command on this machine exactly as the operator rendered it:
+- env: literal values, `secretKeyRef` / `configMapKeyRef` read from the API server, `fieldRef` from the pod;
+- volumes: ConfigMap and Secret volumes are materialised into a temporary folder, emptyDirs are created,
+  and env values that point under a mount path are rewritten to the local folder;
+- identity: instead of the in-cluster token, the process gets a kubeconfig holding a token for the pod's
+  own ServiceAccount (TokenRequest API), so the Roles the operator wrote are what it runs with;
+- network: the container port is mapped to a free loopback port (`<PREFIX>_PORT` env), in-cluster Service
+  URLs in env are rewritten to the local processes that stand in for their pods, and the pod is annotated
+  with `trading.quantzoo.io/admin-endpoint` so the operator pushes the kill switch to this process.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from kubernetes import client
+from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION
+
+from tests.support.controlplane import ControlPlane
+
+# The console scripts in the image; here they run from the project's virtualenv.
+_MODULES = {
+    "quantzoo-engine": "quantzoo_engine",
+    "quantzoo-safety": "quantzoo_safety",
+    "quantzoo-operator": "quantzoo_operator",
+}
+_PORT_ENV = {"quantzoo-engine": "ENGINE_PORT", "quantzoo-safety": "SAFETY_PORT"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalPod:
+    """A running process standing in for one pod."""
+
+    namespace: str
+    pod: str
+    url: str
+    proc: subprocess.Popen
+    workdir: Path
+    log: Path
+    env: dict[str, str] = field(repr=False, default_factory=dict)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 35.0) -> int | None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def wait_http(self, path: str = "/healthz", timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"{self.pod} exited with {self.proc.returncode}:\n{self.tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + path, timeout=1).status_code < 500:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.pod} did not answer {path} within {timeout}s:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class PodRunner:
+    def __init__(self, plane: ControlPlane | None, kubeconfig: Path, api: client.ApiClient) -> None:
+        self.plane = plane
+        self.kubeconfig = kubeconfig
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        # Service DNS name -> local URL of the process standing in for its pods.
+        self.services: dict[str, str] = {}
+        self.running: list[LocalPod] = []
+
+    # -- identity ----------------------------------------------------------------------------------
+    def service_account_kubeconfig(self, namespace: str, sa: str, path: Path) -> Path:
+        req = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(
+                audiences=["https://kubernetes.default.svc.cluster.local"], expiration_seconds=3600
+            )
+        )
+        token = self.core.create_namespaced_service_account_token(sa, namespace, req).status.token
+        if self.plane is not None:
+            return self.plane.kubeconfig_for_token(
+                token, path, user=f"system:serviceaccount:{namespace}:{sa}"
+            )
+        # An existing cluster: keep its server and CA, swap the credentials.
+        import yaml
+
+        cfg = yaml.safe_load(self.kubeconfig.read_text())
+        for u in cfg.get("users", []):
+            u["user"] = {"token": token}
+        path.write_text(yaml.safe_dump(cfg))
+        path.chmod(0o600)
+        return path
+
+    # -- resolving the pod spec --------------------------------------------------------------------
+    def _secret_value(self, namespace: str, name: str, key: str) -> str:
+        data = self.core.read_namespaced_secret(name, namespace).data or {}
+        return base64.b64decode(data[key]).decode()
+
+    def _configmap_value(self, namespace: str, name: str, key: str) -> str:
+        return (self.core.read_namespaced_config_map(name, namespace).data or {})[key]
+
+    def _materialise_volumes(
+        self, pod: client.V1Pod, container: client.V1Container, root: Path
+    ) -> dict[str, str]:
+        """Write ConfigMap/Secret volumes to disk; returns {mountPath: localPath}."""
+        ns = pod.metadata.namespace
+        volumes = {v.name: v for v in pod.spec.volumes or []}
+        mounts: dict[str, str] = {}
+        for m in container.volume_mounts or []:
+            vol = volumes.get(m.name)
+            if vol is None or m.mount_path.startswith("/var/run/secrets/kubernetes.io"):
+                continue
+            local = root / "mounts" / m.name
+            local.mkdir(parents=True, exist_ok=True)
+            if vol.config_map is not None:
+                data = self.core.read_namespaced_config_map(vol.config_map.name, ns).data or {}
+                for k, v in data.items():
+                    (local / k).write_text(v)
+            elif vol.secret is not None:
+                data = self.core.read_namespaced_secret(vol.secret.secret_name, ns).data or {}
+                for k, v in data.items():
+                    (local / k).write_bytes(base64.b64decode(v))
+            mounts[m.mount_path.rstrip("/")] = str(local)
+        return mounts
+
+    def _rewrite(self, value: str, mounts: dict[str, str]) -> str:
+        for mount_path, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
+            if value == mount_path or value.startswith(mount_path + "/"):
+                return local + value[len(mount_path) :]
+        for dns, url in self.services.items():
+            value = re.sub(rf"https?://{re.escape(dns)}(:\d+)?", url, value)
+        return value
+
+    def _env(
+        self, pod: client.V1Pod, container: client.V1Container, mounts: dict[str, str]
+    ) -> dict[str, str]:
+        ns = pod.metadata.namespace
+        env: dict[str, str] = {}
+        for e in container.env or []:
+            if e.value is not None:
+                env[e.name] = self._rewrite(e.value, mounts)
+            elif e.value_from is not None:
+                vf = e.value_from
+                if vf.secret_key_ref is not None:
+                    with contextlib.suppress(client.ApiException, KeyError):
+                        env[e.name] = self._secret_value(ns, vf.secret_key_ref.name, vf.secret_key_ref.key)
+                elif vf.config_map_key_ref is not None:
+                    env[e.name] = self._configmap_value(
+                        ns, vf.config_map_key_ref.name, vf.config_map_key_ref.key
+                    )
+                elif vf.field_ref is not None:
+                    path = vf.field_ref.field_path
+                    env[e.name] = {
+                        "metadata.name": pod.metadata.name,
+                        "metadata.namespace": ns,
+                        "spec.serviceAccountName": pod.spec.service_account_name or "default",
+                        "spec.nodeName": pod.spec.node_name or "",
+                        "status.podIP": "127.0.0.1",
+                    }.get(path, "")
+        return env
+
+    # -- running ----------------------------------------------------------------------------------
+    def run(
+        self,
+        namespace: str,
+        pod_name: str,
+        port: int | None = None,
+        extra_env: dict[str, str] | None = None,
+        annotate: bool = True,
+    ) -> LocalPod:
+        pod = self.core.read_namespaced_pod(pod_name, namespace)
+        container = pod.spec.containers[0]
+        command = (container.command or []) + (container.args or [])
+        if not command or command[0] not in _MODULES:
+            raise ValueError(f"pod {namespace}/{pod_name} runs {command!r}, not a QuantZoo entry point")
+        root = Path(tempfile.mkdtemp(prefix=f"qz-{pod_name}-"))
+        mounts = self._materialise_volumes(pod, container, root)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("QUANTZOO_", "ENGINE_", "SAFETY_"))}
+        env.update(self._env(pod, container, mounts))
+        for m in container.volume_mounts or []:
+            if m.mount_path.rstrip("/") not in mounts and not m.mount_path.startswith("/var/run/secrets"):
+                local = root / "mounts" / m.name  # emptyDir and the like
+                local.mkdir(parents=True, exist_ok=True)
+                mounts[m.mount_path.rstrip("/")] = str(local)
+        env = {k: self._rewrite(v, mounts) for k, v in env.items()}
+        sa = pod.spec.service_account_name or "default"
+        env["KUBECONFIG"] = str(self.service_account_kubeconfig(namespace, sa, root / "kubeconfig"))
+        port = port or free_port()
+        env[_PORT_ENV.get(command[0], "PORT")] = str(port)
+        env.update(extra_env or {})
+        argv = [sys.executable, "-m", _MODULES[command[0]], *command[1:]]
+        log = root / "process.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        local = LocalPod(namespace, pod_name, f"http://127.0.0.1:{port}", proc, root, log, env)
+        self.running.append(local)
+        if annotate:
+            self.annotate(local)
+        return local
+
+    def annotate(self, local: LocalPod) -> None:
+        self.core.patch_namespaced_pod(
+            local.pod, local.namespace, {"metadata": {"annotations": {ADMIN_ENDPOINT_ANNOTATION: local.url}}}
+        )
+
+    def expose(self, namespace: str, service: str, local: LocalPod) -> None:
+        """In-cluster URLs of `service` resolve to this local process from now on."""
+        for dns in (
+            f"{service}.{namespace}.svc.cluster.local",
+            f"{service}.{namespace}.svc",
+            f"{service}.{namespace}",
+        ):
+            self.services[dns] = local.url
+
+    def stop_all(self) -> None:
+        for local in reversed(self.running):
+            local.stop(timeout=10)
+        self.running.clear()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    """Poll `predicate` until it returns a truthy value; that value is returned."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # a transient API error is retried until the deadline
+            last_exc = exc
+        time.sleep(interval)
+    raise TimeoutError(
+        f"timed out after {timeout}s waiting for {what}" + (f": {last_exc}" if last_exc else "")
+    )
