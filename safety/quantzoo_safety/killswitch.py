@@ -1,0 +1,435 @@
+"""Activate and deactivate: the safety service's two state changes, used by the API and the watchdog.
+
+Activate (both paths at once, so the faster one stops trading):
+  1. merge-patch `spec.killSwitch` of the TradingSystem (the one source of truth), with a resourceVersion
+     precondition so concurrent activations leave the FIRST who/why in place ("already engaged");
+  2. push the halt straight to the engine's admin endpoint.
+  If the API server cannot be reached within the deadline the engine halt still stands; the answer says
+  `"kubernetes": "unreachable"` and the engagement is kept as *pending* and patched into the TradingSystem
+  as soon as the API server answers again (`sync_pending`, run by the watchdog loop), so the source of
+  truth catches up and a later release works. If neither path worked: 503, nothing changed.
+
+Deactivate: writes the release record (`release_patch`) to the TradingSystem and nothing else; the
+operator and the engine's own watch carry it to the engine. API server unreachable -> 503. The engine is
+released directly only in standalone mode (`QUANTZOO_KUBERNETES=0`), where there is no TradingSystem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from quantzoo_api.engine_client import EngineUnreachable, push_kill_switch
+from quantzoo_api.killswitch import KillSwitchAck, KillSwitchCommand, TradingState
+from quantzoo_api.types import KillSwitchMode
+
+from quantzoo_safety.audit import AuditLog
+from quantzoo_safety.engagement import (
+    EngageIntent,
+    EngagePlan,
+    NotEngaged,
+    describe,
+    kill_switch_of,
+    plan_engage,
+    plan_release,
+)
+from quantzoo_safety.kube import (
+    ApiServerUnreachable,
+    KubeConflict,
+    KubeError,
+    KubeRefused,
+    TradingSystemClient,
+    TradingSystemNotFound,
+)
+from quantzoo_safety.metrics import SafetyMetrics
+from quantzoo_safety.observe import Observer
+
+log = logging.getLogger(__name__)
+
+API_SOURCE = "safety-api"
+AUTO_SOURCE = "auto"
+RELEASE_UNREACHABLE = "release must be recorded in the TradingSystem; API server unreachable"
+_CONFLICT_RETRIES = 4
+
+
+class KillSwitchError(Exception):
+    """A refusal with its HTTP status; `detail` is safe to show (no token, no traceback)."""
+
+    def __init__(self, status_code: int, detail: str, **audit: Any) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.audit = audit
+
+
+@dataclass(frozen=True)
+class PathResult:
+    result: str
+    detail: str | None = None
+    obj: dict[str, Any] | None = None
+    plan: EngagePlan | None = None
+    ack: KillSwitchAck | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result in {
+            "patched",
+            "escalated",
+            "already engaged",
+            "halted",
+            "reduce-only",
+            "acknowledged",
+            "released",
+        }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _engine_failure(exc: EngineUnreachable) -> PathResult:
+    refused = re.search(r"HTTP 4\d\d", str(exc))
+    return PathResult("refused" if refused else "unreachable", f"engine did not acknowledge: {exc}")
+
+
+class KillSwitchService:
+    def __init__(
+        self,
+        *,
+        engine_url: str,
+        engine_admin_token: str,
+        http: httpx.AsyncClient,
+        kube: TradingSystemClient | None,
+        observer: Observer,
+        metrics: SafetyMetrics,
+        audit: AuditLog,
+        kube_deadline: float = 2.0,
+        engine_timeout: float = 2.0,
+    ) -> None:
+        self.engine_url = engine_url
+        self._engine_token = engine_admin_token
+        self.http = http
+        self.kube = kube
+        self.observer = observer
+        self.metrics = metrics
+        self.audit = audit
+        self.kube_deadline = kube_deadline
+        self.engine_timeout = engine_timeout
+        self._lock = asyncio.Lock()  # one state change at a time through this process
+        self.pending: EngageIntent | None = None  # engaged on the engine, not yet in the TradingSystem
+        self.pending_since: str | None = None
+        # Standalone mode's record of the switch (camelCase, shaped like spec.killSwitch).
+        self.local: dict[str, Any] = {"engaged": False}
+
+    @property
+    def standalone(self) -> bool:
+        return self.kube is None
+
+    # ----------------------------------------------------------------------------------- engine path
+    async def _push(self, command: KillSwitchCommand) -> PathResult:
+        try:
+            ack = await push_kill_switch(
+                self.http, self.engine_url, self._engine_token, command, timeout=self.engine_timeout
+            )
+        except EngineUnreachable as exc:
+            self.metrics.engine_up.set(0)
+            return _engine_failure(exc)
+        except ValueError:  # an answer that is not a KillSwitchAck
+            return PathResult(
+                "refused", "engine answered something that is not a kill-switch acknowledgement"
+            )
+        self.metrics.engine_up.set(1)
+        if command.engaged:
+            self.metrics.direct_halts.inc()
+        state = {TradingState.HALTED: "halted", TradingState.REDUCE_ONLY: "reduce-only"}.get(
+            ack.trading_state, "acknowledged"
+        )
+        if not command.engaged:
+            state = "released"
+        return PathResult(state, None, ack=ack)
+
+    @staticmethod
+    def _command(intent: EngageIntent) -> KillSwitchCommand:
+        return KillSwitchCommand(
+            engaged=True,
+            mode=intent.mode,
+            close_positions=intent.close_positions,
+            reason=intent.reason,
+            operator=intent.operator,
+            source=intent.source,
+        )
+
+    # ------------------------------------------------------------------------------- Kubernetes path
+    async def _engage_cr(self, intent: EngageIntent) -> PathResult:
+        """Engage (or escalate) spec.killSwitch; never overwrites the who/why of an engaged switch."""
+        assert self.kube is not None
+        try:
+            return await asyncio.wait_for(self._engage_cr_loop(intent), self.kube_deadline)
+        except TimeoutError:
+            result = PathResult("unreachable", f"API server did not answer within {self.kube_deadline:g}s")
+        except ApiServerUnreachable as exc:
+            result = PathResult("unreachable", str(exc))
+        except TradingSystemNotFound as exc:
+            result = PathResult("not found", str(exc))
+        except KubeRefused as exc:
+            result = PathResult("refused", f"API server refused the patch: {exc.message}")
+        except KubeError as exc:  # pragma: no cover - translate() maps everything onto the above
+            result = PathResult("unreachable", str(exc))
+        self.metrics.apiserver_up.set(0 if result.result == "unreachable" else 1)
+        return result
+
+    async def _engage_cr_loop(self, intent: EngageIntent) -> PathResult:
+        assert self.kube is not None
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            obj = await self.kube.get()
+            plan = plan_engage(kill_switch_of(obj), intent)
+            if plan.patch is None:
+                self.metrics.apiserver_up.set(1)
+                return PathResult("already engaged", None, obj, plan)
+            # The precondition makes a concurrent engage lose cleanly (409) instead of overwriting the
+            # first who/why; the last attempt goes without it so a busy object cannot block a kill.
+            rv = obj.get("metadata", {}).get("resourceVersion") if attempt < _CONFLICT_RETRIES else None
+            try:
+                new = await self.kube.merge_patch_spec(plan.patch, resource_version=rv)
+            except KubeConflict:
+                continue
+            self.metrics.apiserver_up.set(1)
+            return PathResult("escalated" if plan.already_engaged else "patched", None, new, plan)
+        raise KubeRefused(409, "the TradingSystem kept changing; kill switch not patched")  # pragma: no cover
+
+    # ------------------------------------------------------------------------------------- activate
+    async def activate(self, intent: EngageIntent) -> dict[str, Any]:
+        """Engage the switch through every path; the answer body (raises KillSwitchError(503) if none)."""
+        started = time.perf_counter()
+        try:
+            if self.standalone:
+                return await self._activate_standalone(intent)
+            return await self._activate_kubernetes(intent)
+        finally:
+            self.metrics.activate_duration.observe(time.perf_counter() - started)
+
+    async def _activate_kubernetes(self, intent: EngageIntent) -> dict[str, Any]:
+        engine_task = asyncio.create_task(self._push(self._command(intent)))
+        async with self._lock:
+            kube = await self._engage_cr(intent)
+            engine = await engine_task
+            if not kube.ok and not engine.ok:
+                raise KillSwitchError(
+                    503,
+                    f"kill switch NOT engaged: kubernetes {kube.result} ({kube.detail}); "
+                    f"engine {engine.result} ({engine.detail})",
+                    kubernetes=kube.result,
+                    engine=engine.result,
+                )
+            if kube.result == "unreachable":
+                # The halt is in force on the engine only: record it in the TradingSystem when possible.
+                self._set_pending(intent)
+            elif kube.ok:
+                self._clear_pending()
+        already = kube.result in {"already engaged", "escalated"}
+        ks = describe(kill_switch_of(kube.obj)) if kube.ok else describe(self._intent_spec(intent))
+        if not already:
+            self._count_activation(intent)
+        self.metrics.kill_switch_engaged.set(1)
+        return self._answer(already, ks, kube, engine)
+
+    async def _activate_standalone(self, intent: EngageIntent) -> dict[str, Any]:
+        async with self._lock:
+            current = dict(self.local)
+            plan = plan_engage(current, intent)
+            if plan.already_engaged:
+                # Re-push what is in force (plus any escalation): the engine holds the original who/why.
+                current.update(plan.patch["spec"]["killSwitch"] if plan.patch else {})
+                wanted = current
+            else:
+                wanted = plan.patch["spec"]["killSwitch"]
+            engine = await self._push(
+                KillSwitchCommand(
+                    engaged=True,
+                    mode=KillSwitchMode(wanted.get("mode", KillSwitchMode.HALT)),
+                    close_positions=bool(wanted.get("closePositions")),
+                    reason=wanted.get("reason"),
+                    operator=wanted.get("operator"),
+                    source=wanted.get("source") or intent.source,
+                )
+            )
+            if not engine.ok:
+                raise KillSwitchError(
+                    503,
+                    f"kill switch NOT engaged: engine {engine.result} ({engine.detail}); "
+                    "no Kubernetes path in standalone mode",
+                    kubernetes="disabled",
+                    engine=engine.result,
+                )
+            self.local = {**self.local, **wanted}
+        if not plan.already_engaged:
+            self._count_activation(intent)
+        self.metrics.kill_switch_engaged.set(1)
+        kube = PathResult("disabled", "QUANTZOO_KUBERNETES=0: no TradingSystem to record in")
+        return self._answer(plan.already_engaged, describe(self.local), kube, engine, plan.escalations)
+
+    def _answer(
+        self,
+        already: bool,
+        ks: dict[str, Any],
+        kube: PathResult,
+        engine: PathResult,
+        escalations: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        escalations = escalations or (kube.plan.escalations if kube.plan else ())
+        if kube.result in {"patched", "escalated", "already engaged"}:
+            where = "recorded in the TradingSystem"
+        elif kube.result == "disabled":
+            where = "standalone mode: engine halted directly"
+        else:
+            where = f"NOT recorded in the TradingSystem (kubernetes {kube.result}); engine halted directly"
+            if kube.result == "unreachable":
+                where += "; the patch is retried until the API server answers"
+        if not engine.ok:
+            where += f"; engine {engine.result}, the operator propagates the switch"
+        message = ("kill switch already engaged" if already else "kill switch engaged") + f": {where}"
+        return {
+            "status": "already engaged" if already else "engaged",
+            "message": message,
+            "kill_switch": ks,
+            "escalated": list(escalations),
+            "kubernetes": kube.result,
+            "kubernetes_detail": kube.detail,
+            "engine": engine.result,
+            "engine_detail": engine.detail,
+            "engine_ack": engine.ack.model_dump(mode="json") if engine.ack else None,
+        }
+
+    @staticmethod
+    def _intent_spec(intent: EngageIntent) -> dict[str, Any]:
+        return plan_engage({}, intent).patch["spec"]["killSwitch"]  # type: ignore[index]
+
+    def _count_activation(self, intent: EngageIntent) -> None:
+        self.metrics.activations.labels(source="auto" if intent.source == AUTO_SOURCE else "api").inc()
+
+    def _set_pending(self, intent: EngageIntent) -> None:
+        if self.pending is None:
+            self.pending, self.pending_since = intent, _now()
+        self.metrics.pending_engage.set(1)
+
+    def _clear_pending(self) -> None:
+        self.pending, self.pending_since = None, None
+        self.metrics.pending_engage.set(0)
+
+    async def sync_pending(self) -> PathResult | None:
+        """Record a direct engine halt in the TradingSystem once the API server answers again."""
+        if self.pending is None or self.kube is None:
+            return None
+        async with self._lock:
+            return await self._sync_pending_locked()
+
+    async def _sync_pending_locked(self) -> PathResult | None:
+        intent = self.pending
+        if intent is None:
+            return None
+        result = await self._engage_cr(intent)
+        if result.ok:
+            since = self.pending_since
+            self._clear_pending()
+            self.audit.record(
+                "kill-switch.record-pending",
+                result=result.result,
+                operator=intent.operator,
+                source=intent.source,
+                reason=intent.reason,
+                detail=f"engagement made directly on the engine at {since} is now in the TradingSystem",
+            )
+        return result
+
+    # ----------------------------------------------------------------------------------- deactivate
+    async def deactivate(self, *, operator: str, reason: str) -> dict[str, Any]:
+        if self.standalone:
+            return await self._deactivate_standalone(operator=operator, reason=reason)
+        async with self._lock:
+            if self.pending is not None:
+                # First make the TradingSystem say what the engine already does, then release it there.
+                synced = await self._sync_pending_locked()
+                if synced is None or not synced.ok:
+                    raise KillSwitchError(503, RELEASE_UNREACHABLE, kubernetes="unreachable")
+            try:
+                obj, patched = await asyncio.wait_for(self._release_cr(operator, reason), self.kube_deadline)
+            except (TimeoutError, ApiServerUnreachable):
+                self.metrics.apiserver_up.set(0)
+                raise KillSwitchError(503, RELEASE_UNREACHABLE, kubernetes="unreachable") from None
+            except TradingSystemNotFound as exc:
+                raise KillSwitchError(503, f"TradingSystem {exc}", kubernetes="not found") from None
+            except NotEngaged:
+                self.metrics.apiserver_up.set(1)
+                self.metrics.kill_switch_engaged.set(0)
+                raise KillSwitchError(
+                    409, "kill switch is not engaged; nothing to release", kubernetes="unchanged"
+                ) from None
+            except KubeRefused as exc:
+                raise KillSwitchError(
+                    409 if exc.status in {409, 422} else 503,
+                    f"API server refused the release: {exc.message}",
+                    kubernetes="refused",
+                ) from None
+        self.metrics.apiserver_up.set(1)
+        self.metrics.deactivations.inc()
+        self.metrics.kill_switch_engaged.set(0)
+        return {
+            "status": "released",
+            "message": "release recorded in the TradingSystem; the operator and the engine's own watch "
+            "carry it to the engine",
+            "kill_switch": describe(kill_switch_of(obj)),
+            "release": patched["spec"]["killSwitch"]["release"],
+            "kubernetes": "patched",
+            "engine": "released by the operator",
+        }
+
+    async def _release_cr(self, operator: str, reason: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        assert self.kube is not None
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            obj = await self.kube.get()
+            patch = plan_release(kill_switch_of(obj), operator=operator, reason=reason)
+            rv = obj.get("metadata", {}).get("resourceVersion")
+            try:
+                return await self.kube.merge_patch_spec(patch, resource_version=rv), patch
+            except KubeConflict:
+                if attempt == _CONFLICT_RETRIES:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _deactivate_standalone(self, *, operator: str, reason: str) -> dict[str, Any]:
+        async with self._lock:
+            engine_view = await self.observer.engine()
+            engaged = bool(self.local.get("engaged")) or bool(engine_view.engaged)
+            if not engine_view.reachable and not self.local.get("engaged"):
+                raise KillSwitchError(503, f"cannot tell whether the switch is engaged: {engine_view.error}")
+            if not engaged:
+                raise KillSwitchError(
+                    409, "kill switch is not engaged; nothing to release", engine="unchanged"
+                )
+            patch = plan_release({"engaged": True}, operator=operator, reason=reason)
+            engine = await self._push(
+                KillSwitchCommand(engaged=False, reason=reason, operator=operator, source=API_SOURCE)
+            )
+            if not engine.ok:
+                raise KillSwitchError(
+                    503,
+                    f"kill switch still engaged: engine {engine.result} ({engine.detail})",
+                    engine=engine.result,
+                )
+            self.local = {**self.local, **patch["spec"]["killSwitch"]}
+        self.metrics.deactivations.inc()
+        self.metrics.kill_switch_engaged.set(0)
+        return {
+            "status": "released",
+            "message": "standalone mode: engine released directly",
+            "kill_switch": describe(self.local),
+            "release": self.local["release"],
+            "kubernetes": "disabled",
+            "engine": engine.result,
+        }

@@ -1,0 +1,288 @@
+"""`kubectl quantzoo`: engage, release and inspect TradingSystem kill switches from a terminal.
+
+    kubectl quantzoo kill    (NAME | --all) [-n NS] --reason R [--operator WHO] [--close-positions]
+                             [--mode Halt|ReduceOnly]
+    kubectl quantzoo release (NAME | --all) [-n NS] --reason R [--operator WHO]
+    kubectl quantzoo status  [NAME] [-n NS]
+
+Uses the current kubeconfig (or --kubeconfig/--context) and the same patches as the safety service
+(`engage_patch` / `release_patch`), so the one source of truth is `spec.killSwitch` whichever path
+is used. An engaged switch keeps its original who/why ("already engaged"); only an escalation
+(--close-positions, Halt over ReduceOnly) is added. Errors are printed as the API server words them.
+
+Exit codes: 0 done (including "already engaged"), 1 something was not done (not found, forbidden,
+refused, unreachable, nothing to release), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from quantzoo_api.types import KillSwitchMode
+
+from quantzoo_safety.engagement import EngageIntent, NotEngaged, kill_switch_of, plan_engage, plan_release
+from quantzoo_safety.kube import (
+    ApiServerUnreachable,
+    KubeConflict,
+    KubeError,
+    KubeRefused,
+    TradingSystemNotFound,
+    TradingSystems,
+)
+
+SOURCE = "kubectl"
+FIELD_MANAGER = "kubectl-quantzoo"
+_CONFLICT_RETRIES = 3
+
+
+def default_operator() -> str:
+    try:
+        return getpass.getuser() or "unknown"
+    except (KeyError, OSError):  # no passwd entry (containers), no USER
+        return os.environ.get("USER") or "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubectl quantzoo", description="Kill switch of QuantZoo TradingSystems (spec.killSwitch)."
+    )
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--context", default=None, help="kubeconfig context (default: current)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{kill,release,status}")
+
+    def targets(p: argparse.ArgumentParser, *, optional_name: bool = False) -> None:
+        p.add_argument("name", nargs="?", metavar="NAME", help="TradingSystem name")
+        p.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
+        if not optional_name:
+            p.add_argument("--all", action="store_true", help="every TradingSystem in the namespace")
+
+    kill = sub.add_parser("kill", help="engage the kill switch")
+    targets(kill)
+    kill.add_argument("--reason", required=True, help="why (recorded in spec.killSwitch.reason)")
+    kill.add_argument("--operator", default=None, help="who (default: the local user)")
+    kill.add_argument("--close-positions", action="store_true", help="also flatten every position")
+    kill.add_argument("--mode", choices=[m.value for m in KillSwitchMode], default=KillSwitchMode.HALT.value)
+
+    release = sub.add_parser("release", help="release the kill switch with a release record (who, why)")
+    targets(release)
+    release.add_argument("--reason", required=True, help="why it is safe to trade again")
+    release.add_argument("--operator", default=None, help="who (default: the local user)")
+
+    status = sub.add_parser("status", help="table of TradingSystems and their kill switches")
+    targets(status, optional_name=True)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in {"kill", "release"}:
+        if args.all and args.name:
+            parser.error("give either NAME or --all, not both")
+        if not args.all and not args.name:
+            parser.error("give a TradingSystem NAME or --all")
+        if not args.reason.strip():
+            parser.error("--reason must not be blank")
+        args.operator = (args.operator or default_operator()).strip()
+        if not args.operator:
+            parser.error("--operator must not be blank")
+    return args
+
+
+def current_namespace(kubeconfig: str | None, context: str | None) -> str:
+    from kubernetes import config as k8s_config
+
+    try:
+        contexts, active = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
+    except Exception:  # no kubeconfig: in-cluster or nothing; "default" like kubectl
+        return "default"
+    chosen = next((c for c in contexts if c["name"] == context), active) if context else active
+    return ((chosen or {}).get("context") or {}).get("namespace") or "default"
+
+
+# ---------------------------------------------------------------------------------------------- status
+def _acks(obj: dict[str, Any]) -> str:
+    spec_engaged = bool(kill_switch_of(obj).get("engaged"))
+    acks = (((obj.get("status") or {}).get("killSwitch") or {}).get("acknowledgements")) or []
+    if not acks:
+        return "-"
+    matching = sum(1 for a in acks if bool(a.get("engaged")) == spec_engaged)
+    return f"{matching}/{len(acks)}"
+
+
+def _short(text: str | None, width: int = 48) -> str:
+    text = (text or "-").replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def status_rows(objs: Sequence[dict[str, Any]]) -> list[list[str]]:
+    rows = [["NAME", "MODE", "PHASE", "KILL SWITCH", "REASON", "BY", "ACKS"]]
+    for obj in objs:
+        ks = kill_switch_of(obj)
+        spec = obj.get("spec") or {}
+        if ks.get("engaged"):
+            switch = f"ENGAGED ({ks.get('mode', 'Halt')}{', close' if ks.get('closePositions') else ''})"
+            reason, by = ks.get("reason"), ks.get("operator")
+        else:
+            release = ks.get("release") or {}
+            switch = "released" if release else "off"
+            reason, by = release.get("reason"), release.get("operator")
+        rows.append(
+            [
+                obj["metadata"]["name"],
+                spec.get("mode", "paper"),
+                (obj.get("status") or {}).get("phase") or "-",
+                switch,
+                _short(reason),
+                _short(by, 24),
+                _acks(obj),
+            ]
+        )
+    return rows
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+# ------------------------------------------------------------------------------------- kill / release
+def _patch_with_retry(
+    systems: TradingSystems, ns: str, name: str, build: Callable[[dict[str, Any]], dict[str, Any] | None]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Read, build the patch from what is there, patch with a resourceVersion precondition; retry on 409."""
+    for attempt in range(_CONFLICT_RETRIES + 1):
+        obj = systems.get(ns, name)
+        patch = build(obj)
+        if patch is None:
+            return obj, None
+        try:
+            rv = obj["metadata"].get("resourceVersion")
+            return systems.merge_patch(ns, name, patch, resource_version=rv), patch
+        except KubeConflict:
+            if attempt == _CONFLICT_RETRIES:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def kill_one(systems: TradingSystems, ns: str, name: str, args: argparse.Namespace, out: TextIO) -> None:
+    intent = EngageIntent(
+        reason=args.reason,
+        operator=args.operator,
+        source=SOURCE,
+        close_positions=args.close_positions,
+        mode=KillSwitchMode(args.mode),
+    )
+    plans: list[Any] = []
+
+    def build(obj: dict[str, Any]) -> dict[str, Any] | None:
+        plans[:] = [plan_engage(kill_switch_of(obj), intent)]
+        return plans[0].patch
+
+    obj, _ = _patch_with_retry(systems, ns, name, build)
+    plan = plans[0]
+    ks = kill_switch_of(obj)
+    if not plan.already_engaged:
+        extra = ", closing positions" if args.close_positions else ""
+        print(f"tradingsystem {ns}/{name}: kill switch ENGAGED ({ks.get('mode', args.mode)}{extra})", file=out)
+    else:
+        print(
+            f"tradingsystem {ns}/{name}: already engaged by {ks.get('operator') or '?'} "
+            f"({ks.get('reason') or 'no reason'}); who/why unchanged",
+            file=out,
+        )
+        if plan.escalations:
+            print(f"tradingsystem {ns}/{name}: escalated {', '.join(plan.escalations)}", file=out)
+
+
+def release_one(systems: TradingSystems, ns: str, name: str, args: argparse.Namespace, out: TextIO) -> None:
+    def build(obj: dict[str, Any]) -> dict[str, Any]:
+        return plan_release(kill_switch_of(obj), operator=args.operator, reason=args.reason)
+
+    _patch_with_retry(systems, ns, name, build)
+    print(f"tradingsystem {ns}/{name}: kill switch released by {args.operator} ({args.reason})", file=out)
+
+
+def _explain(exc: KubeError, ns: str, name: str | None) -> str:
+    what = f"tradingsystem {ns}/{name}" if name else f"namespace {ns}"
+    if isinstance(exc, TradingSystemNotFound):
+        return f'error: tradingsystems.trading.quantzoo.io "{name}" not found in namespace {ns}'
+    if isinstance(exc, KubeRefused):
+        if exc.status in (401, 403):
+            return f"error: forbidden ({what}): {exc.message}"
+        return f"error: the API server refused the change to {what}: {exc.message}"
+    if isinstance(exc, ApiServerUnreachable):
+        return (
+            f"error: {exc}\n"
+            "hint: the safety service halts the engine without the API server: "
+            "POST /kill-switch/activate on port 8888 (see docs/RUNBOOK.md)"
+        )
+    return f"error: {exc}"
+
+
+def run(args: argparse.Namespace, systems: TradingSystems, ns: str, out: TextIO, err: TextIO) -> int:
+    if args.command == "status":
+        try:
+            objs = [systems.get(ns, args.name)] if args.name else systems.list(ns)
+        except KubeError as exc:
+            print(_explain(exc, ns, args.name), file=err)
+            return 1
+        if not objs:
+            print(f"No TradingSystems found in namespace {ns}.", file=out)
+            return 0
+        print(format_table(status_rows(objs)), file=out)
+        return 0
+
+    try:
+        names = [o["metadata"]["name"] for o in systems.list(ns)] if args.all else [args.name]
+    except KubeError as exc:
+        print(_explain(exc, ns, None), file=err)
+        return 1
+    if not names:
+        print(f"No TradingSystems found in namespace {ns}.", file=out)
+        return 0
+    failed = 0
+    for name in names:
+        try:
+            if args.command == "kill":
+                kill_one(systems, ns, name, args, out)
+            else:
+                release_one(systems, ns, name, args, out)
+        except NotEngaged:
+            print(f"tradingsystem {ns}/{name}: kill switch is not engaged; nothing to release", file=err)
+            failed += 0 if args.all else 1
+        except KubeError as exc:
+            print(_explain(exc, ns, name), file=err)
+            failed += 1
+    return 1 if failed else 0
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    systems: TradingSystems | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    args = parse_args(argv)
+    ns = args.namespace or current_namespace(args.kubeconfig, args.context)
+    if systems is None:
+        from quantzoo_safety.kube import api_client_from_environment
+
+        try:
+            api_client = api_client_from_environment(args.kubeconfig, args.context)
+        except ApiServerUnreachable as exc:
+            print(f"error: {exc}", file=err)
+            return 1
+        systems = TradingSystems(api_client, request_timeout=10, field_manager=FIELD_MANAGER)
+    return run(args, systems, ns, out, err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""STAND-IN for the TradingSystem on an API server, for fast unit tests of the safety service.
+
+Same interface as `quantzoo_safety.kube.TradingSystemClient` (get, merge_patch_spec, read_status),
+with JSON merge patch semantics, resourceVersion preconditions and the CRD's kill-switch CEL rule
+emulated. test_safety_cluster.py runs the same behaviour against a real kube-apiserver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+from quantzoo_safety.kube import ApiServerUnreachable, KubeConflict, KubeRefused, TradingSystemNotFound
+
+CEL_MESSAGE = (
+    "an engaged kill switch is released only with a new release record: set spec.killSwitch.release.operator "
+    "and spec.killSwitch.release.reason (who and why)"
+)
+
+
+def merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge(result.get(key), value)
+    return result
+
+
+def new_tradingsystem(namespace: str = "trading", name: str = "demo") -> dict[str, Any]:
+    return {
+        "apiVersion": "trading.quantzoo.io/v1alpha1",
+        "kind": "TradingSystem",
+        "metadata": {"namespace": namespace, "name": name, "resourceVersion": "1", "generation": 1},
+        "spec": {"mode": "paper", "killSwitch": {"engaged": False, "mode": "Halt", "closePositions": False}},
+    }
+
+
+class FakeTradingSystemClient:
+    def __init__(self, namespace: str = "trading", name: str = "demo") -> None:
+        self.namespace, self.name = namespace, name
+        self.obj: dict[str, Any] | None = new_tradingsystem(namespace, name)
+        self.unreachable = False
+        self.forbidden = False
+        self.delay = 0.0
+        self.patches: list[dict[str, Any]] = []
+        self.conflicts = 0
+
+    async def _io(self) -> None:
+        await asyncio.sleep(self.delay)
+        if self.unreachable:
+            raise ApiServerUnreachable("API server unreachable on get tradingsystem: ConnectionRefusedError")
+        if self.forbidden:
+            raise KubeRefused(403, "tradingsystems.trading.quantzoo.io is forbidden: User cannot patch")
+        if self.obj is None:
+            raise TradingSystemNotFound(f"get tradingsystem {self.namespace}/{self.name}: not found")
+
+    async def get(self) -> dict[str, Any]:
+        await self._io()
+        return copy.deepcopy(self.obj)
+
+    async def read_status(self) -> dict[str, Any]:
+        return (await self.get()).get("status") or {}
+
+    async def merge_patch_spec(self, patch: dict[str, Any], *, resource_version: str | None = None) -> dict:
+        await self._io()
+        assert self.obj is not None
+        meta = self.obj["metadata"]
+        if resource_version is not None and resource_version != meta["resourceVersion"]:
+            self.conflicts += 1
+            raise KubeConflict(409, "the object has been modified; apply your changes to the latest version")
+        old = self.obj["spec"].get("killSwitch", {})
+        new_spec = merge(self.obj["spec"], patch["spec"])
+        new = new_spec.get("killSwitch", {})
+        releasing = old.get("engaged") and not new.get("engaged")
+        if releasing and ("release" not in new or new.get("release") == old.get("release")):
+            invalid = f"TradingSystem.trading.quantzoo.io {self.name!r} is invalid: "
+            raise KubeRefused(422, invalid + CEL_MESSAGE)
+        self.patches.append(copy.deepcopy(patch))
+        self.obj["spec"] = new_spec
+        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
+        meta["generation"] += 1
+        return copy.deepcopy(self.obj)
+
+    def close(self) -> None:
+        pass

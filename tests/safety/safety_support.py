@@ -1,0 +1,26 @@
+"""Constants and small helpers shared by the safety service's tests."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+TOKEN = "s3cr3t-safety-token-for-tests"
+ENGINE_TOKEN = "engine-admin-token-for-tests"
+ACTIVATE = {"reason": "Emergency stop - runaway trading", "close_positions": True, "operator": "alice"}
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def audit_entries(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
