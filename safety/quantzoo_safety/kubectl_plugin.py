@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubectl quantzoo", description="Kill switch of QuantZoo TradingSystems (spec.killSwitch)."
     )
-    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    parser.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig (default: $KUBECONFIG, ~/.kube/config)"
+    )
     parser.add_argument("--context", default=None, help="kubeconfig context (default: current)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{kill,release,status}")
 
@@ -189,7 +191,8 @@ def kill_one(systems: TradingSystems, ns: str, name: str, args: argparse.Namespa
     ks = kill_switch_of(obj)
     if not plan.already_engaged:
         extra = ", closing positions" if args.close_positions else ""
-        print(f"tradingsystem {ns}/{name}: kill switch ENGAGED ({ks.get('mode', args.mode)}{extra})", file=out)
+        mode = ks.get("mode", args.mode)
+        print(f"tradingsystem {ns}/{name}: kill switch ENGAGED ({mode}{extra})", file=out)
     else:
         print(
             f"tradingsystem {ns}/{name}: already engaged by {ks.get('operator') or '?'} "

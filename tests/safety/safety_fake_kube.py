@@ -89,3 +89,38 @@ class FakeTradingSystemClient:
 
     def close(self) -> None:
         pass
+
+
+class FakeTradingSystems:
+    """STAND-IN for `quantzoo_safety.kube.TradingSystems` (synchronous, many objects), for the kubectl
+    plugin's unit tests. Same merge-patch, precondition and CEL behaviour as above."""
+
+    field_manager = "kubectl-quantzoo"
+
+    def __init__(self, namespace: str = "trading", names: tuple[str, ...] = ("demo",)) -> None:
+        self.clients = {(namespace, n): FakeTradingSystemClient(namespace, n) for n in names}
+        self.error: Exception | None = None
+        self.calls: list[tuple[str, str, str, dict[str, Any] | None, str | None]] = []
+
+    def _client(self, namespace: str, name: str) -> FakeTradingSystemClient:
+        if self.error is not None:
+            raise self.error
+        if (namespace, name) not in self.clients:
+            raise TradingSystemNotFound(f"get tradingsystem {namespace}/{name}: not found")
+        return self.clients[(namespace, name)]
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        self.calls.append(("get", namespace, name, None, None))
+        return asyncio.run(self._client(namespace, name).get())
+
+    def list(self, namespace: str) -> list[dict[str, Any]]:
+        if self.error is not None:
+            raise self.error
+        return [copy.deepcopy(c.obj) for (ns, _), c in sorted(self.clients.items()) if ns == namespace]
+
+    def merge_patch(
+        self, namespace: str, name: str, patch: dict[str, Any], *, resource_version: str | None = None
+    ) -> dict[str, Any]:
+        self.calls.append(("patch", namespace, name, patch, resource_version))
+        client = self._client(namespace, name)
+        return asyncio.run(client.merge_patch_spec(patch, resource_version=resource_version))
