@@ -1,0 +1,25 @@
+"""Where orders go: the in-process paper broker (default), Alpaca, and dry-run (records, never sends)."""
+
+from quantzoo_engine.broker.base import (
+    AccountSnapshot,
+    Broker,
+    BrokerError,
+    BrokerRejected,
+    BrokerTimeout,
+    CancelReport,
+    FlattenReport,
+)
+from quantzoo_engine.broker.dry_run import DryRunBroker
+from quantzoo_engine.broker.paper import PaperBroker
+
+__all__ = [
+    "AccountSnapshot",
+    "Broker",
+    "BrokerError",
+    "BrokerRejected",
+    "BrokerTimeout",
+    "CancelReport",
+    "DryRunBroker",
+    "FlattenReport",
+    "PaperBroker",
+]

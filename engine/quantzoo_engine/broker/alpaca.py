@@ -1,0 +1,274 @@
+"""Alpaca through alpaca-py's TradingClient (`paper=True` unless mode is live).
+
+alpaca-py is synchronous (requests), so every call runs in a worker thread under a deadline; the
+engine's loop never blocks on Alpaca. The kill path (cancel all, close all) has its own client, its
+own threads and its own deadline: alpaca-py retries HTTP 429 three times with 3 s waits (about 9 s),
+which is too slow for an emergency stop, so the kill client's built-in retries are switched off and it
+retries on a short backoff that ends at the deadline. New orders are already blocked in memory before
+any of this runs (engine.py), so a slow or rate-limiting Alpaca delays the clean-up, never the halt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import requests
+from alpaca.common.exceptions import APIError
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
+from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
+
+from quantzoo_engine.broker.base import (
+    AccountSnapshot,
+    BrokerError,
+    BrokerRejected,
+    BrokerTimeout,
+    CancelReport,
+    FlattenReport,
+)
+from quantzoo_engine.orders import Fill, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Side
+from quantzoo_engine.portfolio import Position
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_FINISHED = {
+    "filled": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
+    "replaced": OrderStatus.CANCELED,
+    "done_for_day": OrderStatus.EXPIRED,
+}
+
+
+def _value(x: Any) -> str:
+    return str(getattr(x, "value", x))
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    if ts is None:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def order_from_alpaca(raw: Any) -> Order:
+    """alpaca-py's Order model to ours. Statuses we do not model count as working (safe to cancel)."""
+    status_text = _value(raw.status)
+    if status_text in _FINISHED:
+        status = _FINISHED[status_text]
+    elif status_text == "partially_filled":
+        status = OrderStatus.PARTIALLY_FILLED
+    elif status_text == "new":
+        status = OrderStatus.NEW
+    else:
+        status = OrderStatus.ACCEPTED
+    order_type = OrderType.LIMIT if _value(raw.type or raw.order_type) == "limit" else OrderType.MARKET
+    return Order(
+        id=str(raw.id),
+        client_order_id=raw.client_order_id,
+        symbol=raw.symbol or "",
+        side=Side(_value(raw.side)),
+        quantity=float(raw.qty or 0),
+        order_type=order_type,
+        status=status,
+        submitted_at=_aware(raw.submitted_at) or datetime.now(UTC),
+        limit_price=float(raw.limit_price) if raw.limit_price is not None else None,
+        filled_quantity=float(raw.filled_qty or 0),
+        filled_avg_price=float(raw.filled_avg_price) if raw.filled_avg_price else None,
+        updated_at=_aware(raw.updated_at),
+        origin=OrderOrigin.RECONCILED,
+    )
+
+
+def position_from_alpaca(raw: Any) -> Position:
+    qty = float(raw.qty)
+    # Alpaca reports shorts as a negative qty with side "short"; accept either spelling.
+    if _value(raw.side) == "short" and qty > 0:
+        qty = -qty
+    return Position(raw.symbol, qty, float(raw.avg_entry_price))
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "call")
+
+
+def _status_code(exc: APIError) -> int | None:
+    try:
+        return exc.status_code
+    except AttributeError:
+        return None
+
+
+class AlpacaBroker:
+    name = "alpaca"
+    needs_polling = True
+
+    def __init__(
+        self,
+        api_key: str,
+        secret_key: str,
+        *,
+        paper: bool = True,
+        url_override: str | None = None,
+        timeout_seconds: float = 10.0,
+        client_factory: Callable[..., TradingClient] = TradingClient,
+    ) -> None:
+        self.paper = paper
+        self.timeout_seconds = timeout_seconds
+        self._client = client_factory(api_key, secret_key, paper=paper, url_override=url_override)
+        self._kill_client = client_factory(api_key, secret_key, paper=paper, url_override=url_override)
+        # alpaca-py has no public switch for this on TradingClient; RESTClient keeps the count here.
+        if hasattr(self._kill_client, "_retry"):
+            self._kill_client._retry = 0
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="alpaca")
+        self._kill_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alpaca-kill")
+        self._fills: list[Fill] = []
+        self._reported_fill_qty: dict[str, float] = {}
+
+    async def _call(
+        self, fn: Callable[..., T], *args: Any, timeout: float, executor: ThreadPoolExecutor | None = None
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        name = _name(fn)
+        future = loop.run_in_executor(executor or self._executor, functools.partial(fn, *args))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError as exc:
+            raise BrokerTimeout(f"alpaca {name}: no answer within {timeout:.1f}s") from exc
+        except APIError as exc:
+            code = _status_code(exc)
+            if code is not None and 400 <= code < 500 and code != 429:
+                raise BrokerRejected(f"alpaca {name}: HTTP {code}: {str(exc)[:200]}") from exc
+            raise BrokerError(f"alpaca {name}: HTTP {code}") from exc
+        except requests.RequestException as exc:
+            raise BrokerError(f"alpaca {name}: {type(exc).__name__}") from exc
+
+    async def _kill_call(self, fn: Callable[..., T], *args: Any, deadline_at: float) -> T:
+        """Retry retryable failures (429, 5xx, network) on a short backoff until the deadline."""
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            remaining = deadline_at - loop.time()
+            if remaining <= 0:
+                raise BrokerTimeout(
+                    f"alpaca {_name(fn)}: kill-path deadline reached after {attempt} attempts"
+                )
+            try:
+                return await self._call(fn, *args, timeout=remaining, executor=self._kill_executor)
+            except BrokerError as exc:
+                if not exc.retryable:
+                    raise
+                attempt += 1
+                backoff = min(0.05 * 2**attempt, 0.5, max(deadline_at - loop.time(), 0.0))
+                if deadline_at - loop.time() - backoff <= 0:
+                    raise BrokerTimeout(
+                        f"alpaca {_name(fn)}: kill-path deadline reached after {attempt} attempts ({exc})"
+                    ) from exc
+                await asyncio.sleep(backoff)
+
+    # --- reads -------------------------------------------------------------------------------------------
+    async def connect(self) -> None:
+        await self.account()  # proves credentials and reachability before the engine reconciles
+
+    async def account(self) -> AccountSnapshot:
+        raw = await self._call(self._client.get_account, timeout=self.timeout_seconds)
+        equity = float(raw.equity or 0)
+        return AccountSnapshot(
+            cash=float(raw.cash or 0),
+            equity=equity,
+            last_equity=float(raw.last_equity) if raw.last_equity else None,
+        )
+
+    async def positions(self) -> list[Position]:
+        raw = await self._call(self._client.get_all_positions, timeout=self.timeout_seconds)
+        return [position_from_alpaca(p) for p in raw]
+
+    async def open_orders(self) -> list[Order]:
+        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500)
+        raw = await self._call(self._client.get_orders, request, timeout=self.timeout_seconds)
+        return [order_from_alpaca(o) for o in raw]
+
+    # --- orders ------------------------------------------------------------------------------------------
+    async def submit_order(self, request: OrderRequest) -> Order:
+        common: dict[str, Any] = {
+            "symbol": request.symbol,
+            "qty": request.quantity,
+            "side": OrderSide(str(request.side)),
+            "time_in_force": TimeInForce.DAY,
+            "client_order_id": request.client_order_id,
+        }
+        alpaca_request = (
+            LimitOrderRequest(limit_price=request.limit_price, **common)
+            if request.order_type is OrderType.LIMIT
+            else MarketOrderRequest(**common)
+        )
+        raw = await self._call(self._client.submit_order, alpaca_request, timeout=self.timeout_seconds)
+        order = order_from_alpaca(raw)
+        order.origin = request.origin
+        self._note_fill(order)
+        return order
+
+    def _note_fill(self, order: Order) -> None:
+        # Alpaca may answer a market order already filled; report that fill once. Later fills are
+        # learnt from the periodic reconcile of positions (the broker is the source of truth).
+        already = self._reported_fill_qty.get(order.id, 0.0)
+        new_qty = order.filled_quantity - already
+        if new_qty > 0 and order.filled_avg_price:
+            self._reported_fill_qty[order.id] = order.filled_quantity
+            self._fills.append(
+                Fill(order.id, order.symbol, order.side, new_qty, order.filled_avg_price, datetime.now(UTC))
+            )
+
+    def drain_fills(self) -> list[Fill]:
+        fills, self._fills = self._fills, []
+        return fills
+
+    def on_price(self, symbol: str, price: float, at: datetime) -> None:
+        return None
+
+    # --- the kill path -------------------------------------------------------------------------------------
+    async def cancel_all_orders(self, deadline_seconds: float) -> CancelReport:
+        deadline_at = asyncio.get_running_loop().time() + deadline_seconds
+        report = CancelReport()
+        try:
+            responses = await self._kill_call(self._kill_client.cancel_orders, deadline_at=deadline_at)
+        except BrokerError as exc:
+            report.errors.append(str(exc))
+            return report
+        for item in responses:  # HTTP 207: one status per order
+            if 200 <= item.status < 300:
+                report.cancelled.append(str(item.id))
+            else:
+                report.errors.append(f"cancel {item.id}: HTTP {item.status}")
+        return report
+
+    async def close_all_positions(self, deadline_seconds: float) -> FlattenReport:
+        deadline_at = asyncio.get_running_loop().time() + deadline_seconds
+        report = FlattenReport()
+        try:
+            responses = await self._kill_call(
+                functools.partial(self._kill_client.close_all_positions, cancel_orders=True),
+                deadline_at=deadline_at,
+            )
+        except BrokerError as exc:
+            report.errors.append(str(exc))
+            return report
+        for item in responses:  # HTTP 207: one status per symbol
+            if item.status is not None and 200 <= item.status < 300:
+                report.closed.append(item.symbol or "")
+            else:
+                report.errors.append(f"close {item.symbol}: HTTP {item.status}")
+        return report
+
+    async def close(self) -> None:
+        # Do not wait for threads stuck on a slow Alpaca: they hold no state we need.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._kill_executor.shutdown(wait=False, cancel_futures=True)
