@@ -1,0 +1,168 @@
+"""Wiring: settings -> broker, feed, engine, runtime -> a FastAPI app with a lifespan.
+
+`create_app(settings)` is what `python -m quantzoo_engine` serves. Tests pass their own broker, feed or
+clock; every app instance has its own engine and its own metrics registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from quantzoo_api.types import BrokerKind, MarketDataKind, TradingMode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from quantzoo_engine.api import admin, public
+from quantzoo_engine.broker.base import Broker
+from quantzoo_engine.broker.dry_run import DryRunBroker
+from quantzoo_engine.broker.paper import PaperBroker
+from quantzoo_engine.clock import Clock, SystemClock
+from quantzoo_engine.engine import TradingEngine
+from quantzoo_engine.feed.base import MarketDataFeed
+from quantzoo_engine.feed.replay import ReplayError, ReplayFeed
+from quantzoo_engine.feed.simulated import SimulatedFeed
+from quantzoo_engine.kube_watch import KubeWatch
+from quantzoo_engine.metrics import EngineMetrics
+from quantzoo_engine.runtime import EngineRuntime, WatchFactory
+from quantzoo_engine.settings import ConfigError, EngineSettings
+
+log = logging.getLogger(__name__)
+
+
+def _secret(value: Any) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+def build_broker(settings: EngineSettings, clock: Clock) -> Broker:
+    spec = settings.spec
+    real: Broker | None = None
+    if spec.broker.kind is BrokerKind.ALPACA:
+        from quantzoo_engine.broker.alpaca import AlpacaBroker  # alpaca-py is imported only when used
+
+        real = AlpacaBroker(
+            _secret(settings.alpaca_api_key),
+            _secret(settings.alpaca_api_secret),
+            paper=spec.mode is not TradingMode.LIVE,  # live only when the spec says so explicitly
+            url_override=spec.broker.base_url,
+            timeout_seconds=settings.broker_timeout_seconds,
+        )
+    if spec.mode is TradingMode.DRY_RUN:
+        return DryRunBroker(spec.broker.initial_cash, clock, seed_from=real)
+    if real is not None:
+        return real
+    return PaperBroker(spec.broker.initial_cash, clock)
+
+
+def build_feed(settings: EngineSettings) -> MarketDataFeed:
+    md, symbols = settings.spec.market_data, list(settings.spec.symbols)
+    if md.kind is MarketDataKind.REPLAY:
+        try:
+            return ReplayFeed.from_csv(md.replay_path or "", symbols, md.interval_seconds)
+        except (OSError, ReplayError) as exc:
+            raise ConfigError(f"marketData.replayPath: {exc}") from exc
+    if md.kind is MarketDataKind.ALPACA:
+        from quantzoo_engine.feed.alpaca import AlpacaFeed
+
+        return AlpacaFeed(
+            symbols,
+            _secret(settings.alpaca_api_key),
+            _secret(settings.alpaca_api_secret),
+            url_override=md.base_url,
+        )
+    return SimulatedFeed(symbols, seed=md.seed, interval_seconds=md.interval_seconds)
+
+
+class LatencyMiddleware:
+    """api_latency_seconds{api="http"}: how long the most recent request took (plain ASGI, cheap)."""
+
+    def __init__(self, app: ASGIApp, metrics: EngineMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.metrics.observe_latency("http", time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
+def create_app(
+    settings: EngineSettings | None = None,
+    *,
+    broker: Broker | None = None,
+    feed: MarketDataFeed | None = None,
+    clock: Clock | None = None,
+    with_feed: bool = True,
+    watch_factory: WatchFactory | None = None,
+) -> FastAPI:
+    settings = settings or EngineSettings()
+    clock = clock or SystemClock()
+    metrics = EngineMetrics()
+    spec = settings.spec
+    if feed is None and with_feed:
+        feed = build_feed(settings)
+    engine = TradingEngine(
+        spec=spec,
+        broker=broker or build_broker(settings, clock),
+        metrics=metrics,
+        clock=clock,
+        pod=settings.pod_name,
+        namespace=settings.namespace,
+        name=settings.name,
+        kill_deadline_seconds=settings.kill_deadline_seconds,
+        outlier_pct=settings.outlier_pct,
+        bar_interval_seconds=feed.bar_interval_seconds if feed is not None else None,
+        reconcile_interval_seconds=settings.reconcile_interval_seconds,
+    )
+    if watch_factory is None and settings.watch_kubernetes:
+
+        def watch_factory(on_action: Any) -> KubeWatch:
+            return KubeWatch(settings.namespace, settings.name, on_action, kubeconfig=settings.kubeconfig)
+
+    runtime = EngineRuntime(
+        engine,
+        feed,
+        state_dir=settings.state_dir,
+        shutdown_deadline_seconds=settings.shutdown_deadline_seconds,
+        config_generation=settings.generation,
+        watch_factory=watch_factory,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info(
+            "engine starting",
+            extra={
+                "mode": str(spec.mode),
+                "broker": engine.broker.name,
+                "symbols": list(spec.symbols),
+                "watch_kubernetes": settings.watch_kubernetes,
+                "admin_api": bool(settings.admin_token),
+            },
+        )
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="QuantZoo engine", version="0.1.0", lifespan=lifespan)
+    app.state.engine = engine
+    app.state.runtime = runtime
+    app.state.settings = settings
+    app.state.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    app.include_router(public.router)
+    app.include_router(admin.router)
+    app.add_middleware(LatencyMiddleware, metrics=metrics)
+    return app

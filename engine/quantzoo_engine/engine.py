@@ -1,0 +1,661 @@
+"""The trading engine: bars in, risk-checked orders out, and the kill switch in between.
+
+One object owns the book (portfolio, orders), the state machine, the kill-switch latch, the risk
+engine, the data guard, the strategy and the broker. Everything runs on one asyncio loop; the rules
+that make the kill switch hold are:
+
+1. Blocking is in memory and synchronous: `apply_kill_switch_now` changes the state before it returns,
+   with no await, so nothing can be sent in between.
+2. `submit` has no await between the risk checks and the broker call, so an order either passed the
+   checks before the engage (and is "in flight") or is refused.
+3. The kill path waits for in-flight submissions to land, then cancels every working order, then
+   flattens if asked, each step bounded by the kill deadline. Only then is the command acknowledged, so
+   after an acknowledged engage no position-increasing order reaches the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from quantzoo_api.killswitch import KillSwitchAck, KillSwitchCommand, TradingState
+from quantzoo_api.types import KillSwitchMode, TradingSystemSpec
+
+from quantzoo_engine.broker.base import Broker, BrokerError, BrokerRejected, CancelReport, FlattenReport
+from quantzoo_engine.clock import Clock, SystemClock
+from quantzoo_engine.feed.base import Bar
+from quantzoo_engine.feed.quality import BarVerdict, DataQualityGuard
+from quantzoo_engine.killswitch import KillSwitchLatch, LatchDecision
+from quantzoo_engine.kube_watch import ResourceDeleted, SpecObserved, ViewLost, WatchAction
+from quantzoo_engine.metrics import EngineMetrics
+from quantzoo_engine.orders import Order, OrderBook, OrderRequest
+from quantzoo_engine.portfolio import Portfolio
+from quantzoo_engine.risk.checks import PreTradeContext, Rejection, RejectReason, RiskEngine
+from quantzoo_engine.state import TradingStateMachine, Transition
+from quantzoo_engine.strategy import Strategy, build_strategy
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", CancelReport, FlattenReport)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    order: Order | None = None
+    rejection: Rejection | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.order is not None
+
+
+@dataclass(slots=True)
+class ShutdownReport:
+    started_at: datetime
+    finished_at: datetime | None = None
+    cancelled_orders: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.errors
+
+
+@dataclass(slots=True)
+class OrderCounts:
+    submitted: int = 0
+    filled: int = 0
+    rejected: int = 0
+    cancelled: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class TradingEngine:
+    def __init__(
+        self,
+        *,
+        spec: TradingSystemSpec,
+        broker: Broker,
+        metrics: EngineMetrics | None = None,
+        clock: Clock | None = None,
+        strategy: Strategy | None = None,
+        pod: str = "engine",
+        namespace: str = "default",
+        name: str = "standalone",
+        kill_deadline_seconds: float = 3.0,
+        outlier_pct: float = 10.0,
+        bar_interval_seconds: float | None = None,
+        reconcile_interval_seconds: float = 5.0,
+    ) -> None:
+        self.spec = spec
+        self.broker = broker
+        self.metrics = metrics or EngineMetrics()
+        self.clock = clock or SystemClock()
+        self.strategy = strategy or build_strategy(spec.strategy, spec.risk)
+        self.pod, self.namespace, self.name = pod, namespace, name
+        self.kill_deadline_seconds = kill_deadline_seconds
+        self.reconcile_interval_seconds = reconcile_interval_seconds
+
+        self.trading = TradingStateMachine()
+        self.kill = KillSwitchLatch()
+        self.risk = RiskEngine(spec.risk)
+        self.portfolio = Portfolio(cash=spec.broker.initial_cash)
+        self.orders = OrderBook()
+        self.data = DataQualityGuard(
+            list(spec.symbols),
+            bar_interval_seconds or spec.market_data.interval_seconds,
+            outlier_pct,
+            started_mono=self.clock.monotonic(),
+        )
+        self._symbols = frozenset(spec.symbols)
+        self.counts = OrderCounts()
+        self.errors_total = 0
+        self.started_at = self.clock.now()
+        self.heartbeat_at = self.started_at
+        self.shutdown_report: ShutdownReport | None = None
+        # Set by the app so a live symbol change reaches the feed.
+        self.on_symbols_changed: Callable[[list[str]], Awaitable[None]] | None = None
+
+        self._inflight = 0
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._kill_lock: asyncio.Lock | None = None
+        # A kill that arrived before the broker was reconciled: its broker work runs right after.
+        self._pending_enforcement: bool | None = None
+        self._last_reconcile_mono = self.clock.monotonic()
+        self._sync_state(None)
+
+    # --- state -----------------------------------------------------------------------------------------
+    @property
+    def trading_state(self) -> TradingState:
+        return self.trading.state
+
+    @property
+    def ready(self) -> bool:
+        facts = self.trading.facts
+        return facts.reconciled and facts.kill_switch_known and not facts.shutting_down
+
+    def _sync_state(self, transition: Transition | None) -> None:
+        if transition is not None:
+            log.info(
+                "trading state %s -> %s",
+                transition.before,
+                transition.after,
+                extra={
+                    "cause": transition.cause,
+                    "halt_reasons": [str(r) for r in self.trading.halt_reasons],
+                },
+            )
+        self.metrics.set_trading_state(self.trading.state)
+        self.metrics.kill_switch_engaged.set(1 if self.kill.status.engaged else 0)
+        self.metrics.kill_switch_state_known.set(1 if self.trading.facts.kill_switch_known else 0)
+
+    def count_error(self, kind: str) -> None:
+        self.errors_total += 1
+        self.metrics.errors.labels(kind=kind).inc()
+
+    def kill_switch_read(self) -> None:
+        """The kill-switch state is known (config file read, or a watch snapshot applied)."""
+        self._sync_state(self.trading.kill_switch_read())
+
+    def defer_kill_switch_enforcement(self, close_positions: bool) -> None:
+        """Cancel (and optionally flatten) once the broker is reconciled; for a switch engaged at start."""
+        self._pending_enforcement = bool(self._pending_enforcement) or close_positions
+
+    def heartbeat(self, now: datetime | None = None) -> None:
+        self.heartbeat_at = now or self.clock.now()
+        self.metrics.heartbeat_timestamp_seconds.set(self.heartbeat_at.timestamp())
+
+    # --- broker reconcile --------------------------------------------------------------------------------
+    async def reconcile_with_broker(self, *, first: bool = False) -> None:
+        """Adopt the broker's positions, cash and open orders (the broker is the source of truth)."""
+        started = time.perf_counter()
+        account = await self.broker.account()
+        positions = await self.broker.positions()
+        open_orders = await self.broker.open_orders()
+        self.metrics.observe_latency("broker", time.perf_counter() - started)
+        start_equity = (account.last_equity or account.equity) if first else account.last_equity
+        self.portfolio.reconcile(account.cash, positions, start_of_day_equity=start_equity)
+        self.orders.replace_working(open_orders, self.clock.now())
+        for order in open_orders:
+            self.risk.remember_client_order_id(order.client_order_id)
+        self._last_reconcile_mono = self.clock.monotonic()
+
+    async def start(self, retry_max_seconds: float = 10.0) -> None:
+        """Connect and reconcile before trading; retry until it works (HALTED meanwhile)."""
+        backoff = 0.5
+        while not self.trading.facts.shutting_down:
+            try:
+                await self.broker.connect()
+                await self.reconcile_with_broker(first=True)
+                break
+            except BrokerError as exc:
+                self.count_error("broker")
+                log.warning("broker reconcile failed; still HALTED, retrying", extra={"error": str(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, retry_max_seconds)
+        else:
+            return
+        self.portfolio.roll_day(self.clock.now().date())
+        log.info(
+            "reconciled with the broker",
+            extra={
+                "broker": self.broker.name,
+                "positions": len(self.portfolio.positions),
+                "working_orders": len(self.orders.working()),
+                "cash": self.portfolio.cash,
+            },
+        )
+        self._sync_state(self.trading.broker_reconciled())
+        if self._pending_enforcement is not None or self.kill.status.engaged:
+            close = bool(self._pending_enforcement)
+            self._pending_enforcement = None
+            await self._enforce_kill_switch(close_positions=close, cause="kill_switch")
+
+    # --- market data -------------------------------------------------------------------------------------
+    async def on_bar(self, bar: Bar) -> None:
+        now_mono, now_wall = self.clock.monotonic(), self.clock.now()
+        self.heartbeat(now_wall)
+        seen = self.data.observe(bar, now_mono, now_wall)
+        if seen.missing_bars:
+            self.metrics.missing_bars.labels(symbol=bar.symbol).inc(seen.missing_bars)
+        if seen.verdict is BarVerdict.OUTLIER:
+            self.metrics.outlier_prices.labels(symbol=bar.symbol).inc()
+            log.warning("outlier price refused", extra={"symbol": bar.symbol, "close": bar.close})
+        if seen.verdict is not BarVerdict.ACCEPTED:
+            return
+        self.portfolio.mark(bar.symbol, bar.close)
+        self.broker.on_price(bar.symbol, bar.close, bar.timestamp)
+        self._apply_fills()
+        position = self.portfolio.quantity(bar.symbol) + self.orders.working_net(bar.symbol)
+        requests = self.strategy.on_bar(bar, position)
+        # While HALTED the strategy keeps its indicators current but is not asked to trade: its orders
+        # would all be refused, and a stream of refusals would only look like a reject spike.
+        if not requests or self.trading.state is TradingState.HALTED:
+            return
+        for request in requests:
+            await self.submit(request)
+
+    # --- orders ------------------------------------------------------------------------------------------
+    def pretrade_context(self, request: OrderRequest) -> PreTradeContext:
+        symbol = request.symbol
+        now = self.clock.monotonic()
+        staleness = self.data.staleness(symbol, now)
+        return PreTradeContext(
+            trading_state=self.trading.state,
+            symbol_known=symbol in self._symbols,
+            last_price=self.data.last_price(symbol),
+            data_stale=staleness > self.risk.limits.stale_data_seconds,
+            staleness_seconds=staleness,
+            data_suspect=self.data.is_suspect(symbol),
+            position=self.portfolio.quantity(symbol),
+            working_same_side=self.orders.working_quantity(symbol, request.side),
+            working_net=self.orders.working_net(symbol),
+            gross_exposure=self.portfolio.gross_exposure,
+            daily_drawdown_pct=self.portfolio.daily_drawdown_pct,
+        )
+
+    def _count_rejection(self, reason: RejectReason) -> None:
+        self.counts.rejected += 1
+        self.counts.rejected_by_reason[str(reason)] = self.counts.rejected_by_reason.get(str(reason), 0) + 1
+        self.metrics.orders_rejected.labels(reason=str(reason)).inc()
+
+    async def submit(self, request: OrderRequest) -> SubmitResult:
+        rejection = self.risk.evaluate(request, self.pretrade_context(request), self.clock.monotonic())
+        if rejection is not None:
+            self._count_rejection(rejection.reason)
+            log.debug("order refused", extra={"reason": str(rejection.reason), "symbol": request.symbol})
+            return SubmitResult(rejection=rejection)
+        # Accepted: no await between the checks and the broker call (see the module docstring).
+        self.orders.add_pending(request)
+        self._inflight += 1
+        started = time.perf_counter()
+        try:
+            order = await self.broker.submit_order(request)
+        except BrokerRejected as exc:
+            self.orders.drop_pending(request.client_order_id)
+            self._count_rejection(RejectReason.BROKER_REJECTED)
+            return SubmitResult(rejection=Rejection(RejectReason.BROKER_REJECTED, str(exc)))
+        except BrokerError as exc:
+            self.orders.drop_pending(request.client_order_id)
+            self.count_error("broker")
+            self._count_rejection(RejectReason.BROKER_ERROR)
+            return SubmitResult(rejection=Rejection(RejectReason.BROKER_ERROR, str(exc)))
+        except Exception as exc:
+            self.orders.drop_pending(request.client_order_id)
+            self.count_error("internal")
+            log.exception("order submission failed")
+            self._count_rejection(RejectReason.BROKER_ERROR)
+            return SubmitResult(rejection=Rejection(RejectReason.BROKER_ERROR, type(exc).__name__))
+        finally:
+            self._end_inflight()
+            self.metrics.observe_latency("broker", time.perf_counter() - started)
+        self.orders.add(order)
+        self.counts.submitted += 1
+        self.metrics.orders_submitted.labels(side=str(order.side)).inc()
+        self._apply_fills()
+        return SubmitResult(order=order)
+
+    def _end_inflight(self) -> None:
+        self._inflight -= 1
+        if self._inflight == 0:
+            for waiter in self._idle_waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._idle_waiters.clear()
+
+    async def _wait_inflight(self, timeout: float) -> bool:
+        if self._inflight == 0:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, max(timeout, 0.001))
+        except TimeoutError:
+            return False
+        return True
+
+    def _apply_fills(self) -> None:
+        for fill in self.broker.drain_fills():
+            self.portfolio.apply_fill(fill)
+            self.orders.on_fill(fill)
+            self.counts.filled += 1
+            self.metrics.orders_filled.labels(side=str(fill.side)).inc()
+
+    # --- kill switch -------------------------------------------------------------------------------------
+    def apply_kill_switch_now(self, command: KillSwitchCommand) -> LatchDecision:
+        """The in-memory half of a kill-switch command. In force when this returns; no await, no I/O."""
+        started = time.perf_counter()
+        decision = self.kill.apply(command, self.clock.now())
+        status = self.kill.status
+        self._sync_state(self.trading.kill_switch(status.engaged, status.mode))
+        if command.engaged:
+            self.metrics.kill_switch_engage_seconds.observe(time.perf_counter() - started)
+        log.info(
+            "kill-switch command: %s",
+            decision,
+            extra={
+                "engaged": command.engaged,
+                "mode": str(command.mode),
+                "source": command.source,
+                "operator": command.operator,
+                "reason": command.reason,
+                "generation": command.generation,
+                "trading_state": str(self.trading.state),
+            },
+        )
+        return decision
+
+    async def apply_kill_switch(
+        self, command: KillSwitchCommand, *, enforce_repeats: bool = True
+    ) -> KillSwitchAck:
+        """Block, then cancel and flatten, then acknowledge. Idempotent."""
+        decision = self.apply_kill_switch_now(command)
+        cancelled: list[str] = []
+        closed: list[str] = []
+        errors: list[str] = []
+        if command.engaged and (decision is LatchDecision.ENGAGED or enforce_repeats):
+            cancelled, closed, errors = await self._enforce_kill_switch(
+                close_positions=command.close_positions, cause="kill_switch"
+            )
+        return self.acknowledge(cancelled, closed, errors)
+
+    def acknowledge(self, cancelled: list[str], closed: list[str], errors: list[str]) -> KillSwitchAck:
+        status = self.kill.status
+        return KillSwitchAck(
+            pod=self.pod,
+            engaged=status.engaged,
+            trading_state=self.trading.state,
+            generation=status.generation,
+            acknowledged_at=self.clock.now(),
+            cancelled_orders=cancelled,
+            closed_positions=closed,
+            errors=errors,
+        )
+
+    async def _bounded(
+        self, call: Callable[[float], Awaitable[R]], empty: R, deadline_at: float, what: str
+    ) -> R:
+        """Run one broker step of the kill path inside what is left of the deadline."""
+        remaining = deadline_at - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            empty.errors.append(f"{what}: kill deadline reached before it could start")
+            return empty
+        started = time.perf_counter()
+        try:
+            # The broker bounds itself; this outer bound is for brokers that do not.
+            return await asyncio.wait_for(call(remaining), remaining + 0.25)
+        except TimeoutError:
+            empty.errors.append(
+                f"{what}: no answer within the kill deadline ({self.kill_deadline_seconds:g}s)"
+            )
+        except BrokerError as exc:
+            empty.errors.append(f"{what}: {exc}")
+        except Exception as exc:
+            log.exception("kill path step failed", extra={"step": what})
+            empty.errors.append(f"{what}: {type(exc).__name__}")
+        finally:
+            self.metrics.observe_latency("broker", time.perf_counter() - started)
+        return empty
+
+    @property
+    def kill_lock(self) -> asyncio.Lock:
+        if self._kill_lock is None:
+            self._kill_lock = asyncio.Lock()
+        return self._kill_lock
+
+    async def _cancel_everything(self, deadline_at: float, cause: str) -> CancelReport:
+        loop = asyncio.get_running_loop()
+        report = CancelReport()
+        # Orders that passed the checks before the block are allowed to land, so they get cancelled too.
+        if not await self._wait_inflight(deadline_at - loop.time()):
+            report.errors.append(f"{self._inflight} order submissions still in flight at the deadline")
+        result = await self._bounded(
+            self.broker.cancel_all_orders, CancelReport(), deadline_at, "cancel all orders"
+        )
+        report.cancelled.extend(result.cancelled)
+        report.errors.extend(result.errors)
+        self.orders.mark_cancelled(report.cancelled, self.clock.now())
+        self.counts.cancelled += len(report.cancelled)
+        if report.cancelled:
+            self.metrics.orders_cancelled.labels(cause=cause).inc(len(report.cancelled))
+        return report
+
+    async def _enforce_kill_switch(
+        self, *, close_positions: bool, cause: str
+    ) -> tuple[list[str], list[str], list[str]]:
+        if not self.trading.facts.reconciled:
+            self._pending_enforcement = bool(self._pending_enforcement) or close_positions
+            return [], [], ["broker not reconciled yet: working orders are cancelled as soon as it is"]
+        async with self.kill_lock:  # one clean-up at a time: two concurrent flattens would overshoot
+            deadline_at = asyncio.get_running_loop().time() + self.kill_deadline_seconds
+            cancel = await self._cancel_everything(deadline_at, cause)
+            closed: list[str] = []
+            errors = list(cancel.errors)
+            if close_positions:
+                flat = await self._bounded(
+                    self.broker.close_all_positions, FlattenReport(), deadline_at, "close all positions"
+                )
+                closed, errors = flat.closed, errors + flat.errors
+                self._apply_fills()
+            for _ in errors:
+                self.count_error("kill_path")
+            return cancel.cancelled, closed, errors
+
+    # --- the TradingSystem, live -------------------------------------------------------------------------
+    async def apply_spec(self, spec: TradingSystemSpec) -> list[str]:
+        """Apply what can change without a restart: risk limits, symbols, strategy."""
+        old, changed = self.spec, []
+        if spec.risk != old.risk:
+            self.risk.update_limits(spec.risk)
+            self.strategy.update_limits(spec.risk)
+            changed.append("risk")
+        if spec.symbols != old.symbols:
+            self._symbols = frozenset(spec.symbols)
+            self.data.set_symbols(list(spec.symbols))
+            if self.on_symbols_changed is not None:
+                await self.on_symbols_changed(list(spec.symbols))
+            changed.append("symbols")
+        if spec.strategy != old.strategy:
+            self.strategy = build_strategy(spec.strategy, spec.risk)
+            changed.append("strategy")
+        needs_restart = [f for f in ("mode", "broker", "market_data") if getattr(spec, f) != getattr(old, f)]
+        if needs_restart:
+            log.warning("spec change needs an engine restart to apply", extra={"fields": needs_restart})
+        self.spec = spec
+        if changed:
+            log.info("applied spec change live", extra={"changed": changed})
+        return changed
+
+    async def on_watch_action(self, action: WatchAction) -> None:
+        if isinstance(action, SpecObserved):
+            await self.apply_spec(action.spec)
+            decision = self.apply_kill_switch_now(action.kill_switch)
+            self.kill_switch_read()
+            if action.kill_switch.engaged and decision is LatchDecision.ENGAGED:
+                await self._enforce_kill_switch(
+                    close_positions=action.kill_switch.close_positions, cause="kill_switch"
+                )
+        elif isinstance(action, ViewLost):
+            # Fail closed: whatever the state was, it is not known any more (design.md, point 4).
+            log.warning(
+                "lost the view of the kill switch: HALTED until it is read again",
+                extra={"reason": action.reason},
+            )
+            self._sync_state(self.trading.kill_switch_view_lost())
+        elif isinstance(action, ResourceDeleted):
+            await self.apply_kill_switch(
+                KillSwitchCommand(
+                    engaged=True,
+                    mode=KillSwitchMode.HALT,
+                    reason="TradingSystem deleted",
+                    source="kubernetes-watch",
+                )
+            )
+
+    # --- housekeeping and shutdown -----------------------------------------------------------------------
+    async def housekeeping(self) -> None:
+        """Once a second: heartbeat, day roll, and the periodic reconcile with a remote broker."""
+        now = self.clock.now()
+        self.heartbeat(now)
+        if self.portfolio.roll_day(now.date()):
+            log.info("new trading day", extra={"start_of_day_equity": self.portfolio.start_of_day_equity})
+        due = self.clock.monotonic() - self._last_reconcile_mono >= self.reconcile_interval_seconds
+        if self.broker.needs_polling and self.trading.facts.reconciled and due:
+            try:
+                await self.reconcile_with_broker()
+            except BrokerError as exc:
+                self.count_error("broker")
+                log.warning("periodic broker reconcile failed", extra={"error": str(exc)})
+
+    def begin_shutdown(self) -> None:
+        """Stop new orders now (called from the SIGTERM handler; in memory only)."""
+        self._sync_state(self.trading.begin_shutdown())
+
+    async def shutdown(self, deadline_seconds: float) -> ShutdownReport:
+        """Stop new orders, cancel working orders. Persisting is the app's job (it knows the directory)."""
+        self.begin_shutdown()
+        report = ShutdownReport(started_at=self.clock.now())
+        if self.trading.facts.reconciled:
+            deadline_at = asyncio.get_running_loop().time() + deadline_seconds
+            async with self.kill_lock:
+                cancel = await self._cancel_everything(deadline_at, "shutdown")
+            report.cancelled_orders, report.errors = cancel.cancelled, cancel.errors
+        report.finished_at = self.clock.now()
+        self.shutdown_report = report
+        return report
+
+    # --- views (the API and the state file read these) ------------------------------------------------------
+    def kill_switch_view(self) -> dict[str, Any]:
+        s = self.kill.status
+        return {
+            "engaged": s.engaged,
+            "mode": str(s.mode),
+            "reason": s.reason,
+            "operator": s.operator,
+            "source": s.source,
+            "generation": s.generation,
+            "since": s.since,
+        }
+
+    def state_view(self) -> dict[str, Any]:
+        now = self.clock.monotonic()
+        limit = self.risk.limits.stale_data_seconds
+        staleness = {s: self.data.staleness(s, now) for s in self.data.symbols}
+        p = self.portfolio
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "pod": self.pod,
+            "trading_state": str(self.trading.state),
+            "halt_reasons": [str(r) for r in self.trading.halt_reasons],
+            "ready": self.ready,
+            "kill_switch": self.kill_switch_view(),
+            "kill_switch_state_known": self.trading.facts.kill_switch_known,
+            "last_update": self.data.last_update(),
+            "heartbeat_at": self.heartbeat_at,
+            "started_at": self.started_at,
+            "mode": str(self.spec.mode),
+            "broker": self.broker.name,
+            "strategy": self.strategy.name,
+            "symbols": list(self.spec.symbols),
+            "pnl": {
+                "realized": round(p.realized_pnl, 6),
+                "unrealized": round(p.unrealized_pnl, 6),
+                "total": round(p.total_pnl, 6),
+                "unrealized_pnl_pct": round(p.unrealized_pnl_pct, 6),
+                "daily_drawdown_pct": round(p.daily_drawdown_pct, 6),
+            },
+            "equity": round(p.equity, 6),
+            "cash": round(p.cash, 6),
+            "gross_exposure": round(p.gross_exposure, 6),
+            "orders": {
+                "submitted": self.counts.submitted,
+                "filled": self.counts.filled,
+                "rejected": self.counts.rejected,
+                "cancelled": self.counts.cancelled,
+                "rejected_by_reason": dict(self.counts.rejected_by_reason),
+                "working": self.orders.working_count,
+            },
+            "data": {
+                "stale": any(v > limit for v in staleness.values()),
+                "staleness_seconds": round(max(staleness.values(), default=0.0), 3),
+                "stale_symbols": sorted(s for s, v in staleness.items() if v > limit),
+                "missing_bars": self.data.missing_bars,
+                "outliers": self.data.outliers,
+            },
+            "errors_total": self.errors_total,
+        }
+
+    def positions_view(self) -> dict[str, Any]:
+        p = self.portfolio
+        rows = []
+        for pos in sorted(p.positions.values(), key=lambda x: x.symbol):
+            price = p.marks.get(pos.symbol, pos.avg_price)
+            rows.append(
+                {
+                    "symbol": pos.symbol,
+                    "quantity": pos.quantity,
+                    "side": "long" if pos.quantity > 0 else "short",
+                    "avg_entry_price": round(pos.avg_price, 6),
+                    "last_price": price,
+                    "market_value": round(pos.quantity * price, 6),
+                    "unrealized_pnl": round(pos.quantity * (price - pos.avg_price), 6),
+                }
+            )
+        return {
+            "as_of": self.clock.now(),
+            "positions": rows,
+            "cash": round(p.cash, 6),
+            "equity": round(p.equity, 6),
+            "gross_exposure": round(p.gross_exposure, 6),
+        }
+
+    def symbols_view(self) -> list[dict[str, Any]]:
+        now = self.clock.monotonic()
+        limit = self.risk.limits.stale_data_seconds
+        rows = []
+        for symbol, d in self.data.symbols.items():
+            staleness = self.data.staleness(symbol, now)
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "last_update": d.last_update,
+                    "last_price": d.last_price,
+                    "last_bar_time": d.last_bar_time,
+                    "stale": staleness > limit,
+                    "staleness_seconds": round(staleness, 3),
+                    "suspect": d.suspect,
+                    "bars": d.bars,
+                    "missing_bars": d.missing_bars,
+                    "outliers": d.outliers,
+                    "position": self.portfolio.quantity(symbol),
+                }
+            )
+        return rows
+
+    def refresh_metrics(self) -> None:
+        """Bring the state gauges up to date (called on each /metrics scrape)."""
+        m, p = self.metrics, self.portfolio
+        m.unrealized_pnl_pct.set(p.unrealized_pnl_pct)
+        m.position_quantity.clear()
+        m.position_notional.clear()
+        for pos in p.positions.values():
+            m.position_quantity.labels(symbol=pos.symbol).set(pos.quantity)
+            m.position_notional.labels(symbol=pos.symbol).set(p.position_notional(pos.symbol))
+        m.positions.set(len(p.positions))
+        m.gross_exposure.set(p.gross_exposure)
+        m.equity.set(p.equity)
+        m.realized_pnl.set(p.realized_pnl)
+        m.unrealized_pnl.set(p.unrealized_pnl)
+        m.daily_drawdown_pct.set(p.daily_drawdown_pct)
+        m.orders_working.set(self.orders.working_count)
+        now = self.clock.monotonic()
+        m.data_staleness_seconds.clear()
+        for symbol in self.data.symbols:
+            m.data_staleness_seconds.labels(symbol=symbol).set(self.data.staleness(symbol, now))
+        self._sync_state(None)

@@ -1,0 +1,191 @@
+"""The engine's life: start (read the kill switch, reconcile, trade), run, and stop on SIGTERM.
+
+Startup order matters for the kill switch: the engine is HALTED from construction; the kill-switch state
+is read (config file, or the Kubernetes API when watching) and the broker reconciled before any order
+can pass. On SIGTERM, new orders stop at once (in the signal handler, in memory), working orders are
+cancelled while uvicorn drains connections, then the state is written to ENGINE_STATE_DIR, all inside
+`shutdown_deadline_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from quantzoo_engine.engine import ShutdownReport, TradingEngine
+from quantzoo_engine.feed.base import MarketDataFeed
+from quantzoo_engine.killswitch import command_from_spec
+from quantzoo_engine.kube_watch import KubeWatch, WatchAction
+from quantzoo_engine.persistence import write_state
+
+log = logging.getLogger(__name__)
+
+WatchFactory = Callable[[Callable[[WatchAction], Any]], KubeWatch]
+
+
+class EngineRuntime:
+    def __init__(
+        self,
+        engine: TradingEngine,
+        feed: MarketDataFeed | None,
+        *,
+        state_dir: Path,
+        shutdown_deadline_seconds: float,
+        config_generation: int | None = None,
+        watch_factory: WatchFactory | None = None,
+        housekeeping_interval_seconds: float = 1.0,
+    ) -> None:
+        self.engine = engine
+        self.feed = feed
+        self.state_dir = state_dir
+        self.shutdown_deadline_seconds = shutdown_deadline_seconds
+        self.config_generation = config_generation
+        self.watch_factory = watch_factory
+        self.housekeeping_interval_seconds = housekeeping_interval_seconds
+        self.watch: KubeWatch | None = None
+        self.exit_code = 0
+        self.state_file: Path | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._shutdown_task: asyncio.Task[ShutdownReport] | None = None
+        self._terminate_requested_at: float | None = None
+        if feed is not None:
+            engine.on_symbols_changed = feed.set_symbols
+
+    # --- start -------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        engine = self.engine
+        if self.watch_factory is None:
+            # Standalone: the config file is the kill switch's source of truth at start.
+            command = command_from_spec(
+                engine.spec.kill_switch, generation=self.config_generation, default_source="config"
+            )
+            engine.apply_kill_switch_now(command)
+            engine.kill_switch_read()
+            if command.engaged:
+                engine.defer_kill_switch_enforcement(command.close_positions)
+        else:
+            self.watch = self.watch_factory(engine.on_watch_action)
+            self._spawn(self.watch.run(), "kube-watch")
+        self._spawn(engine.start(), "broker-reconcile")
+        if self.feed is not None:
+            self._spawn(self._run_feed(self.feed), "market-data")
+        self._spawn(self._housekeeping(), "housekeeping")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
+
+    async def _run_feed(self, feed: MarketDataFeed) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                async for bar in feed.stream():
+                    backoff = 0.5
+                    try:
+                        await self.engine.on_bar(bar)
+                    except Exception:
+                        self.engine.count_error("internal")
+                        log.exception("processing a bar failed", extra={"symbol": bar.symbol})
+                log.warning("market data feed ended; data will go stale and halt new orders")
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A broken feed is stale data: the risk checks halt new orders, we keep trying.
+                self.engine.count_error("feed")
+                log.exception("market data feed failed; retrying")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            try:
+                await self.engine.housekeeping()
+            except Exception:
+                self.engine.count_error("internal")
+                log.exception("housekeeping failed")
+            await asyncio.sleep(self.housekeeping_interval_seconds)
+
+    # --- stop --------------------------------------------------------------------------------------------
+    def request_terminate(self) -> None:
+        """From the SIGTERM handler: block new orders now, start cancelling working orders at once."""
+        self.engine.begin_shutdown()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._ensure_shutdown_started)
+
+    def _ensure_shutdown_started(self) -> asyncio.Task[ShutdownReport]:
+        if self._shutdown_task is None:
+            loop = asyncio.get_running_loop()
+            self._terminate_requested_at = loop.time()
+            # Leave a second of the budget for persisting and closing.
+            budget = max(self.shutdown_deadline_seconds - 1.0, 0.1)
+            self._shutdown_task = loop.create_task(self.engine.shutdown(budget), name="shutdown")
+        return self._shutdown_task
+
+    async def stop(self) -> None:
+        """Lifespan shutdown: finish the cancel, stop the tasks, close the clients, persist."""
+        loop = asyncio.get_running_loop()
+        task = self._ensure_shutdown_started()
+        started = self._terminate_requested_at or loop.time()
+        remaining = self.shutdown_deadline_seconds - (loop.time() - started) - 0.5
+        try:
+            report = await asyncio.wait_for(asyncio.shield(task), max(remaining, 0.1))
+        except TimeoutError:
+            report = ShutdownReport(started_at=datetime.now(UTC), errors=["shutdown deadline reached"])
+        if self.watch is not None:
+            self.watch.stop()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(t, 1.0)
+        for closer in (self.feed.close if self.feed else None, self.engine.broker.close):
+            if closer is None:
+                continue
+            try:
+                await asyncio.wait_for(closer(), 2.0)
+            except Exception:
+                log.warning("closing a client failed during shutdown", exc_info=True)
+        self.state_file = self.persist(report)
+        self.exit_code = 0 if report.clean and self.state_file is not None else 1
+        log.info(
+            "engine stopped",
+            extra={
+                "cancelled_orders": len(report.cancelled_orders),
+                "errors": report.errors,
+                "state_file": str(self.state_file),
+            },
+        )
+
+    def persist(self, report: ShutdownReport) -> Path | None:
+        engine = self.engine
+        state = {
+            "written_at": datetime.now(UTC),
+            "reason": "shutdown",
+            "pod": engine.pod,
+            "namespace": engine.namespace,
+            "name": engine.name,
+            "shutdown": {
+                "started_at": report.started_at,
+                "finished_at": report.finished_at,
+                "cancelled_orders": report.cancelled_orders,
+                "errors": report.errors,
+                "clean": report.clean,
+            },
+            "state": engine.state_view(),
+            "positions": engine.positions_view(),
+            "working_orders": [o.to_dict() for o in engine.orders.working()],
+            "orders": [o.to_dict() for o in engine.orders.recent(500)],
+        }
+        try:
+            return write_state(self.state_dir, state)
+        except OSError:
+            log.exception("could not persist the engine state", extra={"state_dir": str(self.state_dir)})
+            return None

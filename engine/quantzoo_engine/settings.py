@@ -1,0 +1,222 @@
+"""EngineSettings: one typed object built from the environment and the operator-rendered config file.
+
+The config file (env QUANTZOO_CONFIG, JSON or YAML) is `{"namespace", "name", "spec", "generation"?}`
+with the TradingSystem spec in the CRD's camelCase. It is validated with `quantzoo_api.types.parse_spec`,
+the same models that mirror the CRD, so the engine and the CRD cannot drift. Without a config file the
+engine runs on the embedded defaults (simulated feed, paper broker, AAPL and MSFT).
+
+Environment (all optional):
+  ENGINE_HOST, ENGINE_PORT                 listen address (default 0.0.0.0:8001)
+  QUANTZOO_CONFIG                          path of the config file
+  ENGINE_ADMIN_TOKEN                       bearer token of the admin API (unset: admin API refuses all)
+  POD_NAME                                 replica name in acknowledgements (default: hostname)
+  QUANTZOO_WATCH_KUBERNETES=1              watch the own TradingSystem (needs namespace and name)
+  QUANTZOO_NAMESPACE, QUANTZOO_NAME        which TradingSystem (override the config file's)
+  KUBECONFIG                               kubeconfig for the watch (default: in-cluster)
+  ENGINE_STATE_DIR                         where the state is persisted on SIGTERM (default: a temp dir)
+  LOG_LEVEL                                default INFO
+  ENGINE_SHUTDOWN_DEADLINE_SECONDS         SIGTERM budget, inside the pod's 30 s grace (default 20)
+  ENGINE_KILL_DEADLINE_SECONDS             kill path budget at the broker (default 3)
+  ENGINE_BROKER_TIMEOUT_SECONDS            ordinary broker call timeout (default 10)
+  ENGINE_RECONCILE_INTERVAL_SECONDS        remote broker position/order sync (default 5)
+  ENGINE_OUTLIER_PCT                       a bar moving more than this % is refused (default 10)
+  ENGINE_FEED_INTERVAL_SECONDS             overrides spec.marketData.intervalSeconds (demos, tests)
+  ALPACA_API_KEY, ALPACA_API_SECRET        Alpaca credentials (from spec.broker.credentialsSecret)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from quantzoo_api import ENGINE_PORT
+from quantzoo_api.killswitch import ENGINE_ADMIN_TOKEN_ENV
+from quantzoo_api.types import TradingSystemSpec, parse_spec
+
+_TRUE = {"1", "true", "yes", "on"}
+_CONFIG_KEYS = {"namespace", "name", "spec", "generation"}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says why, in words a person can act on."""
+
+
+class EngineSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    host: str = "0.0.0.0"
+    port: int = Field(ENGINE_PORT, ge=1, le=65535)
+    namespace: str = "default"
+    name: str = "standalone"
+    generation: int | None = None
+    spec: TradingSystemSpec = TradingSystemSpec()
+    config_path: Path | None = None
+    admin_token: SecretStr | None = None
+    pod_name: str = Field(default_factory=socket.gethostname)
+    watch_kubernetes: bool = False
+    kubeconfig: str | None = None
+    state_dir: Path = Path(tempfile.gettempdir()) / "quantzoo-engine"
+    log_level: str = "INFO"
+    shutdown_deadline_seconds: float = Field(20.0, gt=0, le=3600)
+    kill_deadline_seconds: float = Field(3.0, gt=0, le=120)
+    broker_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    reconcile_interval_seconds: float = Field(5.0, gt=0, le=3600)
+    outlier_pct: float = Field(10.0, gt=0, le=1000)
+    alpaca_api_key: SecretStr | None = None
+    alpaca_api_secret: SecretStr | None = None
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        config_path: str | Path | None = None,
+    ) -> EngineSettings:
+        """Settings from the environment; explicit arguments (CLI flags) win over it."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        path = config_path or env.get("QUANTZOO_CONFIG") or None
+        if path:
+            values.update(load_config_file(Path(path)))
+            values["config_path"] = Path(path)
+        spec: TradingSystemSpec = values.get("spec", TradingSystemSpec())
+        if interval := env.get("ENGINE_FEED_INTERVAL_SECONDS"):
+            spec = _with_interval(spec, _number(interval, "ENGINE_FEED_INTERVAL_SECONDS"))
+        values["spec"] = spec
+
+        simple = {
+            "host": "ENGINE_HOST",
+            "namespace": "QUANTZOO_NAMESPACE",
+            "name": "QUANTZOO_NAME",
+            "pod_name": "POD_NAME",
+            "kubeconfig": "KUBECONFIG",
+            "log_level": "LOG_LEVEL",
+        }
+        for field, var in simple.items():
+            if env.get(var):
+                values[field] = env[var]
+        numbers = {
+            "port": "ENGINE_PORT",
+            "shutdown_deadline_seconds": "ENGINE_SHUTDOWN_DEADLINE_SECONDS",
+            "kill_deadline_seconds": "ENGINE_KILL_DEADLINE_SECONDS",
+            "broker_timeout_seconds": "ENGINE_BROKER_TIMEOUT_SECONDS",
+            "reconcile_interval_seconds": "ENGINE_RECONCILE_INTERVAL_SECONDS",
+            "outlier_pct": "ENGINE_OUTLIER_PCT",
+        }
+        for field, var in numbers.items():
+            if env.get(var):
+                values[field] = _number(env[var], var)
+        if env.get("ENGINE_STATE_DIR"):
+            values["state_dir"] = Path(env["ENGINE_STATE_DIR"])
+        values["watch_kubernetes"] = env.get("QUANTZOO_WATCH_KUBERNETES", "").strip().lower() in _TRUE
+        for field, var in {
+            "admin_token": ENGINE_ADMIN_TOKEN_ENV,
+            "alpaca_api_key": "ALPACA_API_KEY",
+            "alpaca_api_secret": "ALPACA_API_SECRET",
+        }.items():
+            if env.get(var):
+                values[field] = SecretStr(env[var])
+        if host is not None:
+            values["host"] = host
+        if port is not None:
+            values["port"] = port
+        try:
+            settings = cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc)) from exc
+        settings.check_consistent()
+        return settings
+
+    def check_consistent(self) -> None:
+        if self.watch_kubernetes and (not self.namespace or not self.name or self.name == "standalone"):
+            raise ConfigError(
+                "QUANTZOO_WATCH_KUBERNETES=1 needs the TradingSystem's namespace and name "
+                "(QUANTZOO_NAMESPACE and QUANTZOO_NAME, or the config file)"
+            )
+        if self.spec.broker.kind == "alpaca" and not (self.alpaca_api_key and self.alpaca_api_secret):
+            raise ConfigError(
+                "broker.kind alpaca needs ALPACA_API_KEY and ALPACA_API_SECRET in the environment "
+                f"(from the Secret {self.spec.broker.credentials_secret!r})"
+            )
+        if self.spec.market_data.kind == "alpaca" and not (self.alpaca_api_key and self.alpaca_api_secret):
+            raise ConfigError("marketData.kind alpaca needs ALPACA_API_KEY and ALPACA_API_SECRET")
+        if self.spec.market_data.kind == "replay" and not self.spec.market_data.replay_path:
+            raise ConfigError("marketData.kind replay needs marketData.replayPath")
+
+
+def _number(text: str, var: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{var}={text!r} is not a number") from None
+
+
+def _with_interval(spec: TradingSystemSpec, seconds: float) -> TradingSystemSpec:
+    raw = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    raw.setdefault("marketData", {})["intervalSeconds"] = seconds
+    try:
+        return parse_spec(raw)
+    except ValidationError as exc:
+        raise ConfigError("ENGINE_FEED_INTERVAL_SECONDS: " + _explain(exc)) from exc
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "spec"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read the operator-rendered config file; returns namespace, name, generation and a parsed spec."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+        ) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping with namespace, name and spec")
+    unknown = sorted(set(raw) - _CONFIG_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown keys {', '.join(unknown)} (allowed: {sorted(_CONFIG_KEYS)})"
+        )
+    out: dict[str, Any] = {}
+    for key in ("namespace", "name"):
+        if key in raw:
+            if not isinstance(raw[key], str) or not raw[key]:
+                raise ConfigError(f"config file {path}: {key} must be a non-empty string")
+            out[key] = raw[key]
+    if "generation" in raw:
+        if (
+            not isinstance(raw["generation"], int)
+            or isinstance(raw["generation"], bool)
+            or raw["generation"] < 0
+        ):
+            raise ConfigError(f"config file {path}: generation must be a non-negative integer")
+        out["generation"] = raw["generation"]
+    spec = raw.get("spec") or {}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"config file {path}: spec must be a mapping")
+    try:
+        out["spec"] = parse_spec(spec)
+    except ValidationError as exc:
+        raise ConfigError(f"config file {path}: invalid spec: {_explain(exc)}") from exc
+    return out
