@@ -103,6 +103,8 @@ class Observer:
         except ValueError:
             view = EngineView(False, None, "engine /state answered invalid JSON")
         self.metrics.engine_up.set(1 if view.reachable else 0)
+        if self.kube is None and view.engaged is not None:  # standalone: the engine is the only view
+            self.metrics.kill_switch_engaged.set(1 if view.engaged else 0)
         self.last_engine = view
         return view
 
