@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from quantzoo_api.types import parse_spec
 from quantzoo_safety.watchdog import (
     Sample,
@@ -373,3 +375,37 @@ def test_watchdog_loop_runs_in_the_lifespan(make_client, engine, fake_kube):
         check = c.get("/test/safety-check", headers=c.auth()).json()
         assert next(x for x in check["checks"] if x["name"] == "watchdog_running")["ok"] is True
     assert not c.ctx.watchdog.running
+
+
+numbers = st.one_of(
+    st.none(), st.floats(-1e6, 1e6, allow_nan=False), st.integers(-10, 10**6), st.text(max_size=3)
+)
+engine_states = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "heartbeat_at": st.one_of(numbers, st.just(iso(N)), st.just(iso(N - 100))),
+            "pnl": st.fixed_dictionaries({}, optional={"daily_drawdown_pct": numbers}),
+            "orders": st.fixed_dictionaries({}, optional={"rejected": numbers}),
+            "data": st.fixed_dictionaries(
+                {}, optional={"stale": st.booleans(), "staleness_seconds": numbers}
+            ),
+            "errors_total": numbers,
+        },
+    ),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(engine_states, st.floats(0, 1000), st.booleans())
+def test_decide_never_trips_while_engaged_and_never_raises(engine_state, offset, enabled):
+    limits = TripLimits(enabled=enabled)
+    memory = WatchdogMemory(started_at=T0, samples=(Sample(N - 10, 5, 5),))
+    engaged = decide(now=N + offset, state=engine_state, engaged=True, memory=memory, limits=limits)
+    assert engaged.trip is None
+    free = decide(now=N + offset, state=engine_state, engaged=False, memory=memory, limits=limits)
+    if free.trip is not None:
+        assert enabled
+        assert free.trip.reason.startswith(f"auto:{free.trip.code}: ")
+        assert free.trip.code in {"heartbeat", "drawdown", "stale_data", "reject_spike", "error_burst"}
