@@ -217,6 +217,7 @@ class KillSwitchService:
     async def _activate_kubernetes(self, intent: EngageIntent) -> dict[str, Any]:
         engine_task = asyncio.create_task(self._push(self._command(intent)))
         async with self._lock:
+            earlier = self.pending  # a direct halt still waiting to be recorded
             kube = await self._engage_cr(intent)
             engine = await engine_task
             if not kube.ok and not engine.ok:
@@ -233,7 +234,13 @@ class KillSwitchService:
             elif kube.ok:
                 self._clear_pending()
         already = kube.result in {"already engaged", "escalated"}
-        ks = describe(kill_switch_of(kube.obj)) if kube.ok else describe(self._intent_spec(intent))
+        if kube.ok:
+            ks = describe(kill_switch_of(kube.obj))
+        elif kube.result == "unreachable" and earlier is not None:
+            already = True  # engaged earlier through the direct path; that who/why stands
+            ks = describe({**self._intent_spec(earlier), "engagedAt": self.pending_since})
+        else:
+            ks = describe(self._intent_spec(intent))
         if not already:
             self._count_activation(intent)
         self.metrics.kill_switch_engaged.set(1)

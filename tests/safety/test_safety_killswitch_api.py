@@ -133,6 +133,10 @@ def test_api_server_unreachable_still_halts_the_engine(client, engine, fake_kube
     assert "NOT recorded in the TradingSystem" in body["message"]
     assert engine.engine.trading_state == "HALTED"
     assert client.ctx.killswitch.pending is not None
+    again = client.post("/kill-switch/activate", json={**ACTIVATE, "operator": "bob"}, headers=AUTH).json()
+    assert again["status"] == "already engaged"
+    assert again["kill_switch"]["operator"] == "alice"
+    assert again["kubernetes"] == "unreachable"
     status = client.get("/status", headers=AUTH).json()
     assert status["kill_switch_engaged"] is True
     assert status["pending_tradingsystem_patch"]["operator"] == "alice"
