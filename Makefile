@@ -54,6 +54,10 @@ test: setup lint ## the whole suite: unit, real control plane, real helm/promtoo
 demo: setup ## local end-to-end demo: control plane, chart, operator, engine, kill switch (KEEP=1 keeps it up)
 	$(PY) -m hack.demo $(if $(KEEP),--keep,)
 
+.PHONY: demo-down
+demo-down: ## stop a demo left running with KEEP=1
+	$(PY) -m hack.demo --down
+
 .PHONY: bench
 bench: setup ## benchmarks; figures in bench/results/*.json
 	$(PY) -m bench.engine_bench
