@@ -1,0 +1,37 @@
+"""`make demo` end to end, non-interactive: it exits 0 and its checked outcome is what the issue asks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_to_the_end(
+    tmp_path, cluster
+):  # `cluster`: the binaries are built and the CRD is known good
+    results = tmp_path / "demo.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hack.demo", "--results", str(results)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads(results.read_text())
+    assert out["fills_before_kill"] >= 3
+    assert out["halted"] is True
+    assert 400 <= out["order_refused_status"] < 500
+    assert out["working_after_kill"] == 0
+    assert out["positions_flat"] is True
+    assert out["acknowledged_replicas"]
+    assert out["resumed"] is True
+    assert out["order_after_release_status"] == 201
