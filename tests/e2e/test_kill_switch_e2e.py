@@ -65,7 +65,7 @@ def _acked(s: TradingSystemStack) -> dict | None:
 
 def _build_position_and_working_order(s: TradingSystemStack) -> None:
     last = {row["symbol"]: row for row in httpx.get(s.engine.url + "/symbols/list", timeout=5).json()}
-    price = last["AAPL"].get("last_price") or last["AAPL"].get("price")
+    price = last["MSFT"]["last_price"]
     assert s.place_order("AAPL", "buy", 10).status_code == 201
     # A resting buy limit well under the market: a working order the kill switch must cancel.
     resp = s.place_order("MSFT", "buy", 1, type="limit", limit_price=round(float(price) * 0.97, 2))

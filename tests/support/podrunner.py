@@ -39,7 +39,11 @@ _MODULES = {
     "quantzoo-safety": "quantzoo_safety",
     "quantzoo-operator": "quantzoo_operator",
 }
-_PORT_ENV = {"quantzoo-engine": "ENGINE_PORT", "quantzoo-safety": "SAFETY_PORT"}
+_PORT_ENV = {
+    "quantzoo-engine": "ENGINE_PORT",
+    "quantzoo-safety": "SAFETY_PORT",
+    "quantzoo-operator": "QUANTZOO_OPERATOR_PORT",
+}
 
 
 def free_port() -> int:
@@ -172,7 +176,7 @@ class PodRunner:
         env: dict[str, str] = {}
         for e in container.env or []:
             if e.value is not None:
-                env[e.name] = self._rewrite(e.value, mounts)
+                env[e.name] = e.value
             elif e.value_from is not None:
                 vf = e.value_from
                 if vf.secret_key_ref is not None:
@@ -209,14 +213,15 @@ class PodRunner:
             raise ValueError(f"pod {namespace}/{pod_name} runs {command!r}, not a QuantZoo entry point")
         root = Path(tempfile.mkdtemp(prefix=f"qz-{pod_name}-"))
         mounts = self._materialise_volumes(pod, container, root)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("QUANTZOO_", "ENGINE_", "SAFETY_"))}
-        env.update(self._env(pod, container, mounts))
         for m in container.volume_mounts or []:
             if m.mount_path.rstrip("/") not in mounts and not m.mount_path.startswith("/var/run/secrets"):
                 local = root / "mounts" / m.name  # emptyDir and the like
                 local.mkdir(parents=True, exist_ok=True)
                 mounts[m.mount_path.rstrip("/")] = str(local)
-        env = {k: self._rewrite(v, mounts) for k, v in env.items()}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("QUANTZOO_", "ENGINE_", "SAFETY_"))}
+        # Each of the pod's own values is rewritten exactly once (a mount at /tmp would match its own
+        # local folder again); this process's environment is left as it is.
+        env.update({k: self._rewrite(v, mounts) for k, v in self._env(pod, container, mounts).items()})
         sa = pod.spec.service_account_name or "default"
         env["KUBECONFIG"] = str(self.service_account_kubeconfig(namespace, sa, root / "kubeconfig"))
         port = port or free_port()

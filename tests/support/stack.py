@@ -51,10 +51,15 @@ def start_operator(
     port = free_port()
     args = [f"--namespace={ns}" for ns in namespaces] if namespaces else ["--all-namespaces"]
     log = Path(tempfile.mkstemp(prefix="qz-operator-", suffix=".log")[1])
-    proc_env = {**os.environ, "KUBECONFIG": str(kubeconfig), "OPERATOR_PORT": str(port), **(env or {})}
+    proc_env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "QUANTZOO_OPERATOR_PORT": str(port),
+        **(env or {}),
+    }
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "quantzoo_operator", "--standalone", f"--port={port}", *args],
+            [sys.executable, "-m", "quantzoo_operator", "--standalone", f"--liveness-port={port}", *args],
             env=proc_env,
             stdout=out,
             stderr=subprocess.STDOUT,
