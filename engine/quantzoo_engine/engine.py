@@ -359,9 +359,16 @@ class TradingEngine:
         closed: list[str] = []
         errors: list[str] = []
         if command.engaged and (decision is LatchDecision.ENGAGED or enforce_repeats):
+            covered = self.kill.version
             cancelled, closed, errors = await self._enforce_kill_switch(
                 close_positions=command.close_positions, cause="kill_switch"
             )
+            # If the switch was released and engaged again while we cleaned up, orders accepted in
+            # between may still be landing: an "engaged" ack must cover the engagement now in force.
+            while self.kill.status.engaged and self.kill.version != covered:
+                covered = self.kill.version
+                more = await self._enforce_kill_switch(close_positions=False, cause="kill_switch")
+                cancelled, errors = cancelled + more[0], errors + more[2]
         return self.acknowledge(cancelled, closed, errors)
 
     def acknowledge(self, cancelled: list[str], closed: list[str], errors: list[str]) -> KillSwitchAck:
