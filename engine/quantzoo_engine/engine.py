@@ -439,16 +439,21 @@ class TradingEngine:
             self._pending_enforcement = bool(self._pending_enforcement) or close_positions
             return [], [], ["broker not reconciled yet: working orders are cancelled as soon as it is"]
         async with self.kill_lock:  # one clean-up at a time: two concurrent flattens would overshoot
-            deadline_at = asyncio.get_running_loop().time() + self.kill_deadline_seconds
-            cancel = await self._cancel_everything(deadline_at, cause)
-            closed: list[str] = []
-            errors = list(cancel.errors)
-            if close_positions:
-                flat = await self._bounded(
-                    self.broker.close_all_positions, FlattenReport(), deadline_at, "close all positions"
-                )
-                closed, errors = flat.closed, errors + flat.errors
-                self._apply_fills()
+            # Nothing is sent while cleaning up, even in ReduceOnly (state.py says why).
+            self._sync_state(self.trading.kill_switch_cleanup(True))
+            try:
+                deadline_at = asyncio.get_running_loop().time() + self.kill_deadline_seconds
+                cancel = await self._cancel_everything(deadline_at, cause)
+                closed: list[str] = []
+                errors = list(cancel.errors)
+                if close_positions:
+                    flat = await self._bounded(
+                        self.broker.close_all_positions, FlattenReport(), deadline_at, "close all positions"
+                    )
+                    closed, errors = flat.closed, errors + flat.errors
+                    self._apply_fills()
+            finally:
+                self._sync_state(self.trading.kill_switch_cleanup(False))
             for _ in errors:
                 self.count_error("kill_path")
             return cancel.cancelled, closed, errors

@@ -4,7 +4,9 @@ The state is derived from a few facts rather than moved by arbitrary transitions
 events can leave the engine ACTIVE while one of the reasons to halt still holds:
 
   HALTED       if shutting down, or the broker is not reconciled yet, or the kill-switch state is not
-               known (never read, or the view of it was lost), or the switch is engaged in Halt mode;
+               known (never read, or the view of it was lost), or the switch is engaged in Halt mode, or
+               a kill-switch clean-up (cancel, flatten) is running: even in ReduceOnly nothing may be
+               sent while the engine flattens, or a "reducing" order and the flatten would both sell;
   REDUCE_ONLY  if the switch is engaged in ReduceOnly mode;
   ACTIVE       otherwise.
 
@@ -25,6 +27,7 @@ class HaltReason(StrEnum):
     BROKER_NOT_RECONCILED = "broker_not_reconciled"
     KILL_SWITCH_STATE_UNKNOWN = "kill_switch_state_unknown"
     KILL_SWITCH_ENGAGED = "kill_switch_engaged"
+    KILL_SWITCH_CLEANUP = "kill_switch_cleanup"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,7 @@ class TradingFacts:
     kill_switch_engaged: bool = False
     kill_switch_mode: KillSwitchMode = KillSwitchMode.HALT
     shutting_down: bool = False
+    kill_switch_cleanup: bool = False
 
 
 def halt_reasons(facts: TradingFacts) -> tuple[HaltReason, ...]:
@@ -46,6 +50,8 @@ def halt_reasons(facts: TradingFacts) -> tuple[HaltReason, ...]:
         reasons.append(HaltReason.KILL_SWITCH_STATE_UNKNOWN)
     if facts.kill_switch_engaged and facts.kill_switch_mode is KillSwitchMode.HALT:
         reasons.append(HaltReason.KILL_SWITCH_ENGAGED)
+    if facts.kill_switch_cleanup:
+        reasons.append(HaltReason.KILL_SWITCH_CLEANUP)
     return tuple(reasons)
 
 
@@ -112,6 +118,11 @@ class TradingStateMachine:
     def kill_switch(self, engaged: bool, mode: KillSwitchMode) -> Transition | None:
         cause = f"kill switch {'engaged (' + str(mode) + ')' if engaged else 'released'}"
         return self._set(cause, kill_switch_engaged=engaged, kill_switch_mode=mode)
+
+    def kill_switch_cleanup(self, running: bool) -> Transition | None:
+        return self._set(
+            f"kill-switch clean-up {'started' if running else 'finished'}", kill_switch_cleanup=running
+        )
 
     def begin_shutdown(self) -> Transition | None:
         return self._set("shutdown", shutting_down=True)

@@ -255,3 +255,16 @@ def test_overlapping_reducing_orders_cannot_flip_the_position() -> None:
     monitor = asyncio.run(run_scenario(ops, [3]))
     assert monitor.violations == []
     assert monitor.checked == 1
+
+
+def test_a_reducing_order_cannot_race_the_flatten() -> None:
+    # Found by the property: in ReduceOnly with closePositions, a "reducing" sell accepted while the
+    # engine flattened landed after the flatten and opened a short. Nothing passes during the clean-up.
+    ops: list[object] = [
+        Signal("AAPL", Side.BUY, 1, None),
+        Pause(6),
+        Engage(KillSwitchMode.REDUCE_ONLY, True, None),
+        Signal("AAPL", Side.SELL, 1, None),
+    ]
+    monitor = asyncio.run(run_scenario(ops, [6]))
+    assert monitor.violations == []

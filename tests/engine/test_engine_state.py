@@ -98,3 +98,15 @@ def test_shutdown_is_terminal() -> None:
     machine.broker_reconciled()
     assert machine.state is TradingState.HALTED
     assert machine.facts.shutting_down
+
+
+def test_a_kill_switch_clean_up_halts_even_in_reduce_only() -> None:
+    machine = TradingStateMachine()
+    machine.broker_reconciled()
+    machine.kill_switch_read()
+    machine.kill_switch(True, KillSwitchMode.REDUCE_ONLY)
+    machine.kill_switch_cleanup(True)
+    assert machine.state is TradingState.HALTED
+    assert HaltReason.KILL_SWITCH_CLEANUP in machine.halt_reasons
+    machine.kill_switch_cleanup(False)
+    assert machine.state is TradingState.REDUCE_ONLY
