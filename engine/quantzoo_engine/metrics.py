@@ -7,8 +7,12 @@ staleness) are refreshed from the engine when /metrics is scraped, so they are n
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from quantzoo_api.killswitch import TradingState
+
+# The `_created` series would add names outside docs/metrics.md (and nothing reads them). This is
+# process-wide in prometheus-client; it only drops those timestamps.
+disable_created_metrics()
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _ENGAGE_BUCKETS = (1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 0.1, 1.0)
@@ -119,6 +123,9 @@ class EngineMetrics:
             registry=r,
         )
         self.set_trading_state(TradingState.HALTED)
+        for api in ("broker", "http"):
+            # Present from the start, so the runbook's SlowAPI alert and dashboards always see the series.
+            self.api_latency_seconds.labels(api=api).set(0)
 
     def set_trading_state(self, state: TradingState) -> None:
         for candidate in TradingState:
