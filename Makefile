@@ -44,7 +44,7 @@ setup: system-deps control-plane venv
 lint: venv ## ruff (lint + format) and bandit
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/bandit -q -c pyproject.toml -r api operator/quantzoo_operator engine/quantzoo_engine safety/quantzoo_safety
+	$(VENV)/bin/bandit -q --severity-level medium -c pyproject.toml -r api operator/quantzoo_operator engine/quantzoo_engine safety/quantzoo_safety
 
 .PHONY: test
 test: setup lint ## the whole suite: unit, real control plane, real helm/promtool/Lua, end-to-end
