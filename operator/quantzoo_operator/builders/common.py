@@ -1,0 +1,124 @@
+"""What every builder shares: the owning TradingSystem, owner references, metadata, and the security
+context that passes the `restricted` Pod Security profile."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from quantzoo_api import API_VERSION, KIND
+from quantzoo_api.types import EnvVar, TradingSystemSpec, parse_spec
+
+from quantzoo_operator import labels
+
+RUN_AS_USER = 10001
+"""Numeric, non-root: `runAsNonRoot` can only be verified by the kubelet for a numeric user."""
+
+
+@dataclass(frozen=True)
+class System:
+    """The identity and spec of one TradingSystem, as the builders need them."""
+
+    namespace: str
+    name: str
+    uid: str
+    spec: TradingSystemSpec
+    labels: Mapping[str, str] = field(default_factory=dict)
+    generation: int = 0
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> System:
+        """From a TradingSystem as the API server returns it (raises ValueError on a spec it cannot read)."""
+        meta = body.get("metadata") or {}
+        return cls(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            spec=parse_spec(body.get("spec")),
+            labels=dict(meta.get("labels") or {}),
+            generation=int(meta.get("generation") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Cluster-level inputs that are not in the TradingSystem (from the operator's settings)."""
+
+    operator_namespace: str | None = None
+    """Where the operator runs: only its pods there may reach the engine's admin port. None: any namespace."""
+    monitoring_namespaces: tuple[str, ...] = ()
+    """Namespaces whose pods may scrape /metrics on the engine and safety ports."""
+
+
+def owner_reference(system: System) -> dict[str, Any]:
+    """Makes the TradingSystem the controller of a child: garbage collection deletes the child with it."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": system.name,
+        "uid": system.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(system: System, name: str, component: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": system.namespace,
+        "labels": labels.child_labels(system.name, component, system.labels),
+        "ownerReferences": [owner_reference(system)],
+    }
+
+
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def secret_env(name: str, secret: str, key: str, optional: bool = False) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": secret, "key": key}
+    if optional:
+        ref["optional"] = True
+    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
+
+
+def field_env(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+
+def user_env(env: list[EnvVar], reserved: set[str]) -> list[dict[str, Any]]:
+    """The spec's extra env, minus names the operator sets itself (a token cannot be overridden)."""
+    out = []
+    for var in env:
+        if var.name in reserved:
+            continue
+        item: dict[str, Any] = {"name": var.name}
+        if var.value_from is not None:
+            item["valueFrom"] = var.value_from
+        else:
+            item["value"] = var.value or ""
+        out.append(item)
+    return out
+
+
+def resources(spec_resources: Mapping[str, Any], default: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(spec_resources) if spec_resources else {k: dict(v) for k, v in default.items()}

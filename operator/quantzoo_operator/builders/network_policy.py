@@ -1,0 +1,94 @@
+"""NetworkPolicies: who may reach the engine and the safety service.
+
+- engine (port 8001: the admin kill-switch endpoint, state, metrics): only this TradingSystem's safety
+  pod and the operator's pods (in the operator's namespace when known), plus the monitoring namespaces
+  the operator is configured with (Prometheus scrapes /metrics on the same port). Nothing else.
+- safety (port 8888: the runbook's API): pods of the same namespace, the operator, monitoring.
+Egress stays open: the engine needs its broker and the API server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quantzoo_api import ENGINE_PORT, SAFETY_PORT
+
+from quantzoo_operator import labels, names
+from quantzoo_operator.builders.common import BuildOptions, System, metadata
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+def operator_peer(options: BuildOptions) -> dict[str, Any]:
+    namespaces: dict[str, Any] = (
+        {"matchLabels": {NAMESPACE_NAME_LABEL: options.operator_namespace}}
+        if options.operator_namespace
+        else {}
+    )
+    return {
+        "namespaceSelector": namespaces,
+        "podSelector": {"matchLabels": {labels.NAME: labels.APP_NAME, labels.COMPONENT: labels.OPERATOR}},
+    }
+
+
+def monitoring_peers(options: BuildOptions) -> list[dict[str, Any]]:
+    if not options.monitoring_namespaces:
+        return []
+    return [
+        {
+            "namespaceSelector": {
+                "matchExpressions": [
+                    {
+                        "key": NAMESPACE_NAME_LABEL,
+                        "operator": "In",
+                        "values": sorted(options.monitoring_namespaces),
+                    }
+                ]
+            }
+        }
+    ]
+
+
+def engine(system: System, options: BuildOptions) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(system, names.engine(system.name), labels.NETWORK),
+        "spec": {
+            "podSelector": {"matchLabels": labels.selector(system.name, labels.ENGINE)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {"podSelector": {"matchLabels": labels.selector(system.name, labels.SAFETY)}},
+                        operator_peer(options),
+                        *monitoring_peers(options),
+                    ],
+                    "ports": [{"port": ENGINE_PORT, "protocol": "TCP"}],
+                }
+            ],
+        },
+    }
+
+
+def safety(system: System, options: BuildOptions) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(system, names.safety(system.name), labels.NETWORK),
+        "spec": {
+            "podSelector": {"matchLabels": labels.selector(system.name, labels.SAFETY)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {}}, operator_peer(options), *monitoring_peers(options)],
+                    "ports": [{"port": SAFETY_PORT, "protocol": "TCP"}],
+                }
+            ],
+        },
+    }
+
+
+def build(system: System, options: BuildOptions | None = None) -> list[dict[str, Any]]:
+    options = options or BuildOptions()
+    return [engine(system, options), safety(system, options)]

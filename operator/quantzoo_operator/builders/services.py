@@ -1,0 +1,63 @@
+"""Services: the engine's headless Service (the StatefulSet's governing Service: a stable DNS name per
+replica), the engine's ClusterIP Service on 8001 (what the safety service calls) and the safety Service
+on 8888 (the runbook's API). The operator itself never pushes through a Service: it pushes to every
+replica's own endpoint (pushing.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quantzoo_api import ENGINE_PORT, SAFETY_PORT
+
+from quantzoo_operator import labels, names
+from quantzoo_operator.builders.common import System, metadata
+
+
+def _port(port: int) -> dict[str, Any]:
+    return {"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}
+
+
+def engine_headless(system: System) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(system, names.engine_headless(system.name), labels.ENGINE),
+        "spec": {
+            "clusterIP": "None",
+            # The replica's DNS record exists before it is ready: the operator and people can reach a
+            # starting (still halted) engine by name.
+            "publishNotReadyAddresses": True,
+            "selector": labels.selector(system.name, labels.ENGINE),
+            "ports": [_port(ENGINE_PORT)],
+        },
+    }
+
+
+def engine(system: System) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(system, names.engine(system.name), labels.ENGINE),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": labels.selector(system.name, labels.ENGINE),
+            "ports": [_port(ENGINE_PORT)],
+        },
+    }
+
+
+def safety(system: System) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(system, names.safety(system.name), labels.SAFETY),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": labels.selector(system.name, labels.SAFETY),
+            "ports": [_port(SAFETY_PORT)],
+        },
+    }
+
+
+def build(system: System) -> list[dict[str, Any]]:
+    return [engine_headless(system), engine(system), safety(system)]

@@ -1,0 +1,50 @@
+"""Create / update / resume (and a periodic resync) of a TradingSystem -> reconciler.Reconciler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from quantzoo_api import GROUP, PLURAL, VERSION
+
+from quantzoo_operator.metrics import METRICS
+from quantzoo_operator.reconciler import InvalidTradingSystem, ReconcileError
+from quantzoo_operator.runtime import Runtime
+from quantzoo_operator.settings import OperatorConfig
+
+RESYNC_SECONDS = OperatorConfig.from_env().resync_interval_seconds  # decorators need it at import
+
+
+async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
+    runtime: Runtime = memo["runtime"]
+    try:
+        await runtime.reconciler.reconcile(dict(body))
+    except InvalidTradingSystem as exc:
+        raise kopf.PermanentError(str(exc)) from None
+    except ReconcileError as exc:
+        raise kopf.TemporaryError(str(exc), delay=runtime.config.reconcile_backoff_seconds) from None
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-create")
+@METRICS.instrument("reconcile")
+async def reconcile_create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _reconcile(body, memo)
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update")
+@METRICS.instrument("reconcile")
+async def reconcile_update(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _reconcile(body, memo)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume")
+@METRICS.instrument("reconcile")
+async def reconcile_resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _reconcile(body, memo)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, id="resync", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+@METRICS.instrument("resync")
+async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Restores what no watch reports (a deleted token Secret) and anything a missed event left behind."""
+    await _reconcile(body, memo)

@@ -1,0 +1,140 @@
+"""Kill-switch I/O: find the engine replicas, read the admin token, push to every replica at once.
+
+Each push has a hard deadline (`push_timeout_seconds`): an unreachable replica costs that much, never
+more, and never delays the others (they are pushed concurrently). The admin token is read from the
+`<name>-engine-admin` Secret once and cached; a 401 drops the cached token and the push is retried at
+once with a fresh read (the Secret was rotated). The token is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+import httpx
+from quantzoo_api.engine_client import EngineUnreachable, get_state, push_kill_switch
+from quantzoo_api.killswitch import KillSwitchCommand, TradingState
+
+from quantzoo_operator import labels, names
+from quantzoo_operator.builders.admin_secret import read_token
+from quantzoo_operator.kube import Kube, KubeError
+from quantzoo_operator.propagation import Ack, Target, select_targets
+
+log = logging.getLogger(__name__)
+
+
+class TokenUnavailable(Exception):
+    pass
+
+
+def _unauthorized(exc: EngineUnreachable) -> bool:
+    return str(exc).endswith("HTTP 401")
+
+
+class TokenCache:
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self._tokens: dict[tuple[str, str], str] = {}
+
+    async def get(self, namespace: str, name: str) -> str:
+        key = (namespace, name)
+        if key in self._tokens:
+            return self._tokens[key]
+        secret_name = names.engine_admin_secret(name)
+        try:
+            secret = await self.kube.get("v1", "Secret", namespace, secret_name, kill=True)
+        except KubeError as exc:
+            raise TokenUnavailable(f"Secret {secret_name}: HTTP {exc.status}") from None
+        token = read_token(secret) if secret else None
+        if not token:
+            raise TokenUnavailable(f"Secret {secret_name} has no token")
+        self._tokens[key] = token
+        return token
+
+    def invalidate(self, namespace: str, name: str) -> None:
+        self._tokens.pop((namespace, name), None)
+
+
+class Pusher:
+    def __init__(self, kube: Kube, *, push_timeout: float) -> None:
+        self.kube = kube
+        self.push_timeout = push_timeout
+        self.tokens = TokenCache(kube)
+        self.http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64), trust_env=False
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def targets(self, namespace: str, name: str) -> list[Target]:
+        pods = await self.kube.list_pods(namespace, labels.engine_pod_selector(name), kill=True)
+        return select_targets(pods)
+
+    async def _push_one(self, target: Target, command: KillSwitchCommand, token: str) -> Ack:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.push_timeout):
+                ack = await push_kill_switch(
+                    self.http, target.endpoint, token, command, timeout=self.push_timeout
+                )
+        except TimeoutError:
+            raise EngineUnreachable(f"{target.endpoint}: no answer within {self.push_timeout:g}s") from None
+        return Ack(target=target, ack=ack, latency_ms=(time.perf_counter() - started) * 1000)
+
+    async def push(
+        self, namespace: str, name: str, targets: Iterable[Target], command: KillSwitchCommand
+    ) -> tuple[list[Ack], dict[str, str]]:
+        """Push `command` to every target concurrently: (acknowledgements, {pod: why it failed})."""
+        targets = list(targets)
+        if not targets:
+            return [], {}
+        try:
+            token = await self.tokens.get(namespace, name)
+        except TokenUnavailable as exc:
+            return [], {t.pod: f"admin token unavailable ({exc})" for t in targets}
+        results = await asyncio.gather(
+            *(self._push_one(t, command, token) for t in targets), return_exceptions=True
+        )
+        if any(isinstance(r, EngineUnreachable) and _unauthorized(r) for r in results):
+            # The Secret was rotated (or the cache is stale): read it again and retry those at once.
+            self.tokens.invalidate(namespace, name)
+            retry = [
+                t
+                for t, r in zip(targets, results, strict=True)
+                if isinstance(r, EngineUnreachable) and _unauthorized(r)
+            ]
+            try:
+                token = await self.tokens.get(namespace, name)
+                again = await asyncio.gather(
+                    *(self._push_one(t, command, token) for t in retry), return_exceptions=True
+                )
+                redo = dict(zip([t.uid for t in retry], again, strict=True))
+                results = [redo.get(t.uid, r) for t, r in zip(targets, results, strict=True)]
+            except TokenUnavailable:
+                pass
+        acks: list[Ack] = []
+        failures: dict[str, str] = {}
+        for target, result in zip(targets, results, strict=True):
+            if isinstance(result, Ack):
+                acks.append(result)
+            elif isinstance(result, EngineUnreachable):
+                failures[target.pod] = str(result)
+            elif isinstance(result, BaseException):
+                failures[target.pod] = f"{target.endpoint}: {type(result).__name__}"
+        return acks, failures
+
+    async def trading_state(self, target: Target) -> TradingState | None:
+        """What a replica says it is doing (`GET /state`), or None if it does not answer."""
+        try:
+            async with asyncio.timeout(self.push_timeout):
+                state = await get_state(self.http, target.endpoint, timeout=self.push_timeout)
+        except (EngineUnreachable, TimeoutError, ValueError):
+            return None
+        raw = (state.get("trading_state") or state.get("tradingState")) if isinstance(state, dict) else None
+        try:
+            return TradingState(raw) if raw else None
+        except ValueError:
+            return None

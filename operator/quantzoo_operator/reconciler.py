@@ -1,0 +1,247 @@
+"""Reconcile a TradingSystem: make its children match the spec, then report status.
+
+Order: the token Secrets (created once, never re-applied), then everything the pods need
+(ServiceAccounts, ConfigMap, RBAC, Services, NetworkPolicies, PDB), then the workloads. Every child is
+server-side applied with force by the `quantzoo-operator` field manager: the operator owns the fields it
+sets (someone's `kubectl edit` of one of them is undone), and leaves alone what it does not set
+(e.g. `kubectl rollout restart`'s annotation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from quantzoo_operator import FIELD_MANAGER, events, names
+from quantzoo_operator.builders import BuildOptions, System, admin_secret, build_children
+from quantzoo_operator.events import EventRecorder
+from quantzoo_operator.kube import Applied, Kube, KubeError
+from quantzoo_operator.status_writer import StatusWriter
+
+log = logging.getLogger(__name__)
+
+WORKLOAD_KINDS = frozenset({"StatefulSet", "Deployment"})
+
+
+class ReconcileError(Exception):
+    """Applying the children failed; retried after the reconcile backoff."""
+
+
+class InvalidTradingSystem(Exception):
+    """The TradingSystem cannot be reconciled as it is (retrying will not help)."""
+
+
+@dataclass(frozen=True)
+class ChildKey:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def child_key(manifest: Mapping[str, Any]) -> ChildKey:
+    meta = manifest["metadata"]
+    return ChildKey(manifest["kind"], meta["namespace"], meta["name"])
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def system_from_body(body: Mapping[str, Any]) -> System:
+    name = (body.get("metadata") or {}).get("name", "")
+    if len(name) > names.MAX_NAME_LENGTH:
+        raise InvalidTradingSystem(
+            f"name {name!r} is longer than {names.MAX_NAME_LENGTH} characters: its engine pod and "
+            "Services would not get valid names; recreate it with a shorter name"
+        )
+    try:
+        return System.from_body(body)
+    except ValueError as exc:
+        raise InvalidTradingSystem(f"spec not understood: {exc}") from None
+
+
+class Reconciler:
+    def __init__(
+        self, kube: Kube, recorder: EventRecorder, status_writer: StatusWriter, options: BuildOptions
+    ) -> None:
+        self.kube = kube
+        self.recorder = recorder
+        self.status = status_writer
+        self.options = options
+        # What was last applied per child (this process): tells a real change from a resync.
+        self._applied: dict[ChildKey, str] = {}
+
+    # -- the whole TradingSystem ---------------------------------------------------------------------
+    async def reconcile(self, body: Mapping[str, Any]) -> None:
+        system = system_from_body(body)
+        try:
+            created_secrets = await self.ensure_secrets(system)
+            manifests = build_children(system, self.options)
+            first = [m for m in manifests if m["kind"] not in WORKLOAD_KINDS]
+            workloads = [m for m in manifests if m["kind"] in WORKLOAD_KINDS]
+            results = list(await asyncio.gather(*(self._apply(m) for m in first)))
+            results += await asyncio.gather(*(self._apply(m) for m in workloads))
+        except KubeError as exc:
+            message = f"applying children failed: {exc}"
+            self.status.record_reconcile(system.namespace, system.name, None, message)
+            await self._refresh_quietly(system)
+            self.recorder.post(body, events.WARNING, events.RECONCILE_FAILED, message)
+            raise ReconcileError(message) from None
+        self.status.record_reconcile(system.namespace, system.name, system.generation, None)
+        self._announce(body, manifests, results, created_secrets)
+        await self.status.refresh(system.namespace, system.name)
+
+    async def _refresh_quietly(self, system: System) -> None:
+        try:
+            await self.status.refresh(system.namespace, system.name)
+        except Exception as exc:
+            log.warning("status refresh failed: %s", exc)
+
+    async def _apply(self, manifest: Mapping[str, Any]) -> tuple[Applied, bool]:
+        """Apply one child; returns (result, changed since this process last applied it)."""
+        key = child_key(manifest)
+        digest = _digest(manifest)
+        applied = await self.kube.apply(manifest, FIELD_MANAGER)
+        before = self._applied.get(key)
+        self._applied[key] = digest
+        return applied, before is not None and before != digest
+
+    def _announce(
+        self,
+        body: Mapping[str, Any],
+        manifests: list[dict[str, Any]],
+        results: list[tuple[Applied, bool]],
+        created_secrets: list[str],
+    ) -> None:
+        created = [str(child_key(m)) for m, (r, _) in zip(manifests, results, strict=True) if r.created]
+        created += [f"Secret/{s}" for s in created_secrets]
+        if created:
+            self.recorder.post(
+                body,
+                events.NORMAL,
+                events.CHILDREN_CREATED,
+                f"Created {len(created)} children: {', '.join(created)}",
+            )
+        changed = {
+            m["kind"]: m for m, (r, ch) in zip(manifests, results, strict=True) if ch and not r.created
+        }
+        if "StatefulSet" in changed:
+            image = changed["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]["image"]
+            self.recorder.post(
+                body,
+                events.NORMAL,
+                events.ENGINE_ROLLOUT,
+                f"Engine pod template changed (image {image}): the single engine replica is replaced, "
+                "the old pod stops before the new one starts",
+            )
+        elif "ConfigMap" in changed:
+            self.recorder.post(
+                body,
+                events.NORMAL,
+                events.CONFIG_UPDATED,
+                f"Configuration updated ({names.config(body['metadata']['name'])}): the engine applies risk "
+                "limits and symbols live, without a restart",
+            )
+
+    # -- Secrets -------------------------------------------------------------------------------------
+    async def ensure_secrets(self, system: System) -> list[str]:
+        """Create each token Secret that does not exist yet; returns the names created."""
+        created = []
+        for make in (admin_secret.engine_admin, admin_secret.safety_token):
+            manifest = make(system, admin_secret.generate_token())
+            name = manifest["metadata"]["name"]
+            existing = await self.kube.get("v1", "Secret", system.namespace, name)
+            if existing is not None:
+                if admin_secret.read_token(existing) is None:
+                    log.warning(
+                        "Secret %s has no token; the engine and safety pods cannot start",
+                        name,
+                        extra={"namespace": system.namespace, "tradingsystem": system.name},
+                    )
+                continue
+            try:
+                await self.kube.create(manifest, FIELD_MANAGER)
+                created.append(name)
+            except KubeError as exc:
+                if exc.status != 409:  # created meanwhile by a concurrent reconcile: fine
+                    raise
+        return created
+
+    # -- one child (drift) ---------------------------------------------------------------------------
+    async def restore_child(self, event_type: str, child: Mapping[str, Any]) -> None:
+        """A child changed or vanished: apply what it should be (a no-op when nothing drifted)."""
+        meta = child.get("metadata") or {}
+        owner = next(
+            (
+                o
+                for o in meta.get("ownerReferences") or ()
+                if o.get("kind") == "TradingSystem" and o.get("controller")
+            ),
+            None,
+        )
+        if owner is None:
+            return
+        namespace = meta["namespace"]
+        ts = await self.kube.get_tradingsystem(namespace, owner["name"])
+        if (
+            ts is None
+            or ts["metadata"].get("uid") != owner.get("uid")
+            or ts["metadata"].get("deletionTimestamp")
+        ):
+            return  # the owner is gone or going: garbage collection takes the child
+        try:
+            system = system_from_body(ts)
+        except InvalidTradingSystem:
+            return
+        wanted = {(m["kind"], m["metadata"]["name"]): m for m in build_children(system, self.options)}.get(
+            (child.get("kind"), meta["name"])
+        )
+        if wanted is not None:
+            applied, _ = await self._apply(wanted)
+            label = f"{child.get('kind')}/{meta['name']}"
+            if event_type == "DELETED" or applied.created:
+                self.recorder.post(
+                    ts,
+                    events.WARNING,
+                    events.CHILD_RESTORED,
+                    f"{label} was deleted; the operator recreated it",
+                )
+            elif _our_apply_time(applied.obj) != _our_apply_time(child):
+                who = _last_other_manager(child)
+                self.recorder.post(
+                    ts,
+                    events.WARNING,
+                    events.DRIFT_CORRECTED,
+                    f"{label} was changed{f' by {who}' if who else ''}; the operator restored its spec",
+                )
+        if child.get("kind") in WORKLOAD_KINDS:
+            await self.status.refresh(namespace, owner["name"])
+
+
+def _our_apply_time(obj: Mapping[str, Any]) -> str | None:
+    for entry in (obj.get("metadata") or {}).get("managedFields") or ():
+        if (
+            entry.get("manager") == FIELD_MANAGER
+            and entry.get("operation") == "Apply"
+            and not entry.get("subresource")
+        ):
+            return entry.get("time")
+    return None
+
+
+def _last_other_manager(obj: Mapping[str, Any]) -> str | None:
+    entries = [
+        e
+        for e in (obj.get("metadata") or {}).get("managedFields") or ()
+        if e.get("manager") != FIELD_MANAGER and not e.get("subresource")
+    ]
+    entries.sort(key=lambda e: e.get("time") or "")
+    return entries[-1].get("manager") if entries else None

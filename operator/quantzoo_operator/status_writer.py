@@ -1,0 +1,114 @@
+"""Writes the status fields reconcile owns (server-side apply, field manager
+`quantzoo-operator-reconcile`), and posts an Event when a condition changes.
+
+Called from the reconcile handler, from child events (a StatefulSet became ready) and from the
+kill-switch propagator (an unacknowledged switch makes Degraded True). Writes for one TradingSystem are
+serialised and each reads the object fresh inside the lock, so the last write always reflects the
+newest facts. The generation and error of the last reconcile are remembered here: a refresh from another
+path never claims a generation that reconcile has not applied yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from quantzoo_operator import RECONCILE_STATUS_MANAGER, events, names, status
+from quantzoo_operator.events import EventRecorder
+from quantzoo_operator.kube import Kube
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+_TRANSITION_EVENTS = {
+    # (condition type, new status): (event type, reason)
+    (status.ConditionType.ENGINE_READY, "True"): (events.NORMAL, events.ENGINE_READY),
+    (status.ConditionType.ENGINE_READY, "False"): (events.WARNING, events.ENGINE_NOT_READY),
+    (status.ConditionType.SAFETY_READY, "True"): (events.NORMAL, events.SAFETY_READY),
+    (status.ConditionType.SAFETY_READY, "False"): (events.WARNING, events.SAFETY_NOT_READY),
+    (status.ConditionType.READY, "True"): (events.NORMAL, events.READY),
+    (status.ConditionType.DEGRADED, "True"): (events.WARNING, events.DEGRADED),
+    (status.ConditionType.DEGRADED, "False"): (events.NORMAL, events.RECOVERED),
+}
+
+
+def _owned_view(current: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a status this writer owns, for a no-change comparison."""
+    conds = {
+        c["type"]: {k: v for k, v in c.items()}
+        for c in current.get("conditions") or ()
+        if c.get("type") in set(status.RECONCILE_CONDITIONS)
+    }
+    return {
+        "phase": current.get("phase"),
+        "observedGeneration": current.get("observedGeneration"),
+        "engine": current.get("engine"),
+        "conditions": conds,
+    }
+
+
+class StatusWriter:
+    def __init__(self, kube: Kube, recorder: EventRecorder) -> None:
+        self.kube = kube
+        self.recorder = recorder
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._generation: dict[Key, int] = {}
+        self._error: dict[Key, str | None] = {}
+
+    def record_reconcile(self, namespace: str, name: str, generation: int | None, error: str | None) -> None:
+        key = (namespace, name)
+        if generation is not None:
+            self._generation[key] = generation
+        self._error[key] = error
+
+    def forget(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        for store in (self._locks, self._generation, self._error):
+            store.pop(key, None)
+
+    async def refresh(self, namespace: str, name: str) -> dict[str, Any] | None:
+        key = (namespace, name)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            ts = await self.kube.get_tradingsystem(namespace, name)
+            if ts is None:
+                return None
+            sts, deploy = await asyncio.gather(
+                self.kube.get("apps/v1", "StatefulSet", namespace, names.engine(name)),
+                self.kube.get("apps/v1", "Deployment", namespace, names.safety(name)),
+            )
+            current = ts.get("status") or {}
+            generation = self._generation.get(key, current.get("observedGeneration"))
+            new = status.reconcile_status(
+                ts,
+                sts,
+                deploy,
+                observed_generation=generation,
+                reconcile_error=self._error.get(key),
+                now=status.now_iso(),
+            )
+            if _owned_view(new) == _owned_view(current):
+                return new
+            await self.kube.apply_status(
+                namespace, name, status.apply_body(namespace, name, new), RECONCILE_STATUS_MANAGER
+            )
+            self._post_transitions(ts, current.get("conditions"), new["conditions"])
+            return new
+
+    def _post_transitions(
+        self, ts: Mapping[str, Any], old: list[dict[str, Any]] | None, new: list[dict[str, Any]]
+    ) -> None:
+        for change in status.transitions(old, new):
+            if change.old is None and change.new == "False":
+                continue  # the first status of a new TradingSystem: nothing became worse
+            if change.reason == status.Reason.KILL_SWITCH_UNACKNOWLEDGED:
+                continue  # the kill-switch path posts its own, more precise, warning
+            spec = _TRANSITION_EVENTS.get((change.type, change.new))
+            if spec is None:
+                continue
+            type_, reason = spec
+            message = change.message or f"{change.type} is {change.new}"
+            self.recorder.post(ts, type_, reason, message)
