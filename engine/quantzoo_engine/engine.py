@@ -87,7 +87,7 @@ class TradingEngine:
         pod: str = "engine",
         namespace: str = "default",
         name: str = "standalone",
-        kill_deadline_seconds: float = 3.0,
+        kill_deadline_seconds: float = 1.5,
         outlier_pct: float = 10.0,
         bar_interval_seconds: float | None = None,
         reconcile_interval_seconds: float = 5.0,

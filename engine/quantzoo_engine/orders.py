@@ -252,11 +252,5 @@ class OrderBook:
     def working_net(self, symbol: str) -> float:
         return self.working_quantity(symbol, Side.BUY) - self.working_quantity(symbol, Side.SELL)
 
-    def working_notional(self, prices: dict[str, float]) -> float:
-        total = 0.0
-        for order in self._working.values():
-            total += order.remaining * (order.limit_price or prices.get(order.symbol, 0.0))
-        return total
-
     def recent(self, limit: int = 100) -> list[Order]:
         return list(self._orders.values())[-limit:][::-1]

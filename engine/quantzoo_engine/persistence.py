@@ -28,10 +28,3 @@ def write_state(state_dir: Path, state: dict[str, Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
-
-
-def read_state(state_dir: Path) -> dict[str, Any] | None:
-    path = state_dir / STATE_FILE_NAME
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())

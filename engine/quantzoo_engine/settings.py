@@ -16,7 +16,8 @@ Environment (all optional):
   ENGINE_STATE_DIR                         where the state is persisted on SIGTERM (default: a temp dir)
   LOG_LEVEL                                default INFO
   ENGINE_SHUTDOWN_DEADLINE_SECONDS         SIGTERM budget, inside the pod's 30 s grace (default 20)
-  ENGINE_KILL_DEADLINE_SECONDS             kill path budget at the broker (default 3)
+  ENGINE_KILL_DEADLINE_SECONDS             kill path budget at the broker (default 1.5, so the ack
+                                           arrives inside the operator's 2 s push timeout)
   ENGINE_BROKER_TIMEOUT_SECONDS            ordinary broker call timeout (default 10)
   ENGINE_RECONCILE_INTERVAL_SECONDS        remote broker position/order sync (default 5)
   ENGINE_OUTLIER_PCT                       a bar moving more than this % is refused (default 10)
@@ -65,7 +66,7 @@ class EngineSettings(BaseModel):
     state_dir: Path = Path(tempfile.gettempdir()) / "quantzoo-engine"
     log_level: str = "INFO"
     shutdown_deadline_seconds: float = Field(20.0, gt=0, le=3600)
-    kill_deadline_seconds: float = Field(3.0, gt=0, le=120)
+    kill_deadline_seconds: float = Field(1.5, gt=0, le=120)
     broker_timeout_seconds: float = Field(10.0, gt=0, le=300)
     reconcile_interval_seconds: float = Field(5.0, gt=0, le=3600)
     outlier_pct: float = Field(10.0, gt=0, le=1000)
