@@ -127,6 +127,7 @@ class TradingEngine:
         # A kill that arrived before the broker was reconciled: its broker work runs right after.
         self._pending_enforcement: bool | None = None
         self._last_reconcile_mono = self.clock.monotonic()
+        self._shutdown_transition: Transition | None = None
         self._sync_state(None)
 
     # --- state -----------------------------------------------------------------------------------------
@@ -524,9 +525,16 @@ class TradingEngine:
                 self.count_error("broker")
                 log.warning("periodic broker reconcile failed", extra={"error": str(exc)})
 
+    def block_for_shutdown(self) -> None:
+        """Stop new orders now. Safe inside a signal handler: only the in-memory state changes; no
+        logging and no metric locks, which the interrupted code might be holding."""
+        self._shutdown_transition = self.trading.begin_shutdown() or self._shutdown_transition
+
     def begin_shutdown(self) -> None:
-        """Stop new orders now (called from the SIGTERM handler; in memory only)."""
-        self._sync_state(self.trading.begin_shutdown())
+        """Stop new orders now, and say so (logs, metrics)."""
+        transition = self.trading.begin_shutdown() or self._shutdown_transition
+        self._shutdown_transition = None
+        self._sync_state(transition)
 
     async def shutdown(self, deadline_seconds: float) -> ShutdownReport:
         """Stop new orders, cancel working orders. Persisting is the app's job (it knows the directory)."""

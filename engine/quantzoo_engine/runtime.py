@@ -114,8 +114,11 @@ class EngineRuntime:
 
     # --- stop --------------------------------------------------------------------------------------------
     def request_terminate(self) -> None:
-        """From the SIGTERM handler: block new orders now, start cancelling working orders at once."""
-        self.engine.begin_shutdown()
+        """From the SIGTERM handler: block new orders now, start cancelling working orders at once.
+
+        Runs inside a signal handler, so it only flips in-memory state and hands the rest to the loop.
+        """
+        self.engine.block_for_shutdown()
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._ensure_shutdown_started)

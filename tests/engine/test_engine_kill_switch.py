@@ -218,3 +218,15 @@ async def test_standalone_start_with_switch_engaged_in_config(clock: ManualClock
     await engine.start()
     assert engine.trading_state is TradingState.HALTED
     assert engine.ready  # ready (it knows the state), but halted
+
+
+@pytest.mark.anyio
+async def test_the_signal_handler_half_of_shutdown_blocks_at_once(clock: ManualClock) -> None:
+    engine = await ready_engine(clock=clock)
+    engine.block_for_shutdown()  # what SIGTERM does inside the handler: state only, no logs, no locks
+    result = await engine.submit(market("AAPL", Side.BUY, 1))
+    assert result.rejection is not None
+    assert result.rejection.reason is RejectReason.TRADING_HALTED
+    await engine.shutdown(1.0)  # the loop's half reports it
+    state = engine.metrics.registry.get_sample_value("quantzoo_engine_trading_state", {"state": "HALTED"})
+    assert state == 1
