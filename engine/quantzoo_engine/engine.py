@@ -460,8 +460,8 @@ class TradingEngine:
             return cancel.cancelled, closed, errors
 
     # --- the TradingSystem, live -------------------------------------------------------------------------
-    async def apply_spec(self, spec: TradingSystemSpec) -> list[str]:
-        """Apply what can change without a restart: risk limits, symbols, strategy."""
+    def apply_spec_now(self, spec: TradingSystemSpec) -> list[str]:
+        """Apply in memory what can change without a restart: risk limits, symbols, strategy."""
         old, changed = self.spec, []
         if spec.risk != old.risk:
             self.risk.update_limits(spec.risk)
@@ -470,8 +470,6 @@ class TradingEngine:
         if spec.symbols != old.symbols:
             self._symbols = frozenset(spec.symbols)
             self.data.set_symbols(list(spec.symbols))
-            if self.on_symbols_changed is not None:
-                await self.on_symbols_changed(list(spec.symbols))
             changed.append("symbols")
         if spec.strategy != old.strategy:
             self.strategy = build_strategy(spec.strategy, spec.risk)
@@ -484,11 +482,21 @@ class TradingEngine:
             log.info("applied spec change live", extra={"changed": changed})
         return changed
 
+    async def apply_spec(self, spec: TradingSystemSpec) -> list[str]:
+        """apply_spec_now, then let the feed follow a symbol change (that may take a network call)."""
+        changed = self.apply_spec_now(spec)
+        if "symbols" in changed and self.on_symbols_changed is not None:
+            await self.on_symbols_changed(list(spec.symbols))
+        return changed
+
     async def on_watch_action(self, action: WatchAction) -> None:
         if isinstance(action, SpecObserved):
-            await self.apply_spec(action.spec)
+            # The kill switch first: nothing (not even a feed re-subscription) may delay a halt.
             decision = self.apply_kill_switch_now(action.kill_switch)
+            changed = self.apply_spec_now(action.spec)
             self.kill_switch_read()
+            if "symbols" in changed and self.on_symbols_changed is not None:
+                await self.on_symbols_changed(list(action.spec.symbols))
             if action.kill_switch.engaged and decision is LatchDecision.ENGAGED:
                 await self._enforce_kill_switch(
                     close_positions=action.kill_switch.close_positions, cause="kill_switch"

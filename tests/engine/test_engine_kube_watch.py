@@ -167,3 +167,17 @@ async def test_watch_loop_reports_observation_then_lost_view() -> None:
     assert seen[0].kill_switch.engaged
     lost = next(a for a in seen if isinstance(a, ViewLost))
     assert "ConnectionError" in lost.reason
+
+
+@pytest.mark.anyio
+async def test_watch_halts_before_anything_else_happens(clock: ManualClock) -> None:
+    engine = await ready_engine(clock=clock)
+    seen: list[TradingState] = []
+
+    async def slow_feed_follow(symbols: list[str]) -> None:  # say, a websocket re-subscription
+        seen.append(engine.trading_state)
+
+    engine.on_symbols_changed = slow_feed_follow
+    event = ts(9, symbols=["AAPL", "NVDA"], killSwitch={"engaged": True})
+    await engine.on_watch_action(interpret_event("MODIFIED", event))
+    assert seen == [TradingState.HALTED]
