@@ -78,6 +78,9 @@ class Reconciler:
         self.options = options
         # What was last applied per child (this process): tells a real change from a resync.
         self._applied: dict[ChildKey, str] = {}
+        # The resourceVersion each child had after the operator's last write: an event about an older
+        # version is stale (the write that followed it re-asserted the spec already).
+        self._written: dict[ChildKey, int] = {}
 
     # -- the whole TradingSystem ---------------------------------------------------------------------
     async def reconcile(self, body: Mapping[str, Any]) -> None:
@@ -112,6 +115,9 @@ class Reconciler:
         applied = await self.kube.apply(manifest, FIELD_MANAGER)
         before = self._applied.get(key)
         self._applied[key] = digest
+        written = _resource_version(applied.obj)
+        if written is not None:
+            self._written[key] = max(written, self._written.get(key, 0))
         return applied, before is not None and before != digest
 
     def _announce(
@@ -176,6 +182,12 @@ class Reconciler:
         return created
 
     # -- one child (drift) ---------------------------------------------------------------------------
+    def _stale(self, wanted: Mapping[str, Any], child: Mapping[str, Any]) -> bool:
+        """Is `child` a version older than the operator's last write of it? Then that write has already
+        re-asserted the spec, and a newer event follows any later change."""
+        version = _resource_version(child)
+        return version is not None and version <= self._written.get(child_key(wanted), 0)
+
     async def restore_child(self, event_type: str, child: Mapping[str, Any]) -> None:
         """A child changed or vanished: apply what it should be (a no-op when nothing drifted)."""
         meta = child.get("metadata") or {}
@@ -204,7 +216,7 @@ class Reconciler:
         wanted = {(m["kind"], m["metadata"]["name"]): m for m in build_children(system, self.options)}.get(
             (child.get("kind"), meta["name"])
         )
-        if wanted is not None:
+        if wanted is not None and (event_type == "DELETED" or not self._stale(wanted, child)):
             applied, _ = await self._apply(wanted)
             label = f"{child.get('kind')}/{meta['name']}"
             if event_type == "DELETED" or applied.created:
@@ -214,7 +226,7 @@ class Reconciler:
                     events.CHILD_RESTORED,
                     f"{label} was deleted; the operator recreated it",
                 )
-            elif _our_apply_time(applied.obj) != _our_apply_time(child):
+            elif _our_fields(applied.obj) != _our_fields(child):
                 who = _last_other_manager(child)
                 self.recorder.post(
                     ts,
@@ -226,14 +238,22 @@ class Reconciler:
             await self.status.refresh(namespace, owner["name"])
 
 
-def _our_apply_time(obj: Mapping[str, Any]) -> str | None:
+def _resource_version(obj: Mapping[str, Any]) -> int | None:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _our_fields(obj: Mapping[str, Any]) -> str | None:
+    """The fields the operator owns in `obj` (they shrink when someone else takes one over)."""
     for entry in (obj.get("metadata") or {}).get("managedFields") or ():
         if (
             entry.get("manager") == FIELD_MANAGER
             and entry.get("operation") == "Apply"
             and not entry.get("subresource")
         ):
-            return entry.get("time")
+            return json.dumps(entry.get("fieldsV1"), sort_keys=True)
     return None
 
 
