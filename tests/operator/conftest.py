@@ -152,16 +152,46 @@ def node_lease(cluster: Cluster, kube_api: client.ApiClient) -> Iterator[None]:
     keeper.stop()
 
 
+def release_finalizers(api: client.ApiClient, namespace: str) -> None:
+    """With the operator stopped nobody removes its finalizer: let the namespace be deleted."""
+    custom = client.CustomObjectsApi(api)
+    with contextlib.suppress(client.ApiException):
+        for item in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
+            with contextlib.suppress(client.ApiException):
+                custom.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    item["metadata"]["name"],
+                    {"metadata": {"finalizers": None}},
+                    _content_type="application/merge-patch+json",
+                )
+
+
 @pytest.fixture
 def operator(
-    cluster: Cluster, namespace: str, node_lease: None, request: pytest.FixtureRequest
+    cluster: Cluster,
+    namespace: str,
+    node_lease: None,
+    kube_api: client.ApiClient,
+    request: pytest.FixtureRequest,
 ) -> Iterator[OperatorProcess]:
     """The operator as a subprocess, watching only this test's namespace."""
     op = start_operator(cluster, [namespace])
     yield op
     op.stop()
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-        print(f"--- operator log ({op.log}) ---\n{op.tail(120)}")
+    release_finalizers(kube_api, namespace)
+    finish(op, request)
+
+
+def finish(op: OperatorProcess, request: pytest.FixtureRequest) -> None:
+    """Show the operator's log when the test failed; otherwise drop it."""
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(f"--- operator log ({op.log}) ---\n{op.tail(150)}")
+    else:
+        op.log.unlink(missing_ok=True)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
