@@ -133,6 +133,10 @@ def test_runbook_curl_commands(safety_process, engine):
     assert released["release"]["operator"] == "Your Name"
     assert engine.engine.trading_state == "ACTIVE"
     assert sh(DEACTIVATE, port) == {"detail": "kill switch is not engaged; nothing to release"}
+    # The audit entry of the last call may land just after its response: wait for it, bounded.
+    deadline = time.monotonic() + 5
+    while len(audit_entries(audit)) < 7 and time.monotonic() < deadline:
+        time.sleep(0.02)
     entries = audit_entries(audit)
     assert [e["action"] for e in entries] == [
         "kill-switch.activate",
