@@ -42,7 +42,13 @@ class Runtime:
         reconciler = Reconciler(kube, recorder, status_writer, options)
         pusher = Pusher(kube, push_timeout=config.push_timeout_seconds)
         propagator = Propagator(
-            config, kube, pusher, recorder, metrics, status_writer.refresh, lambda: new_api_client(4)
+            config,
+            kube,
+            pusher,
+            recorder,
+            metrics,
+            status_writer.refresh,
+            lambda: new_api_client(max(4, len(config.namespaces) + 2)),  # one connection per watch
         )
         health = HealthServer(config.http_host, config.http_port, propagator.health, metrics.exposition)
         return cls(config, kube, metrics, recorder, status_writer, reconciler, pusher, propagator, health)
