@@ -101,7 +101,12 @@ class EventRecorder:
                 self.kube.request, "POST", f"/api/v1/namespaces/{ref['namespace']}/events", body=body
             )
         except Exception as exc:
-            log.warning("could not post Event %s: %s", reason, exc)
+            log.warning(
+                "could not post Event %s: %s",
+                reason,
+                exc,
+                extra={"namespace": ref.get("namespace"), "tradingsystem": ref.get("name")},
+            )
 
     async def drain(self, timeout: float = 2.0) -> None:
         if self._tasks:

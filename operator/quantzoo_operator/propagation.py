@@ -250,8 +250,7 @@ def summary(intent: Intent, outcome: Outcome, latency_ms: float | None = None) -
         if intent.engaged:
             return f"{head}; no engine replica is running (an engine reads the switch before it trades)"
         return f"{head}; no engine replica is running"
-    plural = "replica" if outcome.total == 1 else "replicas"
-    acked = f"acknowledged by {outcome.acknowledged}/{outcome.total} {plural}"
+    acked = f"acknowledged by {outcome.acknowledged}/{outcome.total} replicas"
     if outcome.done:
         return f"{head}; {acked}" + (f" in {latency_ms:.0f} ms" if latency_ms is not None else "")
     missing = ", ".join(

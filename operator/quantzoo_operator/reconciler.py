@@ -55,6 +55,19 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
+def _material(manifest: Mapping[str, Any]) -> Any:
+    """What counts as a change worth an Event: for the ConfigMap, everything but spec.killSwitch (its
+    own path reports a kill switch; "configuration updated" would only confuse the person on call)."""
+    if manifest["kind"] != "ConfigMap":
+        return manifest
+    docs = {}
+    for key, text in (manifest.get("data") or {}).items():
+        doc = json.loads(text)
+        (doc.get("spec") or {}).pop("killSwitch", None)
+        docs[key] = doc
+    return docs
+
+
 def system_from_body(body: Mapping[str, Any]) -> System:
     name = (body.get("metadata") or {}).get("name", "")
     if len(name) > names.MAX_NAME_LENGTH:
@@ -111,7 +124,7 @@ class Reconciler:
     async def _apply(self, manifest: Mapping[str, Any]) -> tuple[Applied, bool]:
         """Apply one child; returns (result, changed since this process last applied it)."""
         key = child_key(manifest)
-        digest = _digest(manifest)
+        digest = _digest(_material(manifest))
         applied = await self.kube.apply(manifest, FIELD_MANAGER)
         before = self._applied.get(key)
         self._applied[key] = digest

@@ -57,7 +57,7 @@ def test_engage_and_release_reach_every_replica_and_are_recorded(
 
     cond = ts.wait_condition(namespace, "demo", "KillSwitchEngaged", "True", reason="Acknowledged")
     assert cond["observedGeneration"] == generation
-    assert "acknowledged by 1/1 replica" in cond["message"]
+    assert "acknowledged by 1/1 replicas" in cond["message"]
     event = ts.wait_event(namespace, "demo", "KillSwitchEngaged")
     assert event.message.startswith(
         "Kill switch engaged by alice (kubectl): fat finger in AAPL; acknowledged by 1/1"
@@ -65,6 +65,9 @@ def test_engage_and_release_reach_every_replica_and_are_recorded(
     assert " ms" in event.message
     wait_for(lambda: ts.get(namespace, "demo")["status"]["phase"] == "Halted", what="phase Halted")
     assert _metric(operator, "quantzoo_operator_kill_switch_propagation_seconds_count") >= 1
+    assert not [e for e in ts.events(namespace, "demo") if e.reason == "ConfigUpdated"], (
+        "a kill is not a config change"
+    )
 
     # An explicit release (a release record: who and why) resumes the engine.
     ts.patch(namespace, "demo", release_patch(operator="bob", reason="all clear"))

@@ -141,11 +141,11 @@ def test_summary_reads_like_the_event_a_person_wants() -> None:
     t = Target("demo-engine-0", "u0", "http://a")
     done = Outcome.of([t], {"u0": ack(t)}, {})
     assert propagation.summary(intent, done, 12.4) == (
-        "Kill switch engaged by alice (kubectl): fat finger; acknowledged by 1/1 replica in 12 ms"
+        "Kill switch engaged by alice (kubectl): fat finger; acknowledged by 1/1 replicas in 12 ms"
     )
     stuck = Outcome.of([t], {}, {"demo-engine-0": "http://a: ConnectError"})
     assert propagation.summary(intent, stuck) == (
-        "Kill switch engaged by alice (kubectl): fat finger; acknowledged by 0/1 replica; "
+        "Kill switch engaged by alice (kubectl): fat finger; acknowledged by 0/1 replicas; "
         "unreachable: demo-engine-0 (http://a: ConnectError); retrying"
     )
     assert "no engine replica is running" in propagation.summary(intent, Outcome.of([], {}, {}))
