@@ -94,6 +94,13 @@ class Reconciler:
         # The resourceVersion each child had after the operator's last write: an event about an older
         # version is stale (the write that followed it re-asserted the spec already).
         self._written: dict[ChildKey, int] = {}
+        # Which children belong to which TradingSystem, so its memory goes with it.
+        self._children: dict[tuple[str, str], set[ChildKey]] = {}
+
+    def forget(self, namespace: str, name: str) -> None:
+        for key in self._children.pop((namespace, name), set()):
+            self._applied.pop(key, None)
+            self._written.pop(key, None)
 
     # -- the whole TradingSystem ---------------------------------------------------------------------
     async def reconcile(self, body: Mapping[str, Any]) -> None:
@@ -128,6 +135,8 @@ class Reconciler:
         applied = await self.kube.apply(manifest, FIELD_MANAGER)
         before = self._applied.get(key)
         self._applied[key] = digest
+        owner = (manifest["metadata"].get("ownerReferences") or [{}])[0].get("name")
+        self._children.setdefault((key.namespace, owner), set()).add(key)
         written = _resource_version(applied.obj)
         if written is not None:
             self._written[key] = max(written, self._written.get(key, 0))

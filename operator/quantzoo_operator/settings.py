@@ -15,7 +15,8 @@ Environment (every variable optional; the command line wins where both exist):
   QUANTZOO_OPERATOR_PORT              port of /healthz and /metrics (default 8080)
   QUANTZOO_OPERATOR_HOST              address they listen on (default 0.0.0.0)
   QUANTZOO_OPERATOR_LOG_LEVEL         DEBUG, INFO, WARNING, ERROR (default INFO; LOG_LEVEL also works)
-  QUANTZOO_OPERATOR_PUSH_TIMEOUT_SECONDS        deadline of one kill-switch push (default 1)
+  QUANTZOO_OPERATOR_PUSH_TIMEOUT_SECONDS        deadline of one kill-switch push (default 2: the engine
+                                                answers once working orders are cancelled, within 1.5 s)
   QUANTZOO_OPERATOR_RETRY_INITIAL_SECONDS       first retry delay of an unacknowledged push (0.2)
   QUANTZOO_OPERATOR_RETRY_MAX_SECONDS           longest retry delay (2)
   QUANTZOO_OPERATOR_KEEP_HALT_INTERVAL_SECONDS  while engaged, how often replicas are re-checked (5)
@@ -65,7 +66,7 @@ class OperatorConfig:
     monitoring_namespaces: tuple[str, ...] = ()
 
     # Kill-switch propagation.
-    push_timeout_seconds: float = 1.0
+    push_timeout_seconds: float = 2.0
     retry_initial_seconds: float = 0.2
     retry_max_seconds: float = 2.0
     keep_halt_interval_seconds: float = 5.0

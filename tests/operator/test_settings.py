@@ -16,7 +16,7 @@ def test_defaults() -> None:
     config = OperatorConfig.from_env({})
     assert config.clusterwide
     assert config.http_port == 8080
-    assert config.push_timeout_seconds == 1.0
+    assert config.push_timeout_seconds == 2.0  # the engine's kill budget at the broker is 1.5 s
     assert (config.retry_initial_seconds, config.retry_max_seconds) == (0.2, 2.0)
 
 

@@ -24,3 +24,5 @@ async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         kopf.warn(raw, reason="StatusRefreshFailed", message=str(exc)[:200])
     await halt_before_delete(raw, runtime.pusher, runtime.recorder, runtime.config)
     runtime.status.forget(ns, name)
+    runtime.reconciler.forget(ns, name)
+    runtime.pusher.tokens.invalidate(ns, name)
