@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from kubernetes import client
 from quantzoo_api.killswitch import TradingState, engage_patch, release_patch
 
@@ -68,6 +70,22 @@ def test_engage_and_release_reach_every_replica_and_are_recorded(
     assert not [e for e in ts.events(namespace, "demo") if e.reason == "ConfigUpdated"], (
         "a kill is not a config change"
     )
+
+    # Two writers of status, each with its own server-side-apply field manager and its own entries.
+    owned = {
+        m["manager"]: json.dumps(m["fieldsV1"])
+        for m in ts.get(namespace, "demo")["metadata"]["managedFields"]
+        if m.get("subresource") == "status"
+    }
+    kill_fields = owned["quantzoo-operator-killswitch"]
+    reconcile_fields = owned["quantzoo-operator-reconcile"]
+    assert '"f:killSwitch"' in kill_fields
+    assert "KillSwitchEngaged" in kill_fields
+    assert "Ready" not in kill_fields
+    for ctype in ("Ready", "EngineReady", "SafetyReady", "Degraded"):
+        assert ctype in reconcile_fields
+    assert "KillSwitchEngaged" not in reconcile_fields
+    assert '"f:phase"' in reconcile_fields
 
     # An explicit release (a release record: who and why) resumes the engine.
     ts.patch(namespace, "demo", release_patch(operator="bob", reason="all clear"))
