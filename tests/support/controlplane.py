@@ -122,9 +122,6 @@ class ControlPlane:
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-label-selector=type=kwok",
                 "--cidr=10.244.0.1/16",
-                # kwok posts node status only every ~55 s, past the 50 s node grace period: without a
-                # Lease the node-lifecycle controller marks every pod NotReady about once a minute.
-                "--node-lease-duration-seconds=40",
                 "--node-ip=10.244.0.1",
                 f"--node-port={free_port()}",
                 f"--server-address=127.0.0.1:{free_port()}",
