@@ -229,9 +229,7 @@ class Demo:
                 what="engine halted",
             )
             t_halt = time.monotonic()
-            ks = wait_for(
-                lambda: _acked(self.stack), timeout=20, interval=0.01, what="status acknowledgement"
-            )
+            ks = wait_for(self.stack.acknowledged, timeout=20, interval=0.01, what="status acknowledgement")
             t_ack = time.monotonic()
             refused = self.stack.place_order("AAPL", "buy", 1)
             st = self.stack.engine_state()
@@ -239,7 +237,7 @@ class Demo:
                 raise StepFailed(f"an order was accepted while the kill switch was engaged: {refused.text}")
             if st["orders"]["working"] != 0:
                 raise StepFailed(f"{st['orders']['working']} working orders left after the kill")
-            flat = wait_for(lambda: _flat(self.stack), timeout=15, what="positions flat")
+            flat = wait_for(self.stack.flat_positions, timeout=15, what="positions flat")
             self.results.update(
                 patch_to_halt_ms=(t_halt - t_patch) * 1000,
                 patch_to_ack_ms=(t_ack - t_patch) * 1000,
@@ -344,18 +342,6 @@ def _port_or_free(port: int) -> int:
         except OSError:
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
-
-
-def _acked(stack: TradingSystemStack) -> dict | None:
-    ks = (stack.get().get("status") or {}).get("killSwitch") or {}
-    acks = ks.get("acknowledgements") or []
-    return ks if ks.get("engaged") and acks and all(a.get("engaged") for a in acks) else None
-
-
-def _flat(stack: TradingSystemStack) -> list | dict | None:
-    positions = httpx.get(stack.engine.url + "/positions/current", timeout=5).json()
-    rows = positions if isinstance(positions, list) else positions.get("positions", [])
-    return positions if all(float(p.get("quantity", 0)) == 0 for p in rows) else None
 
 
 def down() -> int:

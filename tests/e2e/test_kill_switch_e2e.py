@@ -57,12 +57,6 @@ def _halted(s: TradingSystemStack) -> bool:
     return st["trading_state"] == "HALTED" and st["kill_switch"]["engaged"]
 
 
-def _acked(s: TradingSystemStack) -> dict | None:
-    ks = (s.get().get("status") or {}).get("killSwitch") or {}
-    acks = ks.get("acknowledgements") or []
-    return ks if ks.get("engaged") and acks and all(a.get("engaged") for a in acks) else None
-
-
 def _build_position_and_working_order(s: TradingSystemStack) -> None:
     last = {row["symbol"]: row for row in httpx.get(s.engine.url + "/symbols/list", timeout=5).json()}
     price = last["MSFT"]["last_price"]
@@ -87,10 +81,8 @@ def test_patch_halts_cancels_flattens_and_is_acknowledged(stack):
     assert 400 <= refused.status_code < 500
     assert "kill" in refused.text.lower() or "halt" in refused.text.lower()
     wait_for(lambda: stack.engine_state()["orders"]["working"] == 0, what="working orders cancelled")
-    positions = httpx.get(stack.engine.url + "/positions/current", timeout=5).json()
-    rows = positions if isinstance(positions, list) else positions.get("positions", [])
-    assert all(abs(float(p.get("quantity", p.get("qty", 0)))) == 0 for p in rows), positions
-    ks = wait_for(lambda: _acked(stack), timeout=15, what="status acknowledgement")
+    assert stack.flat_positions() is not None
+    ks = wait_for(stack.acknowledged, timeout=15, what="status acknowledgement")
     ack = ks["acknowledgements"][0]
     assert ack["replica"].endswith("-engine-0")
     assert ack["latencyMs"] >= 0
@@ -112,7 +104,7 @@ def test_runbook_activate_curl_halts_engine_and_records_in_the_resource(stack):
     assert ks["engaged"] is True
     assert ks["operator"] == "YOUR_NAME"
     assert ks["source"] == "safety-api"
-    wait_for(lambda: _acked(stack), timeout=15, what="status acknowledgement")
+    wait_for(stack.acknowledged, timeout=15, what="status acknowledgement")
     public = httpx.get(stack.safety.url + "/status", timeout=5).json()
     assert public["kill_switch_engaged"] is True
     assert "reason" not in str(public).lower() or "Emergency" not in str(public)
@@ -133,7 +125,7 @@ def test_operator_down_kill_still_reaches_engine(stack, operator_process, cluste
             restarted.log,
             restarted.port,
         )
-    wait_for(lambda: _acked(stack), timeout=20, what="acknowledgement once the operator is back")
+    wait_for(stack.acknowledged, timeout=20, what="acknowledgement once the operator is back")
 
 
 def test_apiserver_down_safety_halts_engine_directly(stack, cluster):

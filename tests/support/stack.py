@@ -146,6 +146,18 @@ class TradingSystemStack:
         assert self.engine is not None
         return httpx.get(self.engine.url + "/state", timeout=5).json()
 
+    def acknowledged(self) -> dict | None:
+        """`status.killSwitch` once every engine replica has acknowledged an engaged switch, else None."""
+        ks = (self.get().get("status") or {}).get("killSwitch") or {}
+        acks = ks.get("acknowledgements") or []
+        return ks if ks.get("engaged") and acks and all(a.get("engaged") for a in acks) else None
+
+    def flat_positions(self) -> dict | None:
+        """The engine's `/positions/current` when every position is flat, else None."""
+        assert self.engine is not None
+        positions = httpx.get(self.engine.url + "/positions/current", timeout=5).json()
+        return positions if all(float(p["quantity"]) == 0 for p in positions["positions"]) else None
+
     def admin_headers(self) -> dict[str, str]:
         assert self.engine is not None
         return {"Authorization": f"Bearer {self.engine.env['ENGINE_ADMIN_TOKEN']}"}
