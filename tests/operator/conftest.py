@@ -24,7 +24,6 @@ from quantzoo_api import GROUP, PLURAL, VERSION
 from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION
 
 from tests.conftest import Cluster
-from tests.operator.kwok_node import NodeLeaseKeeper
 from tests.operator.standin_engine import StandInEngine, free_port
 
 T = TypeVar("T")
@@ -143,15 +142,6 @@ def start_operator(
         raise
 
 
-@pytest.fixture(scope="session")
-def node_lease(cluster: Cluster, kube_api: client.ApiClient) -> Iterator[None]:
-    keeper = NodeLeaseKeeper(kube_api)
-    keeper.renew()
-    keeper.start()
-    yield
-    keeper.stop()
-
-
 def release_finalizers(api: client.ApiClient, namespace: str) -> None:
     """With the operator stopped nobody removes its finalizer: let the namespace be deleted."""
     custom = client.CustomObjectsApi(api)
@@ -173,7 +163,6 @@ def release_finalizers(api: client.ApiClient, namespace: str) -> None:
 def operator(
     cluster: Cluster,
     namespace: str,
-    node_lease: None,
     kube_api: client.ApiClient,
     request: pytest.FixtureRequest,
 ) -> Iterator[OperatorProcess]:

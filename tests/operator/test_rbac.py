@@ -89,7 +89,6 @@ def operator_identity(cluster: Cluster, kube_api: client.ApiClient, namespace: s
 
 def test_the_operator_does_everything_with_only_these_rules(
     cluster: Cluster,
-    node_lease: None,
     operator_identity: Path,
     ts: TS,
     namespace: str,

@@ -31,7 +31,6 @@ def three_namespaces(kube_api: client.ApiClient) -> Iterator[list[str]]:
 
 def test_watches_only_the_namespaces_it_is_given(
     cluster: Cluster,
-    node_lease: None,
     ts: TS,
     three_namespaces: list[str],
     request: pytest.FixtureRequest,
@@ -61,7 +60,7 @@ def test_watches_only_the_namespaces_it_is_given(
 
 
 def test_json_logs_name_the_tradingsystem(
-    cluster: Cluster, node_lease: None, ts: TS, namespace: str, request: pytest.FixtureRequest
+    cluster: Cluster, ts: TS, namespace: str, request: pytest.FixtureRequest
 ) -> None:
     op = start_operator(cluster, [namespace])
     try:

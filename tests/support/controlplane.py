@@ -96,6 +96,9 @@ class ControlPlane:
                 f"--root-ca-file={self.ca_file}",
                 "--use-service-account-credentials=true",
                 "--controllers=*,-nodeipam,-service-lb-controller,-route,-cloud-node-lifecycle",
+                # kwok posts node status only every ~55 s and renews no node Lease, longer than the 50 s
+                # default grace: the node-lifecycle controller would mark every pod NotReady once a minute.
+                "--node-monitor-grace-period=1h",
                 "--concurrent-deployment-syncs=10",
                 "--concurrent-statefulset-syncs=10",
                 "--concurrent-gc-syncs=20",
