@@ -50,6 +50,10 @@ SPEC: dict[str, Any] = {
 }
 
 
+# Simulated pods have made-up IPs: the operator pushes only to the local processes standing in for them.
+LOOPBACK_ONLY = {"QUANTZOO_OPERATOR_PUSH_NETWORKS": "127.0.0.0/8"}
+
+
 class StepFailed(Exception):
     pass
 
@@ -143,7 +147,9 @@ class Demo:
                 "-o",
                 "jsonpath={.items[0].metadata.name}",
             )
-            self.operator = self.runner.run("quantzoo-system", pods.strip(), annotate=False)
+            self.operator = self.runner.run(
+                "quantzoo-system", pods.strip(), annotate=False, extra_env=LOOPBACK_ONLY
+            )
             self.operator.wait_http("/healthz", timeout=60)
             self.say(f"      operator healthy at {self.operator.url}/healthz (metrics at /metrics)")
 

@@ -17,10 +17,12 @@ the newest engage it has seen.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from quantzoo_api import ENGINE_PORT
 from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION, KillSwitchAck, KillSwitchCommand, TradingState
@@ -128,6 +130,22 @@ def endpoint_of(pod: Mapping[str, Any]) -> str | None:
         return str(annotations[ADMIN_ENDPOINT_ANNOTATION]).rstrip("/")
     ip = (pod.get("status") or {}).get("podIP")
     return f"http://{ip}:{ENGINE_PORT}" if ip else None
+
+
+def permitted(endpoint: str, networks: Iterable[str]) -> bool:
+    """Whether a push may dial `endpoint`: any address when no networks are configured, else only an IP
+    literal (or localhost) inside one of them -- names are not resolved, so a name cannot smuggle a target."""
+    networks = tuple(networks)
+    if not networks:
+        return True
+    host = urlsplit(endpoint).hostname or ""
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(n) for n in networks)
 
 
 def is_ready(pod: Mapping[str, Any]) -> bool:

@@ -20,7 +20,7 @@ from quantzoo_api.killswitch import KillSwitchCommand, TradingState
 from quantzoo_operator import labels, names
 from quantzoo_operator.builders.admin_secret import read_token
 from quantzoo_operator.kube import Kube, KubeError
-from quantzoo_operator.propagation import Ack, Target, select_targets
+from quantzoo_operator.propagation import Ack, Target, permitted, select_targets
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,10 @@ class TokenCache:
 
 
 class Pusher:
-    def __init__(self, kube: Kube, *, push_timeout: float) -> None:
+    def __init__(self, kube: Kube, *, push_timeout: float, networks: Iterable[str] = ()) -> None:
         self.kube = kube
         self.push_timeout = push_timeout
+        self.networks = tuple(networks)
         self.tokens = TokenCache(kube)
         self.http = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64), trust_env=False
@@ -74,6 +75,8 @@ class Pusher:
         return select_targets(pods)
 
     async def _push_one(self, target: Target, command: KillSwitchCommand, token: str) -> Ack:
+        if not permitted(target.endpoint, self.networks):
+            raise EngineUnreachable(f"{target.endpoint}: outside the permitted push networks")
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.push_timeout):
@@ -128,6 +131,8 @@ class Pusher:
 
     async def trading_state(self, target: Target) -> TradingState | None:
         """What a replica says it is doing (`GET /state`), or None if it does not answer."""
+        if not permitted(target.endpoint, self.networks):
+            return None
         try:
             async with asyncio.timeout(self.push_timeout):
                 state = await get_state(self.http, target.endpoint, timeout=self.push_timeout)

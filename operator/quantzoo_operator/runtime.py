@@ -40,7 +40,7 @@ class Runtime:
             operator_namespace=config.operator_namespace, monitoring_namespaces=config.monitoring_namespaces
         )
         reconciler = Reconciler(kube, recorder, status_writer, options)
-        pusher = Pusher(kube, push_timeout=config.push_timeout_seconds)
+        pusher = Pusher(kube, push_timeout=config.push_timeout_seconds, networks=config.push_networks)
         propagator = Propagator(
             config,
             kube,

@@ -25,6 +25,10 @@ Environment (every variable optional; the command line wins where both exist):
   QUANTZOO_OPERATOR_RESYNC_INTERVAL_SECONDS     periodic full reconcile, restores e.g. deleted Secrets (300)
   QUANTZOO_OPERATOR_WATCH_SERVER_TIMEOUT_SECONDS server-side timeout of each watch request (60)
   QUANTZOO_OPERATOR_MONITORING_NAMESPACES       namespaces whose pods may scrape engine/safety ports
+  QUANTZOO_OPERATOR_PUSH_NETWORKS               comma-separated CIDRs the operator may push kill-switch
+                                                commands to (default: any). The local control plane's
+                                                simulated pods have made-up IPs; tests, the demo and the
+                                                benchmarks set 127.0.0.0/8 so those are never dialled.
   POD_NAMESPACE, POD_NAME             the operator's own namespace and pod (downward API): the engine's
                                       NetworkPolicy admits the operator from that namespace only
 """
@@ -32,6 +36,7 @@ Environment (every variable optional; the command line wins where both exist):
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import os
 import socket
@@ -71,6 +76,8 @@ class OperatorConfig:
     retry_max_seconds: float = 2.0
     keep_halt_interval_seconds: float = 5.0
     delete_halt_timeout_seconds: float = 30.0
+    push_networks: tuple[str, ...] = ()
+    """CIDRs a push may go to; empty means anywhere (a pod IP in the cluster network)."""
 
     # Reconcile and watching.
     reconcile_backoff_seconds: float = 5.0
@@ -124,6 +131,11 @@ class OperatorConfig:
             raise ConfigError("retry_initial_seconds cannot exceed retry_max_seconds")
         if logging.getLevelName(self.log_level.upper()) not in (10, 20, 30, 40, 50):
             raise ConfigError(f"unknown log level {self.log_level!r}")
+        for cidr in self.push_networks:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError:
+                raise ConfigError(f"push network {cidr!r} is not a CIDR (e.g. 127.0.0.0/8)") from None
         for ns in self.namespaces:
             if any(c in ns for c in "*?[]!"):
                 raise ConfigError(f"namespace {ns!r}: patterns are not supported, name namespaces exactly")

@@ -35,6 +35,8 @@ FAST_ENV = {
     "QUANTZOO_OPERATOR_RECONCILE_BACKOFF_SECONDS": "2",
     "QUANTZOO_OPERATOR_PUSH_TIMEOUT_SECONDS": "1",
     "QUANTZOO_OPERATOR_LOG_LEVEL": "INFO",
+    # Simulated pods have made-up IPs: push only to the local processes standing in for them.
+    "QUANTZOO_OPERATOR_PUSH_NETWORKS": "127.0.0.0/8",
 }
 
 

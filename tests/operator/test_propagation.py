@@ -7,11 +7,12 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from quantzoo_api.killswitch import KillSwitchAck, KillSwitchCommand, TradingState
 from quantzoo_api.types import KillSwitchMode
 from quantzoo_operator import propagation
 from quantzoo_operator.metrics import OperatorMetrics
-from quantzoo_operator.propagation import Ack, Intent, Outcome, Target
+from quantzoo_operator.propagation import Ack, Intent, Outcome, Target, permitted
 from quantzoo_operator.propagator import Propagator
 from quantzoo_operator.settings import OperatorConfig
 
@@ -113,6 +114,23 @@ def test_targets_are_every_ready_running_not_terminating_pod_with_an_endpoint() 
         Target("demo-engine-0", "uid-demo-engine-0", "http://10.244.0.9:8001"),
         Target("demo-engine-1", "uid-demo-engine-1", "http://127.0.0.1:9999"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "networks", "allowed"),
+    [
+        ("http://10.244.0.7:8001", (), True),
+        ("http://10.244.0.7:8001", ("127.0.0.0/8",), False),
+        ("http://127.0.0.1:40123", ("127.0.0.0/8",), True),
+        ("http://localhost:40123", ("127.0.0.0/8",), True),
+        ("http://[::1]:40123", ("127.0.0.0/8", "::1/128"), True),
+        ("http://engine.example:8001", ("127.0.0.0/8",), False),  # names are never resolved
+    ],
+)
+def test_pushes_go_only_to_permitted_networks(
+    endpoint: str, networks: tuple[str, ...], allowed: bool
+) -> None:
+    assert permitted(endpoint, networks) is allowed
 
 
 def test_pending_and_done_follow_acknowledgements_by_pod_uid() -> None:

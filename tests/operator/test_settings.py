@@ -48,6 +48,7 @@ def test_environment() -> None:
         {"QUANTZOO_OPERATOR_PUSH_TIMEOUT_SECONDS": "0"},
         {"QUANTZOO_OPERATOR_NAMESPACES": "team-*"},
         {"QUANTZOO_OPERATOR_LOG_LEVEL": "chatty"},
+        {"QUANTZOO_OPERATOR_PUSH_NETWORKS": "127.0.0.0/8,loopback"},
     ],
 )
 def test_bad_settings_are_refused_with_their_name(env: dict[str, str]) -> None:

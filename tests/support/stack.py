@@ -55,6 +55,8 @@ def start_operator(
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
         "QUANTZOO_OPERATOR_PORT": str(port),
+        # Simulated pods have made-up IPs: push only to the local processes standing in for them.
+        "QUANTZOO_OPERATOR_PUSH_NETWORKS": "127.0.0.0/8",
         **(env or {}),
     }
     with open(log, "ab") as out:
