@@ -36,7 +36,8 @@ def _now() -> str:
 
 @dataclass
 class Fault:
-    """What a route does instead of its job: hang first (seconds), then answer `status` if set."""
+    """What a route does instead of its job: hang first (until the client hangs up, at most
+    `hang_seconds`), then answer `status` if set, else do the job late."""
 
     status: int | None = None
     retry_after: int | None = None
@@ -182,7 +183,12 @@ class FakeAlpaca:
             if fault is not None:
                 self.fault_hits[route] = self.fault_hits.get(route, 0) + 1
                 if fault.hang_seconds:
-                    await asyncio.sleep(fault.hang_seconds)
+                    # Hang until the client gives up (closes the connection) or the time is over.
+                    end = asyncio.get_running_loop().time() + fault.hang_seconds
+                    while asyncio.get_running_loop().time() < end:
+                        if await request.is_disconnected():
+                            return Response(status_code=499)
+                        await asyncio.sleep(0.05)
                 if fault.status is not None:
                     response = error(fault.status, fault.status * 100000, "injected fault")
                     if fault.retry_after is not None:
