@@ -7,9 +7,9 @@ engine, made worse on purpose.
     proxy.blackhole = False  # connections opened from now on work again
     proxy.stop()
 
-A blackholed connection stays open and silent (like a dropped route): the client's own deadline is what
-ends it. Connections opened while blackholed stay dead after recovery, as a real half-open TCP connection
-would; new ones work.
+While blackholed, new and already open connections stay open and silent (like a dropped route): the
+client's own deadline is what ends them. Connections opened while blackholed stay dead after recovery, as
+a half-open TCP connection would; new ones work.
 """
 
 from __future__ import annotations
@@ -84,6 +84,8 @@ class DelayProxy:
             while data := await reader.read(65536):
                 if from_client:
                     self.chunks_in += 1
+                if self.blackhole:
+                    continue  # an open connection goes silent too, as on a dropped route
                 if self.delay > 0:
                     await asyncio.sleep(self.delay)
                 writer.write(data)

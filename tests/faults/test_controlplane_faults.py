@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from quantzoo_api.killswitch import engage_patch, release_patch
 
 from tests.faults.conftest import Faults
 from tests.faults.test_operator_faults import conditions, converged
+from tests.support.controlplane import ControlPlane
 from tests.support.podrunner import wait_for
 from tests.support.stack import TradingSystemStack
 
@@ -46,14 +48,14 @@ def _watch_saw(stack: TradingSystemStack, generation: int) -> bool:
     return False
 
 
-def _restore(plane) -> None:  # noqa: ANN001 - tests.support.controlplane.ControlPlane
+def _restore(plane: ControlPlane) -> None:
     if "etcd" not in plane.procs:
         plane.start_etcd()
     if "kube-apiserver" not in plane.procs:
         plane.start_apiserver()
 
 
-def _outage(plane, component: str, during) -> None:  # noqa: ANN001
+def _outage(plane: ControlPlane, component: str, during: Callable[[], None]) -> None:
     stop = plane.stop_apiserver if component == "apiserver" else plane.stop_etcd
     start = plane.start_apiserver if component == "apiserver" else plane.start_etcd
     stop()
@@ -107,7 +109,8 @@ def test_control_plane_restart_kill_reaches_source_of_truth_and_watches_recover(
         return ks if ks.get("engaged") else None
 
     ks = wait_for(engaged_in_spec, timeout=45, what="the pending kill patched into spec.killSwitch")
-    assert ks["operator"] == "hank" and ks["source"] == "safety-api"
+    assert ks["operator"] == "hank"
+    assert ks["source"] == "safety-api"
     wait_for(stack.acknowledged, timeout=30, what="the operator's acknowledgement after the outage")
     assert _halted(stack)
 

@@ -6,8 +6,8 @@ own threads and its own deadline: alpaca-py retries HTTP 429 three times with 3 
 which is too slow for an emergency stop, so the kill client's built-in retries are switched off and it
 retries on a short backoff that ends at the deadline. alpaca-py sets no socket timeout, so a hanging
 Alpaca would hold a worker thread forever and, once both kill threads hang, starve every later cancel:
-each request here carries a timeout, on the kill path the time left before its deadline. New orders are already blocked in memory before
-any of this runs (engine.py), so a slow or rate-limiting Alpaca delays the clean-up, never the halt.
+each request here carries a timeout, on the kill path the time left before its deadline. New orders
+are already blocked in memory before any of this runs (engine.py), so a slow or rate-limiting Alpaca delays the clean-up, never the halt.
 """
 
 from __future__ import annotations
