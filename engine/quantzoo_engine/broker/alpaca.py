@@ -7,7 +7,8 @@ which is too slow for an emergency stop, so the kill client's built-in retries a
 retries on a short backoff that ends at the deadline. alpaca-py sets no socket timeout, so a hanging
 Alpaca would hold a worker thread forever and, once both kill threads hang, starve every later cancel:
 each request here carries a timeout, on the kill path the time left before its deadline. New orders
-are already blocked in memory before any of this runs (engine.py), so a slow or rate-limiting Alpaca delays the clean-up, never the halt.
+are already blocked in memory before any of this runs (engine.py), so a slow or rate-limiting Alpaca
+delays the clean-up, never the halt.
 """
 
 from __future__ import annotations
