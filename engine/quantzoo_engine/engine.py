@@ -339,6 +339,8 @@ class TradingEngine:
         started = time.perf_counter()
         decision = self.kill.apply(command, self.clock.now())
         status = self.kill.status
+        if not status.engaged:
+            self._cleanup_owed = None  # a later engagement owes only what it asks for itself
         self._sync_state(self.trading.kill_switch(status.engaged, status.mode))
         if command.engaged:
             self.metrics.kill_switch_engage_seconds.observe(time.perf_counter() - started)

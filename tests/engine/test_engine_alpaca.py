@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 
 import pytest
 from engine_fake_alpaca import KEY, SECRET, FakeAlpaca, Fault, ServerThread
-from engine_helpers import engage_command, free_port, limit, make_spec, market, ready_engine
+from engine_helpers import (
+    engage_command,
+    free_port,
+    limit,
+    make_spec,
+    market,
+    ready_engine,
+    release_command,
+)
 from pydantic import SecretStr
 from quantzoo_api.killswitch import TradingState
 from quantzoo_engine.app import build_broker
@@ -291,3 +299,28 @@ async def test_an_unfinished_kill_clean_up_is_retried_while_engaged(
     engine.clock.advance(60)  # type: ignore[attr-defined]
     await engine.housekeeping()
     assert not [r for r in server.requests[calls:] if r.startswith("DELETE")]
+
+
+@pytest.mark.anyio
+async def test_a_release_forgets_an_unfinished_flatten(
+    engine: TradingEngine, fake: tuple[FakeAlpaca, str]
+) -> None:
+    """A flatten owed by one engagement is not carried into the next one, which did not ask for it."""
+    server, _ = fake
+    engine.kill_deadline_seconds = 0.3
+    server.faults["DELETE /v2/positions"] = Fault(status=500)
+    ack = await engine.apply_kill_switch(engage_command(close_positions=True, generation=1))
+    assert ack.errors
+    await engine.apply_kill_switch(release_command(generation=2))
+    assert engine.trading_state is TradingState.ACTIVE
+    resting = (await engine.submit(limit("AAPL", Side.BUY, 1, 185.0))).order
+    assert resting is not None
+    # The next engagement does not flatten, and its own cancel fails for now.
+    server.faults = {"DELETE /v2/orders": Fault(status=500)}
+    ack = await engine.apply_kill_switch(engage_command(close_positions=False, generation=3))
+    assert ack.working_orders == [resting.id]
+    server.faults = {}
+    engine.clock.advance(60)  # type: ignore[attr-defined]
+    await engine.housekeeping()
+    assert server.orders[resting.id]["status"] == "canceled"
+    assert server.positions["AAPL"]["qty"] == 10.0  # not flattened
