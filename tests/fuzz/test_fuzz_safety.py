@@ -1,11 +1,12 @@
 """schemathesis against the safety service's OpenAPI schema: every operation, with a valid token, a wrong
-one and none, in Kubernetes mode and in standalone mode (QUANTZOO_KUBERNETES=0).
+one and none; in standalone mode (QUANTZOO_KUBERNETES=0), and in Kubernetes mode against an in-memory
+TradingSystem and against the session's real kube-apiserver (marked `cluster`).
 
 Behind the safety app (in process, TestClient) runs a REAL engine app, served by uvicorn on a loopback
 port in a thread, so every activate/deactivate really halts and releases an engine through its admin
-API. The TradingSystem is the in-memory STAND-IN from tests/safety (merge-patch, resourceVersion and the
-release CEL rule emulated): a real kube-apiserver would make this suite need the session's control
-plane, and tests/safety/test_safety_cluster.py already runs the same kill-switch paths against one.
+API. The TradingSystem is either the real one (CRD, CEL rules, resourceVersion preconditions on a real
+API server) or the in-memory STAND-IN from tests/safety, which keeps a fuzz run possible without the
+control plane (`pytest -m "not cluster"`).
 
 Checks: no 5xx, every answer documented, invalid input refused with a 4xx, and a rejected request
 changes nothing: not the TradingSystem, not the service's own record of the switch, not the engine,
@@ -20,7 +21,8 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,11 +39,14 @@ from fuzz_support import (
     no_state_change_on_rejection,
     send,
 )
+from kubernetes import client as k8s
 from pydantic import SecretStr
+from quantzoo_api import GROUP, PLURAL, VERSION
 from quantzoo_engine.app import create_app as create_engine_app
 from quantzoo_engine.clock import ManualClock
 from quantzoo_engine.settings import EngineSettings
 from quantzoo_safety.app import create_app
+from quantzoo_safety.kube import TradingSystemClient
 from quantzoo_safety.settings import Settings
 
 from tests.engine.engine_helpers import PRICES, Bars, make_spec
@@ -52,9 +57,11 @@ ENGINE_TOKEN = "engine-admin-token-for-fuzzing"
 T = TypeVar("T")
 
 
-def safety_settings(engine_url: str, audit_path: Path, *, kubernetes: bool) -> Settings:
+def safety_settings(
+    engine_url: str, audit_path: Path, *, kubernetes: bool, namespace: str = "trading"
+) -> Settings:
     return Settings(
-        namespace="trading",
+        namespace=namespace,
         name="demo",
         engine_url=engine_url,
         engine_admin_token=ENGINE_TOKEN,
@@ -135,22 +142,66 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineServer]:
 class Safety:
     mode: str
     client: TestClient
-    kube: FakeTradingSystemClient | None
+    read_tradingsystem: Callable[[], Any]
     audit_path: Path
 
 
-@pytest.fixture(scope="module", params=["kubernetes", "standalone"])
+def no_tradingsystem() -> Generator[tuple[str, Any, Callable[[], Any]]]:
+    yield "trading", None, lambda: None
+
+
+def in_memory_tradingsystem() -> Generator[tuple[str, Any, Callable[[], Any]]]:
+    kube = FakeTradingSystemClient("trading", "demo")
+    yield "trading", kube, lambda: {"object": copy.deepcopy(kube.obj), "patches": len(kube.patches)}
+
+
+def real_tradingsystem(api: k8s.ApiClient) -> Generator[tuple[str, Any, Callable[[], Any]]]:
+    namespace = f"fuzz-{uuid.uuid4().hex[:8]}"
+    core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TradingSystem",
+        "metadata": {"name": "demo"},
+        "spec": {},
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+    def read() -> Any:
+        obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "demo")
+        return {"spec": obj["spec"], "resourceVersion": obj["metadata"]["resourceVersion"]}
+
+    kube = TradingSystemClient(api, namespace, "demo", timeout=5.0)
+    try:
+        yield namespace, kube, read
+    finally:
+        kube.close()
+        core.delete_namespace(namespace)
+
+
+@pytest.fixture(
+    scope="module",
+    params=["standalone", "in-memory-tradingsystem", pytest.param("apiserver", marks=pytest.mark.cluster)],
+)
 def safety(
     request: pytest.FixtureRequest, engine: EngineServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Safety]:
     mode = request.param
     audit_path = tmp_path_factory.mktemp(f"safety-{mode}") / "audit.jsonl"
-    kube = FakeTradingSystemClient("trading", "demo") if mode == "kubernetes" else None
-    app = create_app(
-        safety_settings(engine.url, audit_path, kubernetes=kube is not None), kube=kube, start_watchdog=False
-    )
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield Safety(mode, client, kube, audit_path)
+    if mode == "standalone":
+        tradingsystems = no_tradingsystem()
+    elif mode == "apiserver":
+        tradingsystems = real_tradingsystem(request.getfixturevalue("kube_api"))
+    else:
+        tradingsystems = in_memory_tradingsystem()
+    namespace, kube, read = next(tradingsystems)
+    try:
+        settings = safety_settings(engine.url, audit_path, kubernetes=kube is not None, namespace=namespace)
+        app = create_app(settings, kube=kube, start_watchdog=False)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield Safety(mode, client, read, audit_path)
+    finally:
+        tradingsystems.close()
 
 
 def audit_entries(path: Path) -> list[dict[str, Any]]:
@@ -161,7 +212,6 @@ def audit_entries(path: Path) -> list[dict[str, Any]]:
 
 def snapshot(safety: Safety, engine: EngineServer) -> dict[str, Any]:
     """What a refused request must leave as it was."""
-    kube = safety.kube
     ctx = safety.client.app.state.safety  # type: ignore[attr-defined]
     killswitch = safety.client.portal.call(  # type: ignore[union-attr]
         lambda: {"local": copy.deepcopy(ctx.killswitch.local), "pending": repr(ctx.killswitch.pending)}
@@ -178,8 +228,7 @@ def snapshot(safety: Safety, engine: EngineServer) -> dict[str, Any]:
         }
 
     return {
-        "tradingsystem": copy.deepcopy(kube.obj) if kube is not None else None,
-        "kube_patches": len(kube.patches) if kube is not None else 0,
+        "tradingsystem": safety.read_tradingsystem(),
         "safety_kill_switch": killswitch,
         "engine": engine.call(engine_view),
         "audit": audit_entries(safety.audit_path),
