@@ -68,7 +68,8 @@ class ActivateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=1, max_length=1024)
-    close_positions: bool = False
+    # strict: lax parsing would read "0", "off" or 1 as a decision about the trader's positions.
+    close_positions: bool = Field(False, strict=True)
     operator: str = Field(min_length=1, max_length=128)
     mode: KillSwitchMode = KillSwitchMode.HALT
 

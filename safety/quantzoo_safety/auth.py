@@ -13,14 +13,20 @@ import os
 import secrets
 import threading
 from enum import StrEnum
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from quantzoo_safety.context import get_context
 
 log = logging.getLogger(__name__)
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+# Declares the bearer scheme in the OpenAPI schema. The check itself reads the raw header (below), so it
+# can tell a missing token from another scheme and word its own refusals.
+BEARER = HTTPBearer(auto_error=False, description="The safety API token (SAFETY_API_TOKEN).")
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
 
 
 class TokenCheck(StrEnum):
@@ -110,7 +116,7 @@ def _verify(request: Request) -> TokenCheck:
     return check_token(request.headers.get("authorization"), ctx.tokens.current())
 
 
-async def require_token(request: Request) -> None:
+async def require_token(request: Request, _: Bearer = None) -> None:
     """FastAPI dependency: the request must carry the valid bearer token (401 otherwise)."""
     result = _verify(request)
     request.state.authenticated = result is TokenCheck.OK
@@ -118,7 +124,7 @@ async def require_token(request: Request) -> None:
         raise _refuse(request, result)
 
 
-async def optional_token(request: Request) -> bool:
+async def optional_token(request: Request, _: Bearer = None) -> bool:
     """Dependency for `/status`: no token (or an empty `Bearer `) is the public view; a wrong one is 401."""
     if presented_token(request.headers.get("authorization")) is None:
         request.state.authenticated = False
