@@ -1,7 +1,9 @@
 """Where the engine checks the admin token (a FastAPI dependency).
 
-The token comes from ENGINE_ADMIN_TOKEN (the `<name>-engine-admin` Secret; not the safety token). It is
-compared in constant time. Without a configured token the admin API refuses everything (fail closed).
+The token comes from ENGINE_ADMIN_TOKEN_FILE (the mounted `<name>-engine-admin` Secret; not the safety
+token), re-read whenever the file changes, so a rotated Secret is in force without a restart and the old
+token is refused from then on; or from ENGINE_ADMIN_TOKEN outside Kubernetes. It is compared in constant
+time. Without a configured token the admin API refuses everything (fail closed).
 Refusals say nothing about the token.
 """
 
@@ -11,10 +13,12 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
+from quantzoo_api.secret_file import SecretFile
 
 
 def require_admin_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    expected: str | None = request.app.state.admin_token
+    source: SecretFile = request.app.state.admin_token
+    expected = source.current()
     if not expected:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "admin API disabled: no admin token configured"
