@@ -124,7 +124,8 @@ def test_engine_pod_template() -> None:
     assert env["QUANTZOO_NAMESPACE"]["value"] == "trading"
     assert env["QUANTZOO_NAME"]["value"] == "demo"
     assert env["ENGINE_STATE_DIR"]["value"] == "/var/lib/quantzoo"
-    assert "ALPACA_API_KEY" not in env and "ALPACA_API_KEY_FILE" not in env
+    assert "ALPACA_API_KEY" not in env
+    assert "ALPACA_API_KEY_FILE" not in env
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts == {
         "config": "/etc/quantzoo",
@@ -152,7 +153,8 @@ def test_alpaca_credentials_come_from_the_named_secret() -> None:
     root = "/var/run/secrets/quantzoo/broker-credentials"
     assert env["ALPACA_API_KEY_FILE"]["value"] == f"{root}/ALPACA_API_KEY"
     assert env["ALPACA_API_SECRET_FILE"]["value"] == f"{root}/ALPACA_API_SECRET"
-    assert "ALPACA_API_KEY" not in env and "ALPACA_API_SECRET" not in env
+    assert "ALPACA_API_KEY" not in env
+    assert "ALPACA_API_SECRET" not in env
     mount = {m["name"]: m for m in container["volumeMounts"]}["broker-credentials"]
     assert mount == {"name": "broker-credentials", "mountPath": root, "readOnly": True}
     volume = {v["name"]: v for v in pod["volumes"]}["broker-credentials"]["secret"]
@@ -186,12 +188,14 @@ def test_safety_pod_template() -> None:
     env = env_of(container)
     assert env["SAFETY_API_TOKEN_FILE"]["value"] == "/var/run/secrets/quantzoo/api-token/token"
     assert env["ENGINE_ADMIN_TOKEN_FILE"]["value"] == "/var/run/secrets/quantzoo/engine-admin-token/token"
-    assert "SAFETY_API_TOKEN" not in env and "ENGINE_ADMIN_TOKEN" not in env
+    assert "SAFETY_API_TOKEN" not in env
+    assert "ENGINE_ADMIN_TOKEN" not in env
     pod = deploy["spec"]["template"]["spec"]
     secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
     assert secrets == {"api-token": "demo-safety-token", "engine-admin-token": "demo-engine-admin"}
     ro = {m["name"]: m.get("readOnly") for m in container["volumeMounts"]}
-    assert ro["api-token"] is True and ro["engine-admin-token"] is True
+    assert ro["api-token"] is True
+    assert ro["engine-admin-token"] is True
     assert env["ENGINE_URL"]["value"] == "http://demo-engine.trading.svc:8001"
     assert env["QUANTZOO_CONFIG"]["value"] == "/etc/quantzoo/safety.json"
     assert (env["QUANTZOO_NAMESPACE"]["value"], env["QUANTZOO_NAME"]["value"]) == ("trading", "demo")
