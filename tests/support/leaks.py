@@ -100,9 +100,9 @@ class Registry:
                 chosen = os.environ.get("QUANTZOO_TEST_ARTIFACTS")
                 if chosen:
                     self.artifacts = Path(chosen)
-                    self.artifacts.mkdir(parents=True, exist_ok=True)
                 else:
                     self.artifacts = Path(tempfile.mkdtemp(prefix="quantzoo-artifacts-"))
+            self.artifacts.mkdir(parents=True, exist_ok=True)
             return self.artifacts
 
     # what was used
@@ -310,3 +310,47 @@ class ClusterRecorder:
 def wait_quiet(seconds: float = 0.5) -> None:
     """Give watches a moment to deliver what just happened (used before a final scan)."""
     time.sleep(seconds)
+
+
+# -- the scan ------------------------------------------------------------------------------------------
+@dataclass
+class ScanReport:
+    secrets_registered: int = 0
+    secrets_searched: int = 0
+    files: int = 0
+    bytes: int = 0
+    event_records: int = 0
+    tradingsystem_records: int = 0
+    captures: int = 0
+    leaks: list[Leak] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "leaks"}
+        out["leaks"] = len(self.leaks)
+        return out
+
+
+def scan(registry: Registry, extra_files: Iterable[Path] = ()) -> ScanReport:
+    """Grep every produced file for every registered secret (raw, base64, URL-encoded)."""
+    report = ScanReport(secrets_registered=len(registry.secrets))
+    with registry._lock:
+        secrets = dict(registry.secrets)
+    report.secrets_searched = sum(1 for v in secrets if len(v) >= MIN_SECRET_LENGTH)
+    files = sorted({*registry.produced_files(), *(p for p in extra_files if p.is_file())})
+    folder = registry.folder()
+
+    def sources() -> Iterator[tuple[str, str]]:
+        for path in files:
+            text = read_text(path)
+            report.files += 1
+            report.bytes += len(text)
+            if path.parent == folder and path.name == "events.jsonl":
+                report.event_records += text.count("\n")
+            elif path.parent == folder and path.name == "tradingsystems.jsonl":
+                report.tradingsystem_records += text.count("\n")
+            elif path.parent.name == "captured":
+                report.captures += 1
+            yield str(path), text
+
+    report.leaks = find_leaks(secrets, sources())
+    return report
