@@ -57,6 +57,9 @@ class KillSwitchAck(BaseModel):
     cancelled_orders: list[str] = Field(default_factory=list)
     closed_positions: list[str] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
+    # Orders still working at the broker after the clean-up (cancels refused or timed out): the engine
+    # keeps retrying them while engaged; the operator re-pushes until this is empty.
+    working_orders: list[str] = Field(default_factory=list)
 
 
 class ActivateRequest(BaseModel):

@@ -21,7 +21,8 @@ Environment (every variable optional; the command line wins where both exist):
   QUANTZOO_OPERATOR_RETRY_MAX_SECONDS           longest retry delay (2)
   QUANTZOO_OPERATOR_KEEP_HALT_INTERVAL_SECONDS  while engaged, how often replicas are re-checked (5)
   QUANTZOO_OPERATOR_DELETE_HALT_TIMEOUT_SECONDS how long deletion waits for an unreachable engine (30)
-  QUANTZOO_OPERATOR_RECONCILE_BACKOFF_SECONDS   retry delay of a failed reconcile (5)
+  QUANTZOO_OPERATOR_RECONCILE_BACKOFF_SECONDS   first retry delay of a failed reconcile (5); doubles while
+                                                it keeps failing, up to the resync interval
   QUANTZOO_OPERATOR_RESYNC_INTERVAL_SECONDS     periodic full reconcile, restores e.g. deleted Secrets (300)
   QUANTZOO_OPERATOR_WATCH_SERVER_TIMEOUT_SECONDS server-side timeout of each watch request (60)
   QUANTZOO_OPERATOR_MONITORING_NAMESPACES       namespaces whose pods may scrape engine/safety ports

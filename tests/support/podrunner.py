@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import yaml
 from kubernetes import client
 from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION
 
@@ -194,7 +195,6 @@ class PodRunner:
                 token, path, user=f"system:serviceaccount:{namespace}:{sa}"
             )
         # An existing cluster: keep its server and CA, swap the credentials.
-        import yaml
 
         cfg = yaml.safe_load(self.kubeconfig.read_text())
         for u in cfg.get("users", []):
@@ -374,6 +374,63 @@ class PodRunner:
         if annotate:
             self.annotate(local)
         return local
+
+    def complete(self, namespace: str, pod_name: str, timeout: float = 120.0) -> tuple[int, str]:
+        """Run a run-to-completion pod (a `python -c` hook such as the chart's `helm test` Pod) the way a
+        kubelet would, then record its terminal phase and exit code in the pod's status, which is what
+        `helm test` waits for. The in-cluster token is a ServiceAccount token file, as kubelet mounts it.
+        Returns (exit code, output)."""
+        pod = self.core.read_namespaced_pod(pod_name, namespace)
+        container = pod.spec.containers[0]
+        command = (container.command or []) + (container.args or [])
+        if command[:1] not in (["python"], ["python3"]):
+            raise ValueError(f"pod {namespace}/{pod_name} runs {command[:2]!r}, not a python hook")
+        root = Path(tempfile.mkdtemp(prefix=f"qz-{pod_name}-"))
+        mounts = self._materialise_volumes(pod, container, root)
+        sa_dir = root / "serviceaccount"
+        sa_dir.mkdir()
+        sa = pod.spec.service_account_name or "default"
+        kubeconfig = self.service_account_kubeconfig(namespace, sa, root / "kubeconfig")
+        cfg = yaml.safe_load(kubeconfig.read_text())
+        (sa_dir / "token").write_text(cfg["users"][0]["user"]["token"])
+        cluster = cfg["clusters"][0]["cluster"]
+        (sa_dir / "ca.crt").write_text(Path(cluster["certificate-authority"]).read_text())
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("QUANTZOO_", "ENGINE_", "SAFETY_"))}
+        env.update({k: self._rewrite(v, mounts) for k, v in self._env(pod, container, mounts).items()})
+        env.update(KUBERNETES_API_URL=cluster["server"], QUANTZOO_SERVICEACCOUNT_DIR=str(sa_dir))
+        proc = subprocess.run(
+            [sys.executable, *command[1:]],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        phase = "Succeeded" if proc.returncode == 0 else "Failed"
+        terminated = {"exitCode": proc.returncode, "reason": "Completed" if phase == "Succeeded" else "Error"}
+        self.core.patch_namespaced_pod_status(
+            pod_name,
+            namespace,
+            {
+                "status": {
+                    "phase": phase,
+                    "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted"}],
+                    "containerStatuses": [
+                        {
+                            "name": container.name,
+                            "image": container.image,
+                            "imageID": "",
+                            "ready": False,
+                            "restartCount": 0,
+                            "state": {"terminated": {**terminated, "finishedAt": now}},
+                        }
+                    ],
+                }
+            },
+        )
+        return proc.returncode, proc.stdout + proc.stderr
 
     def annotate(self, local: LocalPod) -> None:
         self.core.patch_namespaced_pod(

@@ -4,8 +4,11 @@ alpaca-py is synchronous (requests), so every call runs in a worker thread under
 engine's loop never blocks on Alpaca. The kill path (cancel all, close all) has its own client, its
 own threads and its own deadline: alpaca-py retries HTTP 429 three times with 3 s waits (about 9 s),
 which is too slow for an emergency stop, so the kill client's built-in retries are switched off and it
-retries on a short backoff that ends at the deadline. New orders are already blocked in memory before
-any of this runs (engine.py), so a slow or rate-limiting Alpaca delays the clean-up, never the halt.
+retries on a short backoff that ends at the deadline. alpaca-py sets no socket timeout, so a hanging
+Alpaca would hold a worker thread forever and, once both kill threads hang, starve every later cancel:
+each request here carries a timeout, on the kill path the time left before its deadline. New orders
+are already blocked in memory before any of this runs (engine.py), so a slow or rate-limiting Alpaca
+delays the clean-up, never the halt.
 
 Credentials rotate without a restart: before every call the broker asks `credentials()` (the mounted
 Secret's files, a cheap stat when nothing changed) and, when the pair changed, rebuilds both clients.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -100,6 +104,29 @@ def position_from_alpaca(raw: Any) -> Position:
     return Position(raw.symbol, qty, float(raw.avg_entry_price))
 
 
+class _TimeoutSession(requests.Session):
+    """A requests session whose every request has a timeout (alpaca-py passes none): the one set for
+    the calling thread by `AlpacaBroker._call`, else the default."""
+
+    def __init__(self, default_timeout: float) -> None:
+        super().__init__()
+        self.default_timeout = default_timeout
+        self.per_thread = threading.local()
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("timeout", getattr(self.per_thread, "timeout", None) or self.default_timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def _with_timeouts(client: Any, default_timeout: float) -> _TimeoutSession | None:
+    """Give an alpaca-py client a session with timeouts (RESTClient keeps its session in `_session`)."""
+    if not hasattr(client, "_session"):
+        return None  # a stand-in client in a unit test
+    session = _TimeoutSession(default_timeout)
+    client._session = session
+    return session
+
+
 def _name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "call")
 
@@ -132,6 +159,7 @@ class AlpacaBroker:
         self._url_override = url_override
         self._credentials = credentials
         self._pair = (api_key, secret_key)
+        self._sessions: dict[int, _TimeoutSession | None] = {}
         self._client, self._kill_client = self._make_clients(api_key, secret_key)
         self.credential_rotations = 0
         """How many times a changed key pair rebuilt the clients."""
@@ -146,6 +174,10 @@ class AlpacaBroker:
         # alpaca-py has no public switch for this on TradingClient; RESTClient keeps the count here.
         if hasattr(kill_client, "_retry"):
             kill_client._retry = 0
+        self._sessions = {
+            id(client): _with_timeouts(client, self.timeout_seconds),
+            id(kill_client): _with_timeouts(kill_client, self.timeout_seconds),
+        }
         return client, kill_client
 
     def refresh_credentials(self) -> bool:
@@ -172,7 +204,19 @@ class AlpacaBroker:
     ) -> T:
         loop = asyncio.get_running_loop()
         name = _name(fn)
-        future = loop.run_in_executor(executor or self._executor, functools.partial(fn, *args))
+        session = self._session_of(fn)
+
+        def run() -> T:
+            # The request gives up when the caller does, so the worker thread is free again.
+            if session is not None:
+                session.per_thread.timeout = max(timeout, 0.05)
+            try:
+                return fn(*args)
+            finally:
+                if session is not None:
+                    session.per_thread.timeout = None
+
+        future = loop.run_in_executor(executor or self._executor, run)
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError as exc:
@@ -184,6 +228,10 @@ class AlpacaBroker:
             raise BrokerError(f"alpaca {name}: HTTP {code}") from exc
         except requests.RequestException as exc:
             raise BrokerError(f"alpaca {name}: {type(exc).__name__}") from exc
+
+    def _session_of(self, fn: Callable[..., Any]) -> _TimeoutSession | None:
+        owner = getattr(getattr(fn, "func", fn), "__self__", None)
+        return self._sessions.get(id(owner)) if owner is not None else None
 
     async def _kill_call(self, method: str, *args: Any, deadline_at: float, **kwargs: Any) -> Any:
         """Retry retryable failures (429, 5xx, network) on a short backoff until the deadline."""

@@ -15,36 +15,43 @@ from quantzoo_operator.settings import OperatorConfig
 RESYNC_SECONDS = OperatorConfig.from_env().resync_interval_seconds  # decorators need it at import
 
 
-async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
+def backoff_seconds(base: float, retry: int, ceiling: float = RESYNC_SECONDS) -> float:
+    """Delay before retry number `retry + 1`: doubles from `base` while the failure persists (a missing
+    Secret or a refused child must not retry at a fixed pace forever), capped at `ceiling`."""
+    return min(base * 2 ** min(retry, 20), max(base, ceiling))
+
+
+async def _reconcile(body: kopf.Body, memo: kopf.Memo, retry: int = 0) -> None:
     runtime: Runtime = memo["runtime"]
     try:
         await runtime.reconciler.reconcile(dict(body))
     except InvalidTradingSystem as exc:
         raise kopf.PermanentError(str(exc)) from None
     except ReconcileError as exc:
-        raise kopf.TemporaryError(str(exc), delay=runtime.config.reconcile_backoff_seconds) from None
+        delay = backoff_seconds(runtime.config.reconcile_backoff_seconds, retry)
+        raise kopf.TemporaryError(str(exc), delay=delay) from None
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-create")
 @METRICS.instrument("reconcile")
-async def reconcile_create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _reconcile(body, memo)
+async def reconcile_create(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    await _reconcile(body, memo, retry)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update")
 @METRICS.instrument("reconcile")
-async def reconcile_update(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _reconcile(body, memo)
+async def reconcile_update(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    await _reconcile(body, memo, retry)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume")
 @METRICS.instrument("reconcile")
-async def reconcile_resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _reconcile(body, memo)
+async def reconcile_resume(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    await _reconcile(body, memo, retry)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, id="resync", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 @METRICS.instrument("resync")
-async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def resync(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
     """Restores what no watch reports (a deleted token Secret) and anything a missed event left behind."""
-    await _reconcile(body, memo)
+    await _reconcile(body, memo, retry)
