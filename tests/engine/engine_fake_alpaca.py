@@ -10,6 +10,10 @@ Market data: a msgpack websocket at /stream (what StockDataStream's url_override
 `[{"T":"success","msg":"connected"}]`, auth -> `authenticated`, subscribe -> `subscription`, then the
 queued bars, with `t` as a msgpack Timestamp.
 
+Only the current key pair is accepted (`rotate()` replaces it, as revoking the old key at Alpaca would);
+anything else gets Alpaca's 401 `{"code": 40110000, "message": "request is not authorized"}`. Which key
+id each request came with is recorded, so a test can tell old-key from new-key traffic.
+
 This is a stand-in for Alpaca's servers only; the client under test is the real alpaca-py.
 """
 
@@ -58,7 +62,17 @@ class FakeAlpaca:
         self.requests: list[str] = []
         self.bars: list[dict[str, Any]] = []
         self.subscriptions: list[dict[str, Any]] = []
+        self.key, self.secret = KEY, SECRET
+        self.accepted: list[tuple[str, str]] = []  # (key id, "METHOD /path") of each authorised call
+        self.refused: list[tuple[str, str]] = []  # (key id, "METHOD /path") of each 401
         self.app = self._build()
+
+    def rotate(self, key: str, secret: str) -> None:
+        """From now on only this pair is accepted; the previous one is refused."""
+        self.key, self.secret = key, secret
+
+    def orders_by_key(self, key: str) -> int:
+        return sum(1 for k, call in self.accepted if k == key and call == "POST /v2/orders")
 
     # --- state -----------------------------------------------------------------------------------------
     def _order_json(self, o: dict[str, Any]) -> dict[str, Any]:
@@ -194,11 +208,11 @@ class FakeAlpaca:
                     if fault.retry_after is not None:
                         response.headers["Retry-After"] = str(fault.retry_after)
                     return response
-            if (
-                request.headers.get("APCA-API-KEY-ID") != KEY
-                or request.headers.get("APCA-API-SECRET-KEY") != SECRET
-            ):
+            key_id = request.headers.get("APCA-API-KEY-ID") or ""
+            if key_id != self.key or request.headers.get("APCA-API-SECRET-KEY") != self.secret:
+                self.refused.append((key_id, route))
                 return error(401, 40110000, "request is not authorized")
+            self.accepted.append((key_id, route))
             return await call_next(request)
 
         @app.get("/v2/account")
@@ -295,7 +309,8 @@ class FakeAlpaca:
             await ws.send_bytes(msgpack.packb([{"T": "success", "msg": "connected"}]))
             try:
                 auth = msgpack.unpackb(await ws.receive_bytes())
-                if auth.get("action") != "auth" or auth.get("key") != KEY or auth.get("secret") != SECRET:
+                pair = (auth.get("key"), auth.get("secret"))
+                if auth.get("action") != "auth" or pair != (self.key, self.secret):
                     await ws.send_bytes(msgpack.packb([{"T": "error", "code": 402, "msg": "auth failed"}]))
                     await ws.close()
                     return
