@@ -386,7 +386,7 @@ class PodRunner:
         if command[:1] not in (["python"], ["python3"]):
             raise ValueError(f"pod {namespace}/{pod_name} runs {command[:2]!r}, not a python hook")
         root = Path(tempfile.mkdtemp(prefix=f"qz-{pod_name}-"))
-        mounts = self._materialise_volumes(pod, container, root)
+        mounts, _ = self._materialise_volumes(pod, container, root)  # run to completion: no resync
         sa_dir = root / "serviceaccount"
         sa_dir.mkdir()
         sa = pod.spec.service_account_name or "default"

@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from quantzoo_api.secret_file import SecretFile
 
 # auto_error=False: the refusals below (401 vs 503, their wording) are ours, not FastAPI's.
-BEARER = HTTPBearer(auto_error=False, description="The engine admin token (ENGINE_ADMIN_TOKEN_FILE).")
+BEARER = HTTPBearer(auto_error=False, description="The engine admin token (ENGINE_ADMIN_TOKEN).")
 
 
 def require_admin_token(
