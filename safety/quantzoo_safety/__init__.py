@@ -29,6 +29,7 @@ Environment:
                                         the file wins and is re-read on change
     SAFETY_API_TOKEN / SAFETY_API_TOKEN_FILE   the bearer token; the file wins and is re-read on change
     SAFETY_AUDIT_LOG                    audit file (JSON lines); always also on the log stream
+    SAFETY_PENDING_FILE                 where a direct halt not yet in the TradingSystem survives a restart
     SAFETY_PORT (8888), SAFETY_KUBE_TIMEOUT_SECONDS (2), SAFETY_ENGINE_TIMEOUT_SECONDS (2)
     SAFETY_AUTO_TRIP_ENABLED, SAFETY_HEARTBEAT_TIMEOUT_SECONDS, SAFETY_CHECK_INTERVAL_SECONDS,
     SAFETY_MAX_REJECTS_PER_MINUTE, SAFETY_MAX_ERRORS_PER_MINUTE, SAFETY_MAX_DAILY_DRAWDOWN_PCT,

@@ -26,6 +26,7 @@ from quantzoo_safety.kube import ApiServerUnreachable, TradingSystemClient, api_
 from quantzoo_safety.metrics import SafetyMetrics
 from quantzoo_safety.middleware import RequestRecorder
 from quantzoo_safety.observe import Observer
+from quantzoo_safety.pending_store import PendingStore
 from quantzoo_safety.settings import Settings
 from quantzoo_safety.watchdog import Watchdog
 
@@ -89,6 +90,7 @@ def build_context(
         audit=audit,
         kube_deadline=settings.kube_timeout_seconds,
         engine_timeout=settings.engine_timeout_seconds,
+        pending_store=PendingStore(settings.pending_file),
     )
     watchdog = Watchdog(
         spec=settings.spec,
@@ -128,6 +130,8 @@ def create_app(
             settings.engine_url,
             "enabled" if settings.kubernetes_enabled else "disabled (standalone)",
         )
+        if ctx.killswitch.pending is not None:
+            await ctx.killswitch.reassert_pending()
         if start_watchdog:
             ctx.watchdog.start()
         try:

@@ -50,6 +50,7 @@ from quantzoo_safety.kube import (
 )
 from quantzoo_safety.metrics import SafetyMetrics
 from quantzoo_safety.observe import Observer
+from quantzoo_safety.pending_store import PendingStore
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class KillSwitchService:
         audit: AuditLog,
         kube_deadline: float = 2.0,
         engine_timeout: float = 2.0,
+        pending_store: PendingStore | None = None,
     ) -> None:
         self.engine_url = engine_url
         # Read on every push: a rotated `<name>-engine-admin` Secret is used as soon as its file changes.
@@ -130,6 +132,11 @@ class KillSwitchService:
         self._lock = asyncio.Lock()  # one state change at a time through this process
         self.pending: EngageIntent | None = None  # engaged on the engine, not yet in the TradingSystem
         self.pending_since: str | None = None
+        self.pending_store = pending_store or PendingStore(None)
+        restored = self.pending_store.load()
+        if restored is not None:  # a restart in the middle of an API server outage
+            self.pending, self.pending_since = restored[0], restored[1] or _now()
+            self.metrics.pending_engage.set(1)
         # Standalone mode's record of the switch (camelCase, shaped like spec.killSwitch).
         self.local: dict[str, Any] = {"engaged": False}
 
@@ -329,11 +336,32 @@ class KillSwitchService:
     def _set_pending(self, intent: EngageIntent) -> None:
         if self.pending is None:
             self.pending, self.pending_since = intent, _now()
+            self.pending_store.save(intent, self.pending_since)
         self.metrics.pending_engage.set(1)
 
     def _clear_pending(self) -> None:
         self.pending, self.pending_since = None, None
+        self.pending_store.clear()
         self.metrics.pending_engage.set(0)
+
+    async def reassert_pending(self) -> PathResult | None:
+        """After a restart with a pending direct halt: halt the engine again (it may have restarted too and
+        must not resume on a TradingSystem that does not know of the halt yet), then try to record it."""
+        intent = self.pending
+        if intent is None:
+            return None
+        pushed = await self._push(self._command(intent))
+        self.audit.record(
+            "kill-switch.restore-pending",
+            result=pushed.result,
+            operator=intent.operator,
+            source=intent.source,
+            reason=intent.reason,
+            detail=f"direct halt from {self.pending_since}, not yet in the TradingSystem, restored at start",
+        )
+        if self.kube is not None:
+            await self.sync_pending()
+        return pushed
 
     async def sync_pending(self) -> PathResult | None:
         """Record a direct engine halt in the TradingSystem once the API server answers again."""

@@ -93,6 +93,8 @@ class Settings:
     kube_timeout_seconds: float = 2.0
     engine_timeout_seconds: float = 2.0
     audit_log_path: str | None = None
+    # A direct halt not yet recorded in the TradingSystem survives a restart here (pending_store.py).
+    pending_file: str | None = None
     audit_memory_entries: int = 50
     host: str = "0.0.0.0"
     port: int = SAFETY_PORT
@@ -153,6 +155,7 @@ class Settings:
                 "SAFETY_ENGINE_TIMEOUT_SECONDS", env.get("SAFETY_ENGINE_TIMEOUT_SECONDS", "2"), float
             ),
             audit_log_path=env.get("SAFETY_AUDIT_LOG") or None,
+            pending_file=env.get("SAFETY_PENDING_FILE") or None,
             port=_parse("SAFETY_PORT", port_raw, int) if port_raw else SAFETY_PORT,
             spec=spec,
             limit_overrides=overrides,

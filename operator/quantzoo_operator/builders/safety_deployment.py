@@ -41,6 +41,9 @@ def secret_mounts(system: System) -> list[SecretMount]:
     ]
 
 
+PENDING_FILE = "/tmp/pending-engagement.json"  # noqa: S108 - the pod's own emptyDir
+
+
 def env(system: System) -> list[dict[str, Any]]:
     mounts = secret_mounts(system)
     out: list[dict[str, Any]] = [
@@ -49,6 +52,8 @@ def env(system: System) -> list[dict[str, Any]]:
         {"name": "QUANTZOO_NAMESPACE", "value": system.namespace},
         {"name": "QUANTZOO_NAME", "value": system.name},
         {"name": "QUANTZOO_CONFIG", "value": CONFIG_PATH},
+        # On the pod's emptyDir: a pending direct halt outlives a container restart.
+        {"name": "SAFETY_PENDING_FILE", "value": PENDING_FILE},
     ]
     reserved = {item["name"] for item in out}.union(*(m.reserved_env() for m in mounts))
     return out + user_env(list(system.spec.safety.env), reserved)
