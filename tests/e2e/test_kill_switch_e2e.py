@@ -14,7 +14,7 @@ import pytest
 import yaml
 from quantzoo_api.killswitch import engage_patch
 
-from tests.support.podrunner import PodRunner, wait_for
+from tests.support.podrunner import wait_for
 from tests.support.stack import TradingSystemStack, start_operator
 
 pytestmark = pytest.mark.slow
@@ -26,20 +26,6 @@ SPEC = {
     "marketData": {"kind": "simulated", "seed": 11, "intervalSeconds": 0.05},
     "risk": {"maxOrdersPerSecond": 50, "maxOrdersPerMinute": 3000, "staleDataSeconds": 30},
 }
-
-
-@pytest.fixture(scope="module")
-def operator_process(cluster):
-    op = start_operator(cluster.kubeconfig)
-    yield op
-    op.stop()
-
-
-@pytest.fixture
-def runner(cluster, kube_api):
-    r = PodRunner(cluster.plane, cluster.kubeconfig, kube_api)
-    yield r
-    r.stop_all()
 
 
 @pytest.fixture

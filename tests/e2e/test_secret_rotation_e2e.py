@@ -19,8 +19,8 @@ from quantzoo_api.killswitch import ENGINE_KILL_SWITCH_PATH
 
 from tests.engine.engine_fake_alpaca import KEY, SECRET, FakeAlpaca, ServerThread
 from tests.support.leaks import REGISTRY as LEAKS
-from tests.support.podrunner import PodRunner, free_port, wait_for
-from tests.support.stack import TradingSystemStack, start_operator
+from tests.support.podrunner import free_port, wait_for
+from tests.support.stack import TradingSystemStack
 
 pytestmark = pytest.mark.slow
 
@@ -36,20 +36,6 @@ SAFETY_CHECK = (
     '-H "Authorization: Bearer $SAFETY_API_TOKEN" -s -o /dev/null -w "%{{http_code}}"'
 )
 ROTATION_TIMEOUT = 30.0  # generous: the runner resyncs every 0.5 s; a loaded machine may be slow
-
-
-@pytest.fixture(scope="module")
-def operator_process(cluster):
-    op = start_operator(cluster.kubeconfig)
-    yield op
-    op.stop()
-
-
-@pytest.fixture
-def runner(cluster, kube_api):
-    r = PodRunner(cluster.plane, cluster.kubeconfig, kube_api)
-    yield r
-    r.stop_all()
 
 
 def new_stack(kube_api, runner, namespace, spec=SPEC) -> TradingSystemStack:

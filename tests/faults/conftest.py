@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from quantzoo_api import GROUP, PLURAL, VERSION
 
-from tests.operator.conftest import FAST_ENV
+from tests.operator.conftest import FAST_ENV, release_finalizers
 from tests.support.podrunner import PodRunner, wait_for
 from tests.support.stack import OperatorProcess, TradingSystemStack, start_operator
 
@@ -155,22 +154,6 @@ def assert_children_owned(api: client.ApiClient, stack: TradingSystemStack) -> N
     # The children every TradingSystem has (builders/): at least one of each, each exactly once above.
     for kind in ("StatefulSet", "Deployment", "Service", "ConfigMap", "Secret", "ServiceAccount", "Role"):
         assert kind in seen, f"no {kind} child: {seen}"
-
-
-def release_finalizers(api: client.ApiClient, namespace: str) -> None:
-    custom = client.CustomObjectsApi(api)
-    with contextlib.suppress(client.ApiException):
-        for item in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
-            with contextlib.suppress(client.ApiException):
-                custom.patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    PLURAL,
-                    item["metadata"]["name"],
-                    {"metadata": {"finalizers": None}},
-                    _content_type="application/merge-patch+json",
-                )
 
 
 @pytest.fixture
