@@ -30,9 +30,11 @@ import argparse
 import concurrent.futures as cf
 import contextlib
 import json
+import math
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -120,7 +122,7 @@ def percentiles(values: Sequence[float], digits: int = 1) -> dict[str, float | i
     ordered = sorted(values)
 
     def rank(q: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(round(q * len(ordered), 9)) - 1))]
 
     return {
         "n": len(ordered),
@@ -138,7 +140,8 @@ def targets_met(per_n: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
         return {k: {"target": v, "measured": None, "met": None} for k, v in TARGETS.items()}
     ready_s = at["ready_seconds"]["max"]
     rss = at["at_rest"]["operator"]["rss_mb"]
-    engaged = at["kill_all"]["patch"]["all_engaged_ms_worst_round"] / 1000
+    patch = at["kill_all"].get("patch")
+    engaged = patch["all_engaged_ms_worst_round"] / 1000 if patch else float("nan")
     measured = {
         "ready_all_seconds_at_100": ready_s,
         "operator_rss_mb_at_100": rss,
@@ -155,9 +158,6 @@ def format_table(per_n: Mapping[int, Mapping[str, Any]]) -> str:
 
     def row(label: str, cell: Callable[[Mapping[str, Any]], str]) -> str:
         return "| " + label + " | " + " | ".join(cell(per_n[n]) for n in ns) + " |"
-
-    def ms(d: Mapping[str, Any], key: str) -> str:
-        return f"{d[key]:.0f}" if key in d else "-"
 
     lines = [
         "| N TradingSystems | " + " | ".join(str(n) for n in ns) + " |",
@@ -177,28 +177,32 @@ def format_table(per_n: Mapping[int, Mapping[str, Any]]) -> str:
         ),
         row(
             "kill-all, parallel patches: status engaged p50 / p99 / all (ms)",
-            lambda r: _kill_cell(r["kill_all"]["patch"]),
+            lambda r: _kill_cell(r["kill_all"].get("patch")),
         ),
         row(
             "kill-all, parallel patches: real engines halted p50 / max (ms)",
-            lambda r: (
-                f"{ms(r['kill_all']['patch']['halted_ms'], 'p50')} / "
-                f"{ms(r['kill_all']['patch']['halted_ms'], 'max')}"
-            ),
+            lambda r: _halted_cell(r["kill_all"].get("patch")),
         ),
         row(
             "kill-all, `kubectl quantzoo kill --all`: status engaged p50 / p99 / all (ms)",
-            lambda r: _kill_cell(r["kill_all"]["plugin"]) if r["kill_all"].get("plugin") else "-",
+            lambda r: _kill_cell(r["kill_all"].get("plugin")),
         ),
     ]
     return "\n".join(lines)
+
+
+def _halted_cell(d: Mapping[str, Any] | None) -> str:
+    h = (d or {}).get("halted_ms") or {}
+    return f"{h['p50']:.0f} / {h['max']:.0f}" if h.get("n") else "-"
 
 
 def _ready_cell(d: Mapping[str, Any]) -> str:
     return f"{d['max']:.1f} / {d['p50']:.1f}"
 
 
-def _kill_cell(d: Mapping[str, Any]) -> str:
+def _kill_cell(d: Mapping[str, Any] | None) -> str:
+    if not d:
+        return "-"
     e = d["engaged_ms"]
     return f"{e['p50']:.0f} / {e['p99']:.0f} / {d['all_engaged_ms_worst_round']:.0f}"
 
@@ -330,6 +334,8 @@ class Options:
     settle_seconds: float = 10.0
     parallel: int = 16
     operator_env: dict[str, str] = field(default_factory=dict)
+    profile: Path | None = None
+    """Folder for a py-spy profile (raw collapsed stacks) of the operator during the first kill-all."""
 
 
 def _api(kubeconfig: Path, pool: int) -> client.ApiClient:
@@ -573,12 +579,31 @@ class ScaleRun:
 
         rounds: dict[str, list[dict[str, Any]]] = {"patch": [], "plugin": []}
         for i in range(self.opts.rounds):
+            profiler = self._profile(f"killall-n{self.n}") if i == 0 else None
             rounds["patch"].append(self._engage_round(f"patch round {i + 1}", by_patches))
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(30)
             self._release(f"patch round {i + 1}", release_by_patches)
         for i in range(self.opts.plugin_rounds):
             rounds["plugin"].append(self._engage_round(f"plugin round {i + 1}", by_plugin))
             self._release(f"plugin round {i + 1}", release_by_plugin)
         return {kind: summarise_rounds(rs) for kind, rs in rounds.items() if rs}
+
+    def _profile(self, label: str) -> subprocess.Popen[bytes] | None:
+        """py-spy on the operator (a development aid: `--profile DIR`; py-spy is not a dependency)."""
+        if self.opts.profile is None or self.operator is None:
+            return None
+        self.opts.profile.mkdir(parents=True, exist_ok=True)
+        spy = Path(sys.executable).parent / "py-spy"
+        out = self.opts.profile / f"{label}.txt"
+        proc = subprocess.Popen(
+            [str(spy), "record", "-p", str(self.operator.proc.pid), "-r", "200", "-f", "raw", "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # py-spy attaches
+        return proc
 
     def close(self) -> None:
         """Stop every process, let the TradingSystems go without the finalizer (no operator left to run
@@ -667,6 +692,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle-seconds", type=float, default=10.0)
     parser.add_argument("--parallel", type=int, default=16, help="threads issuing creates and patches")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--operator-env", action="append", default=[], metavar="KEY=VALUE", help="extra operator env"
+    )
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the operator's first kill-all")
     args = parser.parse_args(argv)
     counts = [int(x) for x in args.n.replace(",", " ").split()]
     opts = Options(
@@ -676,6 +705,8 @@ def main(argv: list[str] | None = None) -> int:
         idle_seconds=args.idle_seconds,
         settle_seconds=args.settle_seconds,
         parallel=args.parallel,
+        operator_env=dict(kv.split("=", 1) for kv in args.operator_env),
+        profile=args.profile,
     )
     info = machine()
     plane = controlplane.start(Path(tempfile.mkdtemp(prefix="qz-scale-")))
