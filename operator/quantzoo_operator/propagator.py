@@ -191,6 +191,8 @@ class Propagator:
         if meta.get("deletionTimestamp"):
             self._cancel(state)  # the finalizer halts the engine before the workloads go
             return
+        if (body.get("status") or {}).get("observedGeneration") is not None:  # reconciled: Secret exists
+            self.pusher.warm_token(key[0], key[1])
         intent = Intent.from_body(body)
         previous = state.intent
         if not first and previous is not None and previous.fingerprint == intent.fingerprint:

@@ -224,9 +224,13 @@ class FakePusher:
         self._targets = targets
         self.down: set[str] = set()
         self.pushed: list[tuple[str, KillSwitchCommand]] = []
+        self.warmed: list[tuple[str, str]] = []
 
     async def targets(self, namespace: str, name: str) -> list[Target]:
         return list(self._targets)
+
+    def warm_token(self, namespace: str, name: str) -> None:
+        self.warmed.append((namespace, name))
 
     async def push(self, namespace: str, name: str, targets: list[Target], command: KillSwitchCommand):
         acks, failures = [], {}
