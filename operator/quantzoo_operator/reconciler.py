@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,9 @@ from quantzoo_operator.status_writer import StatusWriter
 log = logging.getLogger(__name__)
 
 WORKLOAD_KINDS = frozenset({"StatefulSet", "Deployment"})
+# The only child whose content follows spec.killSwitch (a LIVE field: it carries the switch to an engine
+# that starts while the API server is unreachable; no pod template depends on it).
+KILL_SWITCH_CHILDREN = frozenset({"ConfigMap"})
 
 
 class ReconcileError(Exception):
@@ -68,6 +71,15 @@ def _material(manifest: Mapping[str, Any]) -> Any:
     return docs
 
 
+def kill_switch_only(diff: Iterable[Sequence[Any]]) -> bool:
+    """Does a change (kopf's diff: items of operation, field path, old, new) touch nothing but
+    spec.killSwitch? Then a reconcile needs to apply only KILL_SWITCH_CHILDREN: a kill-all of a hundred
+    systems must not also re-apply a hundred systems' dozen children while the kill path needs the API
+    server."""
+    fields = [tuple(item[1]) for item in diff]
+    return bool(fields) and all(f[:2] == ("spec", "killSwitch") for f in fields)
+
+
 def system_from_body(body: Mapping[str, Any]) -> System:
     name = (body.get("metadata") or {}).get("name", "")
     if len(name) > names.MAX_NAME_LENGTH:
@@ -103,11 +115,14 @@ class Reconciler:
             self._written.pop(key, None)
 
     # -- the whole TradingSystem ---------------------------------------------------------------------
-    async def reconcile(self, body: Mapping[str, Any]) -> None:
+    async def reconcile(self, body: Mapping[str, Any], *, kinds: frozenset[str] | None = None) -> None:
+        """Apply every child (or only those of `kinds`), then refresh the status."""
         system = system_from_body(body)
         try:
-            created_secrets = await self.ensure_secrets(system)
-            manifests = build_children(system, self.options)
+            created_secrets = await self.ensure_secrets(system) if kinds is None else []
+            manifests = [
+                m for m in build_children(system, self.options) if kinds is None or m["kind"] in kinds
+            ]
             first = [m for m in manifests if m["kind"] not in WORKLOAD_KINDS]
             workloads = [m for m in manifests if m["kind"] in WORKLOAD_KINDS]
             results = list(await asyncio.gather(*(self._apply(m) for m in first)))

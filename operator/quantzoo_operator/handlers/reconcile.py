@@ -8,17 +8,22 @@ import kopf
 from quantzoo_api import GROUP, PLURAL, VERSION
 
 from quantzoo_operator.metrics import METRICS
-from quantzoo_operator.reconciler import InvalidTradingSystem, ReconcileError
+from quantzoo_operator.reconciler import (
+    KILL_SWITCH_CHILDREN,
+    InvalidTradingSystem,
+    ReconcileError,
+    kill_switch_only,
+)
 from quantzoo_operator.runtime import Runtime
 from quantzoo_operator.settings import OperatorConfig
 
 RESYNC_SECONDS = OperatorConfig.from_env().resync_interval_seconds  # decorators need it at import
 
 
-async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
+async def _reconcile(body: kopf.Body, memo: kopf.Memo, kinds: frozenset[str] | None = None) -> None:
     runtime: Runtime = memo["runtime"]
     try:
-        await runtime.reconciler.reconcile(dict(body))
+        await runtime.reconciler.reconcile(dict(body), kinds=kinds)
     except InvalidTradingSystem as exc:
         raise kopf.PermanentError(str(exc)) from None
     except ReconcileError as exc:
@@ -33,8 +38,9 @@ async def reconcile_create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update")
 @METRICS.instrument("reconcile")
-async def reconcile_update(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _reconcile(body, memo)
+async def reconcile_update(body: kopf.Body, memo: kopf.Memo, diff: kopf.Diff, **_: Any) -> None:
+    # A kill switch alone changes only the ConfigMap; its fast path is the propagator, not this handler.
+    await _reconcile(body, memo, KILL_SWITCH_CHILDREN if kill_switch_only(diff) else None)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume")
