@@ -20,7 +20,7 @@ from quantzoo_api.killswitch import KillSwitchCommand, TradingState
 from quantzoo_operator import labels, names
 from quantzoo_operator.builders.admin_secret import read_token
 from quantzoo_operator.kube import Kube, KubeError
-from quantzoo_operator.propagation import Ack, Target, permitted, select_targets
+from quantzoo_operator.propagation import REFUSED_BY_POLICY, Ack, Target, permitted, select_targets
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Pusher:
 
     async def _push_one(self, target: Target, command: KillSwitchCommand, token: str) -> Ack:
         if not permitted(target.endpoint, self.networks):
-            raise EngineUnreachable(f"{target.endpoint}: outside the permitted push networks")
+            raise EngineUnreachable(f"{target.endpoint}: {REFUSED_BY_POLICY}")
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.push_timeout):
@@ -122,7 +122,7 @@ class Pusher:
         """Push `command` to every target concurrently: (acknowledgements, {pod: why it failed})."""
         targets = list(targets)
         refused = {
-            t.pod: f"{t.endpoint}: outside the permitted push networks"
+            t.pod: f"{t.endpoint}: {REFUSED_BY_POLICY}"
             for t in targets
             if not permitted(t.endpoint, self.networks)
         }
