@@ -176,6 +176,10 @@ def format_table(per_n: Mapping[int, Mapping[str, Any]]) -> str:
             ),
         ),
         row(
+            "API server GET at rest, p50 (ms)",
+            lambda r: f"{r['at_rest'].get('api_get_ms', {}).get('p50', 0):.1f}",
+        ),
+        row(
             "kill-all, parallel patches: status engaged p50 / p99 / all (ms)",
             lambda r: _kill_cell(r["kill_all"].get("patch")),
         ),
@@ -472,6 +476,18 @@ class ScaleRun:
         )
         return out
 
+    def api_latency(self, samples: int = 20) -> dict[str, float | int]:
+        """One GET of a TradingSystem at a time: how fast this API server answers right now (on a shared
+        machine the figures above are only as good as this)."""
+        times = []
+        for i in range(samples):
+            t = time.perf_counter()
+            self.crs.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, self.names[i % len(self.names)]
+            )
+            times.append((time.perf_counter() - t) * 1000)
+        return percentiles(times)
+
     def _patch(self, name: str, body: dict[str, Any]) -> float:
         self.crs.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, body)
         return time.monotonic()
@@ -502,6 +518,7 @@ class ScaleRun:
             f"real engines halted by {max(halted, default=0):.0f} ms"
         )
         return {
+            "loadavg": round(os.getloadavg()[0], 2),
             "issue_ms": round(_ms(issued, t0), 1),
             "all_engaged_ms": round(max(engaged), 1),
             "engaged_ms": engaged,
@@ -646,6 +663,7 @@ def summarise_rounds(rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "rounds": len(rounds),
         "issue_ms": [r["issue_ms"] for r in rounds],
+        "loadavg_per_round": [r.get("loadavg") for r in rounds],
         "all_engaged_ms_per_round": all_engaged,
         "all_engaged_ms_worst_round": max(all_engaged),
         "all_engaged_ms_median_round": round(statistics.median(all_engaged), 1),
