@@ -115,6 +115,31 @@ def halted_since(state: Mapping[str, Any], after_generation: int) -> datetime | 
     return datetime.fromisoformat(str(ks["since"]).replace("Z", "+00:00"))
 
 
+def count_requests(exposition: str) -> dict[str, float]:
+    """apiserver_request_total from a Prometheus exposition, summed per 'VERB resource[/subresource]'."""
+    out: dict[str, float] = {}
+    for line in exposition.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels_text, _, value = line.rpartition("} ")
+        labels = dict(
+            (k, v.strip('"')) for k, _, v in (part.partition("=") for part in labels_text[24:].split(","))
+        )
+        if not labels.get("resource"):
+            continue
+        key = f"{labels.get('verb')} {labels['resource']}" + (
+            f"/{labels['subresource']}" if labels.get("subresource") else ""
+        )
+        out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+def request_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, int]:
+    """Requests per 'VERB resource' between two counts (the busiest first; watches left out)."""
+    delta = {k: int(after[k] - before.get(k, 0.0)) for k in after if not k.startswith("WATCH")}
+    return dict(sorted(((k, v) for k, v in delta.items() if v > 0), key=lambda kv: -kv[1]))
+
+
 def percentiles(values: Sequence[float], digits: int = 1) -> dict[str, float | int]:
     """n, p50, p90, p99 (nearest rank) and max."""
     if not values:
@@ -451,6 +476,7 @@ class ScaleRun:
         out: dict[str, Any] = {
             "idle_window_s": self.opts.idle_seconds,
             "loadavg": [round(x, 2) for x in load0],
+            "api_get_ms": self.api_latency(),
         }
         op_pid = self.operator.proc.pid
         op_cpu = after["operator"][0] - before["operator"][0]
@@ -488,6 +514,15 @@ class ScaleRun:
             times.append((time.perf_counter() - t) * 1000)
         return percentiles(times)
 
+    def api_requests(self) -> dict[str, float]:
+        """The API server's own request counters (apiserver_request_total), summed per 'VERB resource'."""
+        cfg = self.api.configuration
+        auth = cfg.auth_settings().get("BearerToken") or {}
+        resp = self.api.rest_client.pool_manager.request(
+            "GET", cfg.host + "/metrics", headers={auth.get("key", "authorization"): auth.get("value", "")}
+        )
+        return count_requests(resp.data.decode())
+
     def _patch(self, name: str, body: dict[str, Any]) -> float:
         self.crs.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, body)
         return time.monotonic()
@@ -495,6 +530,7 @@ class ScaleRun:
     def _engage_round(self, label: str, issue: Callable[[], dict[str, float]]) -> dict[str, Any]:
         before = {n: generation(o) for n, o in self.watch.snapshot().items()}
         self.watch.arm(lambda name, obj: switch_in_status(obj, engaged=True, after_generation=before[name]))
+        counted = self.api_requests()
         t0, t0_wall = time.monotonic(), time.time()
         returned = issue()
         issued = time.monotonic()
@@ -510,6 +546,9 @@ class ScaleRun:
                 what=f"engine of {name} HALTED",
             )
             halted.append((since.timestamp() - t0_wall) * 1000)
+        # Everything the kill-all cost the API server (the operator's follow-ups included), seen 3 s later.
+        time.sleep(max(0.0, 3.0 - (time.monotonic() - max(hits.values()))))
+        requests = request_delta(counted, self.api_requests())
         reasons: dict[str, int] = {}
         for obj in self.watch.snapshot().values():
             reasons[status_reason(obj)] = reasons.get(status_reason(obj), 0) + 1
@@ -525,6 +564,7 @@ class ScaleRun:
             "engaged_after_own_patch_ms": after_own_patch,
             "halted_ms": halted,
             "status_reasons": reasons,
+            "api_requests": requests,
         }
 
     def _release(self, label: str, issue: Callable[[], Any]) -> None:
@@ -671,6 +711,8 @@ def summarise_rounds(rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "engaged_after_own_patch_ms": percentiles(own),
         "halted_ms": percentiles(halted),
         "status_reasons": reasons,
+        "api_requests_per_round": [sum((r.get("api_requests") or {}).values()) for r in rounds],
+        "api_requests_first_round": rounds[0].get("api_requests") or {},
     }
 
 

@@ -115,8 +115,11 @@ class Reconciler:
             self._written.pop(key, None)
 
     # -- the whole TradingSystem ---------------------------------------------------------------------
-    async def reconcile(self, body: Mapping[str, Any], *, kinds: frozenset[str] | None = None) -> None:
-        """Apply every child (or only those of `kinds`), then refresh the status."""
+    async def reconcile(
+        self, body: Mapping[str, Any], *, kinds: frozenset[str] | None = None, refresh: bool = True
+    ) -> None:
+        """Apply every child (or only those of `kinds`), then refresh the status (unless another path
+        does: after a kill-switch change, the propagator refreshes it once the outcome is known)."""
         system = system_from_body(body)
         try:
             created_secrets = await self.ensure_secrets(system) if kinds is None else []
@@ -135,7 +138,8 @@ class Reconciler:
             raise ReconcileError(message) from None
         self.status.record_reconcile(system.namespace, system.name, system.generation, None)
         self._announce(body, manifests, results, created_secrets)
-        await self.status.refresh(system.namespace, system.name)
+        if refresh:
+            await self.status.refresh(system.namespace, system.name)
 
     async def _refresh_quietly(self, system: System) -> None:
         try:
@@ -222,8 +226,11 @@ class Reconciler:
     def _stale(self, wanted: Mapping[str, Any], child: Mapping[str, Any]) -> bool:
         """Is `child` a version older than the operator's last write of it? Then that write has already
         re-asserted the spec, and a newer event follows any later change."""
+        return self._stale_key(child_key(wanted), child)
+
+    def _stale_key(self, key: ChildKey, child: Mapping[str, Any]) -> bool:
         version = _resource_version(child)
-        return version is not None and version <= self._written.get(child_key(wanted), 0)
+        return version is not None and version <= self._written.get(key, 0)
 
     async def restore_child(self, event_type: str, child: Mapping[str, Any]) -> None:
         """A child changed or vanished: apply what it should be (a no-op when nothing drifted)."""
@@ -239,6 +246,12 @@ class Reconciler:
         if owner is None:
             return
         namespace = meta["namespace"]
+        if (
+            event_type != "DELETED"
+            and child.get("kind") not in WORKLOAD_KINDS
+            and self._stale_key(ChildKey(str(child.get("kind")), namespace, meta["name"]), child)
+        ):
+            return  # the echo of the operator's own write: no need to read the owner to know that
         ts = await self.kube.get_tradingsystem(namespace, owner["name"])
         if (
             ts is None

@@ -18,9 +18,14 @@ class RecordingKube:
     def __init__(self) -> None:
         self.applied: list[dict[str, Any]] = []
         self.created: list[str] = []
+        self.owner_reads = 0
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str, **_: Any) -> Any:
         return {"data": {"token": "dG9rZW4="}}  # the token Secrets exist
+
+    async def get_tradingsystem(self, namespace: str, name: str, **_: Any) -> Any:
+        self.owner_reads += 1
+        return _body({"engaged": False})
 
     async def create(self, manifest: dict[str, Any], field_manager: str) -> dict[str, Any]:
         self.created.append(manifest["kind"])
@@ -81,16 +86,48 @@ def test_a_kill_switch_change_applies_only_the_config_map_which_carries_it() -> 
         kube, status = RecordingKube(), RecordingStatus()
         reconciler = Reconciler(kube, NoEvents(), status, BuildOptions())  # type: ignore[arg-type]
         await reconciler.reconcile(
-            _body({"engaged": True, "reason": "r", "operator": "o"}), kinds=KILL_SWITCH_CHILDREN
+            _body({"engaged": True, "reason": "r", "operator": "o"}),
+            kinds=KILL_SWITCH_CHILDREN,
+            refresh=False,
         )
         assert [m["kind"] for m in kube.applied] == ["ConfigMap"]
         carried = [json.loads(v) for v in kube.applied[0]["data"].values()]
         assert any((d.get("spec") or {}).get("killSwitch", {}).get("engaged") is True for d in carried)
-        assert status.refreshed == [("ns", "demo")]
+        assert status.refreshed == []  # the propagator refreshes once it knows the outcome
 
         kube.applied.clear()
         await reconciler.reconcile(_body({"engaged": True, "reason": "r", "operator": "o"}))
         kinds = {m["kind"] for m in kube.applied}
         assert {"ConfigMap", "StatefulSet", "Deployment", "Service"} <= kinds
+        assert status.refreshed == [("ns", "demo")]
+
+    asyncio.run(scenario())
+
+
+def test_the_echo_of_the_operators_own_write_costs_no_read_of_the_owner() -> None:
+    """Every child the operator applies comes back as a watch event; for one no newer than the write,
+    the owner is not read (a kill-all of N systems would otherwise cost N more reads)."""
+
+    async def scenario() -> None:
+        kube, status = RecordingKube(), RecordingStatus()
+        reconciler = Reconciler(kube, NoEvents(), status, BuildOptions())  # type: ignore[arg-type]
+        await reconciler.reconcile(_body({"engaged": True}), kinds=KILL_SWITCH_CHILDREN, refresh=False)
+        config_map = kube.applied[0]
+        owner = [{"kind": "TradingSystem", "name": "demo", "uid": "u1", "controller": True}]
+        echo = {
+            "kind": "ConfigMap",
+            "metadata": {**config_map["metadata"], "resourceVersion": "5", "ownerReferences": owner},
+        }
+        await reconciler.restore_child("MODIFIED", echo)
+        assert kube.owner_reads == 0
+        assert len(kube.applied) == 1
+        # A newer version (someone edited it) is compared with the spec, and restored.
+        edited = {**echo, "metadata": {**echo["metadata"], "resourceVersion": "9"}}
+        await reconciler.restore_child("MODIFIED", edited)
+        assert kube.owner_reads == 1
+        assert len(kube.applied) == 2
+        # A deletion is always restored, whatever the version.
+        await reconciler.restore_child("DELETED", echo)
+        assert kube.owner_reads == 2
 
     asyncio.run(scenario())

@@ -115,3 +115,26 @@ def test_the_table_has_one_column_per_n_and_a_dash_for_what_was_not_run() -> Non
     assert table[0] == "| N TradingSystems | 10 | 100 |"
     assert any(line.startswith("| operator RSS at rest (MB) | 95 | 150 |") for line in table)
     assert table[-1].endswith("| - | - |")  # no plugin rounds
+
+
+def test_api_requests_are_counted_per_verb_and_resource_from_the_api_servers_metrics() -> None:
+    from bench.scale_bench import count_requests, request_delta
+
+    text = "\n".join(
+        [
+            "# HELP apiserver_request_total Counter of apiserver requests",
+            'apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",'
+            'scope="namespace",subresource="",verb="LIST",version="v1"} 7',
+            'apiserver_request_total{code="200",component="apiserver",dry_run="",group="trading.quantzoo.io",'
+            'resource="tradingsystems",scope="resource",subresource="status",verb="APPLY",'
+            'version="v1alpha1"} 3',
+            'apiserver_request_total{code="409",component="apiserver",dry_run="",group="",resource="pods",'
+            'scope="namespace",subresource="",verb="LIST",version="v1"} 1',
+            'apiserver_request_total{code="0",component="apiserver",dry_run="",group="",resource="pods",'
+            'scope="namespace",subresource="",verb="WATCH",version="v1"} 2',
+        ]
+    )
+    counts = count_requests(text)
+    assert counts == {"LIST pods": 8.0, "APPLY tradingsystems/status": 3.0, "WATCH pods": 2.0}
+    later = {**counts, "LIST pods": 20.0, "WATCH pods": 9.0}
+    assert request_delta(counts, later) == {"LIST pods": 12}

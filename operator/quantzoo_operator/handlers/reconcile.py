@@ -20,10 +20,12 @@ from quantzoo_operator.settings import OperatorConfig
 RESYNC_SECONDS = OperatorConfig.from_env().resync_interval_seconds  # decorators need it at import
 
 
-async def _reconcile(body: kopf.Body, memo: kopf.Memo, kinds: frozenset[str] | None = None) -> None:
+async def _reconcile(
+    body: kopf.Body, memo: kopf.Memo, kinds: frozenset[str] | None = None, refresh: bool = True
+) -> None:
     runtime: Runtime = memo["runtime"]
     try:
-        await runtime.reconciler.reconcile(dict(body), kinds=kinds)
+        await runtime.reconciler.reconcile(dict(body), kinds=kinds, refresh=refresh)
     except InvalidTradingSystem as exc:
         raise kopf.PermanentError(str(exc)) from None
     except ReconcileError as exc:
@@ -39,8 +41,12 @@ async def reconcile_create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update")
 @METRICS.instrument("reconcile")
 async def reconcile_update(body: kopf.Body, memo: kopf.Memo, diff: kopf.Diff, **_: Any) -> None:
-    # A kill switch alone changes only the ConfigMap; its fast path is the propagator, not this handler.
-    await _reconcile(body, memo, KILL_SWITCH_CHILDREN if kill_switch_only(diff) else None)
+    # A kill switch alone changes only the ConfigMap; its fast path is the propagator, not this handler,
+    # and the propagator refreshes the status once it knows the outcome.
+    if kill_switch_only(diff):
+        await _reconcile(body, memo, KILL_SWITCH_CHILDREN, refresh=False)
+    else:
+        await _reconcile(body, memo)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume")
