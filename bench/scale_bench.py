@@ -514,6 +514,21 @@ class ScaleRun:
             times.append((time.perf_counter() - t) * 1000)
         return percentiles(times)
 
+    def cpu_of_parts(self) -> dict[str, float]:
+        """CPU seconds consumed so far by the operator and, when the control plane is ours, the API
+        server and etcd: what a kill-all costs, independent of how busy the rest of the machine is."""
+        pids = {"operator": self.operator.proc.pid} if self.operator else {}
+        if self.plane is not None:
+            for part in ("kube-apiserver", "etcd"):
+                proc = self.plane.procs.get(part)
+                if proc is not None:
+                    pids[part] = proc.pid
+        out = {}
+        for part, pid in pids.items():
+            with contextlib.suppress(OSError):
+                out[part] = cpu_seconds(pid)
+        return out
+
     def api_requests(self) -> dict[str, float]:
         """The API server's own request counters (apiserver_request_total), summed per 'VERB resource'."""
         cfg = self.api.configuration
@@ -531,6 +546,7 @@ class ScaleRun:
         before = {n: generation(o) for n, o in self.watch.snapshot().items()}
         self.watch.arm(lambda name, obj: switch_in_status(obj, engaged=True, after_generation=before[name]))
         counted = self.api_requests()
+        cpu0 = self.cpu_of_parts()
         t0, t0_wall = time.monotonic(), time.time()
         returned = issue()
         issued = time.monotonic()
@@ -549,6 +565,8 @@ class ScaleRun:
         # Everything the kill-all cost the API server (the operator's follow-ups included), seen 3 s later.
         time.sleep(max(0.0, 3.0 - (time.monotonic() - max(hits.values()))))
         requests = request_delta(counted, self.api_requests())
+        cpu1 = self.cpu_of_parts()
+        cpu = {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1 if k in cpu0}
         reasons: dict[str, int] = {}
         for obj in self.watch.snapshot().values():
             reasons[status_reason(obj)] = reasons.get(status_reason(obj), 0) + 1
@@ -565,6 +583,7 @@ class ScaleRun:
             "halted_ms": halted,
             "status_reasons": reasons,
             "api_requests": requests,
+            "cpu_seconds": cpu,
         }
 
     def _release(self, label: str, issue: Callable[[], Any]) -> None:
@@ -713,6 +732,7 @@ def summarise_rounds(rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "status_reasons": reasons,
         "api_requests_per_round": [sum((r.get("api_requests") or {}).values()) for r in rounds],
         "api_requests_first_round": rounds[0].get("api_requests") or {},
+        "cpu_seconds_per_round": [r.get("cpu_seconds") for r in rounds],
     }
 
 
