@@ -159,7 +159,7 @@ class Reconciler:
         written = _resource_version(applied.obj)
         if written is not None:
             self._written[key] = max(written, self._written.get(key, 0))
-        return applied, before is not None and before != digest
+        return Applied(_slim(applied.obj), applied.created), before is not None and before != digest
 
     def _announce(
         self,
@@ -293,6 +293,19 @@ def _resource_version(obj: Mapping[str, Any]) -> int | None:
         return int((obj.get("metadata") or {}).get("resourceVersion"))
     except (TypeError, ValueError):
         return None
+
+
+def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What a caller of `_apply` reads from the API server's answer (resourceVersion and the operator's
+    own managedFields entry): a reconcile of N systems at once holds N x 12 answers until each of its
+    applies is done, and the whole objects made most of the operator's peak (and so resident) memory."""
+    meta = obj.get("metadata") or {}
+    ours = [
+        e
+        for e in meta.get("managedFields") or ()
+        if e.get("manager") == FIELD_MANAGER and e.get("operation") == "Apply" and not e.get("subresource")
+    ]
+    return {"metadata": {"resourceVersion": meta.get("resourceVersion"), "managedFields": ours}}
 
 
 def _our_fields(obj: Mapping[str, Any]) -> str | None:

@@ -131,3 +131,27 @@ def test_the_echo_of_the_operators_own_write_costs_no_read_of_the_owner() -> Non
         assert kube.owner_reads == 2
 
     asyncio.run(scenario())
+
+
+def test_an_apply_keeps_only_what_the_reconciler_reads_from_the_answer() -> None:
+    """Resident memory at scale: the whole applied object is not held, only resourceVersion and the
+    operator's own managedFields entry (what drift detection compares)."""
+    from quantzoo_operator import FIELD_MANAGER
+
+    ours = {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": {"f:data": {}}}
+    theirs = {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:data": {}}}
+
+    class AnsweringKube(RecordingKube):
+        async def apply(self, manifest: dict[str, Any], field_manager: str) -> Applied:
+            meta = {**manifest["metadata"], "resourceVersion": "7", "managedFields": [ours, theirs]}
+            return Applied({**manifest, "metadata": meta, "status": {"big": "x" * 10000}}, True)
+
+    async def scenario() -> None:
+        reconciler = Reconciler(AnsweringKube(), NoEvents(), RecordingStatus(), BuildOptions())  # type: ignore[arg-type]
+        manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns"}}
+        applied, changed = await reconciler._apply(manifest)
+        assert applied.created is True
+        assert changed is False
+        assert applied.obj == {"metadata": {"resourceVersion": "7", "managedFields": [ours]}}
+
+    asyncio.run(scenario())
