@@ -121,15 +121,18 @@ def halted_since(state: Mapping[str, Any], after_generation: int) -> datetime | 
     return datetime.fromisoformat(str(ks["since"]).replace("Z", "+00:00"))
 
 
-def count_requests(exposition: str) -> dict[str, float]:
-    """apiserver_request_total from a Prometheus exposition, summed per 'VERB resource[/subresource]'."""
+def count_requests(exposition: str, metric: str = "apiserver_request_total") -> dict[str, float]:
+    """A counter of the API server (apiserver_request_total by default) from a Prometheus exposition,
+    summed per 'VERB resource[/subresource]'."""
     out: dict[str, float] = {}
+    prefix = metric + "{"
     for line in exposition.splitlines():
-        if not line.startswith("apiserver_request_total{"):
+        if not line.startswith(prefix):
             continue
         labels_text, _, value = line.rpartition("} ")
         labels = dict(
-            (k, v.strip('"')) for k, _, v in (part.partition("=") for part in labels_text[24:].split(","))
+            (k, v.strip('"'))
+            for k, _, v in (part.partition("=") for part in labels_text[len(prefix) :].split(","))
         )
         if not labels.get("resource"):
             continue
@@ -140,10 +143,24 @@ def count_requests(exposition: str) -> dict[str, float]:
     return out
 
 
-def request_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, int]:
+def request_delta(
+    before: Mapping[str, float], after: Mapping[str, float], scale: float = 1.0
+) -> dict[str, int]:
     """Requests per 'VERB resource' between two counts (the busiest first; watches left out)."""
-    delta = {k: int(after[k] - before.get(k, 0.0)) for k in after if not k.startswith("WATCH")}
+    delta = {k: int((after[k] - before.get(k, 0.0)) * scale) for k in after if not k.startswith("WATCH")}
     return dict(sorted(((k, v) for k, v in delta.items() if v > 0), key=lambda kv: -kv[1]))
+
+
+def mean_latency_ms(before: str, after: str) -> dict[str, float]:
+    """Mean API server latency per 'VERB resource' between two expositions (where the time went)."""
+    metric = "apiserver_request_duration_seconds"
+    sums = request_delta(
+        count_requests(before, metric + "_sum"), count_requests(after, metric + "_sum"), 1000
+    )
+    counts = request_delta(
+        count_requests(before, metric + "_count"), count_requests(after, metric + "_count")
+    )
+    return {k: round(sums.get(k, 0) / n, 1) for k, n in counts.items() if n}
 
 
 def percentiles(values: Sequence[float], digits: int = 1) -> dict[str, float | int]:
@@ -541,14 +558,14 @@ class ScaleRun:
                 out[part] = cpu_seconds(pid)
         return out
 
-    def api_requests(self) -> dict[str, float]:
-        """The API server's own request counters (apiserver_request_total), summed per 'VERB resource'."""
+    def api_metrics(self) -> str:
+        """The API server's own metrics (its request counters and latencies)."""
         cfg = self.api.configuration
         auth = cfg.auth_settings().get("BearerToken") or {}
         resp = self.api.rest_client.pool_manager.request(
             "GET", cfg.host + "/metrics", headers={auth.get("key", "authorization"): auth.get("value", "")}
         )
-        return count_requests(resp.data.decode())
+        return str(resp.data.decode())
 
     def _patch(self, name: str, body: dict[str, Any]) -> float:
         self.crs.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, body)
@@ -557,7 +574,7 @@ class ScaleRun:
     def _engage_round(self, label: str, issue: Callable[[], dict[str, float]]) -> dict[str, Any]:
         before = {n: generation(o) for n, o in self.watch.snapshot().items()}
         self.watch.arm(lambda name, obj: switch_in_status(obj, engaged=True, after_generation=before[name]))
-        counted = self.api_requests()
+        counted = self.api_metrics()
         cpu0 = self.cpu_of_parts()
         t0, t0_wall = time.monotonic(), time.time()
         returned = issue()
@@ -576,7 +593,9 @@ class ScaleRun:
             halted.append((since.timestamp() - t0_wall) * 1000)
         # Everything the kill-all cost the API server (the operator's follow-ups included), seen 3 s later.
         time.sleep(max(0.0, 3.0 - (time.monotonic() - max(hits.values()))))
-        requests = request_delta(counted, self.api_requests())
+        metrics_after = self.api_metrics()
+        requests = request_delta(count_requests(counted), count_requests(metrics_after))
+        latency = mean_latency_ms(counted, metrics_after)
         cpu1 = self.cpu_of_parts()
         cpu = {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1 if k in cpu0}
         reasons: dict[str, int] = {}
@@ -595,6 +614,7 @@ class ScaleRun:
             "halted_ms": halted,
             "status_reasons": reasons,
             "api_requests": requests,
+            "api_mean_ms": latency,
             "cpu_seconds": cpu,
         }
 
@@ -690,8 +710,23 @@ class ScaleRun:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        threading.Thread(target=self._apiserver_profile, args=(label,), daemon=True).start()
         time.sleep(1.0)  # py-spy attaches
         return proc
+
+    def _apiserver_profile(self, label: str) -> None:
+        """The API server's own CPU profile (Go pprof) over the same kill-all."""
+        assert self.opts.profile is not None
+        cfg = self.api.configuration
+        auth = cfg.auth_settings().get("BearerToken") or {}
+        with contextlib.suppress(Exception):
+            resp = self.api.rest_client.pool_manager.request(
+                "GET",
+                cfg.host + "/debug/pprof/profile?seconds=8",
+                headers={auth.get("key", "authorization"): auth.get("value", "")},
+                timeout=30,
+            )
+            (self.opts.profile / f"{label}-apiserver.pprof").write_bytes(resp.data)
 
     def close(self) -> None:
         """Stop every process, let the TradingSystems go without the finalizer (no operator left to run
@@ -745,6 +780,7 @@ def summarise_rounds(rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "api_requests_per_round": [sum((r.get("api_requests") or {}).values()) for r in rounds],
         "api_requests_first_round": rounds[0].get("api_requests") or {},
         "cpu_seconds_per_round": [r.get("cpu_seconds") for r in rounds],
+        "api_mean_ms_first_round": rounds[0].get("api_mean_ms") or {},
     }
 
 
