@@ -51,6 +51,10 @@ lint: venv ## ruff (lint + format) and bandit
 test: setup lint ## the whole suite: unit, real control plane, real helm/promtool/Lua, end-to-end
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+.PHONY: fuzz
+fuzz: venv ## long schemathesis run against the engine and safety APIs (FUZZ_EXAMPLES per operation, default 1000)
+	QUANTZOO_FUZZ_MAX_EXAMPLES=$(or $(FUZZ_EXAMPLES),1000) $(VENV)/bin/pytest tests/fuzz --timeout=0 $(PYTEST_ARGS)
+
 .PHONY: demo
 demo: setup ## local end-to-end demo: control plane, chart, operator, engine, kill switch (KEEP=1 keeps it up)
 	$(PY) -m hack.demo $(if $(KEEP),--keep,)

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.support import controlplane
+from tests.support import controlplane, leaks
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_FILE = REPO / "crds" / "trading.quantzoo.io_tradingsystems.yaml"
@@ -92,14 +92,22 @@ def cluster() -> Iterator[Cluster]:
         kubectl = shutil.which("kubectl")
         c = Cluster(kubeconfig=kubeconfig, bin_dir=Path(kubectl).parent if kubectl else Path("."), plane=None)
         _install_crd(c)
-        yield c
+        recorder = leaks.ClusterRecorder(kubeconfig).start()  # for tests/zz_leaks
+        try:
+            yield c
+        finally:
+            recorder.stop()
         return
     workdir = Path(tempfile.mkdtemp(prefix="quantzoo-cp-"))
     plane = controlplane.start(workdir)
     try:
         c = Cluster(kubeconfig=plane.kubeconfig, bin_dir=plane.bin_dir, plane=plane)
         _install_crd(c)
-        yield c
+        recorder = leaks.ClusterRecorder(plane.kubeconfig).start()  # for tests/zz_leaks
+        try:
+            yield c
+        finally:
+            recorder.stop()
     finally:
         plane.stop()
         shutil.rmtree(workdir, ignore_errors=True)

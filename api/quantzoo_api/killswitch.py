@@ -57,6 +57,9 @@ class KillSwitchAck(BaseModel):
     cancelled_orders: list[str] = Field(default_factory=list)
     closed_positions: list[str] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
+    # Orders still working at the broker after the clean-up (cancels refused or timed out): the engine
+    # keeps retrying them while engaged; the operator re-pushes until this is empty.
+    working_orders: list[str] = Field(default_factory=list)
 
 
 class ActivateRequest(BaseModel):
@@ -65,7 +68,8 @@ class ActivateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=1, max_length=1024)
-    close_positions: bool = False
+    # strict: lax parsing would read "0", "off" or 1 as a decision about the trader's positions.
+    close_positions: bool = Field(False, strict=True)
     operator: str = Field(min_length=1, max_length=128)
     mode: KillSwitchMode = KillSwitchMode.HALT
 

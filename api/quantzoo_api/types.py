@@ -81,7 +81,7 @@ class StrategySpec(_Model):
 class MarketDataSpec(_Model):
     kind: MarketDataKind = MarketDataKind.SIMULATED
     seed: int = Field(42, ge=0, le=2**31 - 1)
-    interval_seconds: float = Field(1.0, gt=0, le=3600)
+    interval_seconds: float = Field(1.0, ge=0.01, le=3600)  # the CRD's CEL floor
     # For kind=replay: path of a CSV file of bars inside the engine container.
     replay_path: str | None = None
     base_url: str | None = None
@@ -118,8 +118,8 @@ class KillSwitchSpec(_Model):
 
 
 class EnvVar(_Model):
-    name: str
-    value: str | None = None
+    name: str = Field(max_length=256)
+    value: str | None = Field(None, max_length=4096)
     value_from: dict[str, Any] | None = None
 
 
@@ -133,7 +133,7 @@ class WorkloadSpec(_Model):
 class AutoTripSpec(_Model):
     enabled: bool = True
     heartbeat_timeout_seconds: float = Field(15.0, ge=1, le=3600)
-    check_interval_seconds: float = Field(2.0, gt=0, le=600)
+    check_interval_seconds: float = Field(2.0, ge=0.1, le=600)  # the CRD's CEL floor
     max_rejects_per_minute: int = Field(50, ge=1, le=100_000)
     max_errors_per_minute: int = Field(20, ge=1, le=100_000)
 

@@ -33,22 +33,21 @@ from quantzoo_engine.settings import ConfigError, EngineSettings
 log = logging.getLogger(__name__)
 
 
-def _secret(value: Any) -> str:
-    return value.get_secret_value() if value is not None else ""
-
-
 def build_broker(settings: EngineSettings, clock: Clock) -> Broker:
     spec = settings.spec
     real: Broker | None = None
     if spec.broker.kind is BrokerKind.ALPACA:
         from quantzoo_engine.broker.alpaca import AlpacaBroker  # alpaca-py is imported only when used
 
+        credentials = settings.alpaca_credentials()
+        key, secret = credentials.current()
         real = AlpacaBroker(
-            _secret(settings.alpaca_api_key),
-            _secret(settings.alpaca_api_secret),
+            key,
+            secret,
             paper=spec.mode is not TradingMode.LIVE,  # live only when the spec says so explicitly
             url_override=spec.broker.base_url,
             timeout_seconds=settings.broker_timeout_seconds,
+            credentials=credentials.current,  # a rotated Secret rebuilds the clients, no restart
         )
     if spec.mode is TradingMode.DRY_RUN:
         return DryRunBroker(spec.broker.initial_cash, clock, seed_from=real)
@@ -67,12 +66,9 @@ def build_feed(settings: EngineSettings) -> MarketDataFeed:
     if md.kind is MarketDataKind.ALPACA:
         from quantzoo_engine.feed.alpaca import AlpacaFeed
 
-        return AlpacaFeed(
-            symbols,
-            _secret(settings.alpaca_api_key),
-            _secret(settings.alpaca_api_secret),
-            url_override=md.base_url,
-        )
+        credentials = settings.alpaca_credentials()
+        key, secret = credentials.current()
+        return AlpacaFeed(symbols, key, secret, url_override=md.base_url, credentials=credentials.current)
     return SimulatedFeed(symbols, seed=md.seed, interval_seconds=md.interval_seconds)
 
 
@@ -130,6 +126,7 @@ def create_app(
         def watch_factory(on_action: Any) -> KubeWatch:
             return KubeWatch(settings.namespace, settings.name, on_action, kubeconfig=settings.kubeconfig)
 
+    admin_token = settings.admin_token_source()  # re-read on every request: rotation needs no restart
     runtime = EngineRuntime(
         engine,
         feed,
@@ -148,7 +145,7 @@ def create_app(
                 "broker": engine.broker.name,
                 "symbols": list(spec.symbols),
                 "watch_kubernetes": settings.watch_kubernetes,
-                "admin_api": bool(settings.admin_token),
+                "admin_api": bool(admin_token.current()),
             },
         )
         await runtime.start()
@@ -161,7 +158,7 @@ def create_app(
     app.state.engine = engine
     app.state.runtime = runtime
     app.state.settings = settings
-    app.state.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    app.state.admin_token = admin_token
     app.include_router(public.router)
     app.include_router(admin.router)
     app.add_middleware(LatencyMiddleware, metrics=metrics)

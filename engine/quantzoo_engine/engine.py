@@ -11,6 +11,8 @@ that make the kill switch hold are:
 3. The kill path waits for in-flight submissions to land, then cancels every working order, then
    flattens if asked, each step bounded by the kill deadline. Only then is the command acknowledged, so
    after an acknowledged engage no position-increasing order reaches the broker.
+4. A clean-up the broker did not finish inside the deadline (429, 5xx, no answer) is owed: housekeeping
+   retries it every second while the switch stays engaged, and the ack lists what is still working.
 """
 
 from __future__ import annotations
@@ -126,6 +128,10 @@ class TradingEngine:
         self._kill_lock: asyncio.Lock | None = None
         # A kill that arrived before the broker was reconciled: its broker work runs right after.
         self._pending_enforcement: bool | None = None
+        # A kill-path clean-up the broker did not finish (value: flatten too); housekeeping retries it.
+        self._cleanup_owed: bool | None = None
+        self._cleanup_retry_at = 0.0  # monotonic; backs off 1 s doubling to 30 s while it keeps failing
+        self._cleanup_backoff = 1.0
         self._last_reconcile_mono = self.clock.monotonic()
         self._shutdown_transition: Transition | None = None
         self._sync_state(None)
@@ -333,6 +339,8 @@ class TradingEngine:
         started = time.perf_counter()
         decision = self.kill.apply(command, self.clock.now())
         status = self.kill.status
+        if not status.engaged:
+            self._cleanup_owed = None  # a later engagement owes only what it asks for itself
         self._sync_state(self.trading.kill_switch(status.engaged, status.mode))
         if command.engaged:
             self.metrics.kill_switch_engage_seconds.observe(time.perf_counter() - started)
@@ -383,6 +391,7 @@ class TradingEngine:
             cancelled_orders=cancelled,
             closed_positions=closed,
             errors=errors,
+            working_orders=[o.id for o in self.orders.working()] if status.engaged else [],
         )
 
     async def _bounded(
@@ -457,6 +466,17 @@ class TradingEngine:
                 self._sync_state(self.trading.kill_switch_cleanup(False))
             for _ in errors:
                 self.count_error("kill_path")
+            if errors:
+                self._cleanup_owed = bool(self._cleanup_owed) or close_positions
+                self._cleanup_retry_at = self.clock.monotonic() + self._cleanup_backoff
+                self._cleanup_backoff = min(self._cleanup_backoff * 2, 30.0)
+                log.warning(
+                    "kill-switch clean-up unfinished; retrying while engaged",
+                    extra={"errors": errors, "working_orders": self.orders.working_count},
+                )
+            else:
+                self._cleanup_owed = None
+                self._cleanup_backoff = 1.0
             return cancel.cancelled, closed, errors
 
     # --- the TradingSystem, live -------------------------------------------------------------------------
@@ -532,6 +552,20 @@ class TradingEngine:
             except BrokerError as exc:
                 self.count_error("broker")
                 log.warning("periodic broker reconcile failed", extra={"error": str(exc)})
+        await self.retry_owed_cleanup()
+
+    async def retry_owed_cleanup(self) -> None:
+        """While engaged: finish a clean-up the broker refused or timed out, and cancel any order found
+        working under a Halt (e.g. by the periodic reconcile). Nothing new is submitted meanwhile."""
+        status = self.kill.status
+        if not status.engaged or not self.trading.facts.reconciled or self.kill_lock.locked():
+            return
+        if self._cleanup_owed is None and status.mode is KillSwitchMode.HALT and self.orders.working_count:
+            self._cleanup_owed = False
+        if self._cleanup_owed is None or self.clock.monotonic() < self._cleanup_retry_at:
+            return
+        log.info("retrying the kill-switch clean-up", extra={"working_orders": self.orders.working_count})
+        await self._enforce_kill_switch(close_positions=self._cleanup_owed, cause="kill_switch")
 
     def block_for_shutdown(self) -> None:
         """Stop new orders now. Safe inside a signal handler: only the in-memory state changes; no

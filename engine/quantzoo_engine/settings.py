@@ -8,7 +8,10 @@ engine runs on the embedded defaults (simulated feed, paper broker, AAPL and MSF
 Environment (all optional):
   ENGINE_HOST, ENGINE_PORT                 listen address (default 0.0.0.0:8001)
   QUANTZOO_CONFIG                          path of the config file
-  ENGINE_ADMIN_TOKEN                       bearer token of the admin API (unset: admin API refuses all)
+  ENGINE_ADMIN_TOKEN_FILE                  file with the admin API's bearer token (a mounted Secret;
+                                           re-read when it changes, so a rotation needs no restart)
+  ENGINE_ADMIN_TOKEN                       the token itself when there is no file (unset: admin API
+                                           refuses all)
   POD_NAME                                 replica name in acknowledgements (default: hostname)
   QUANTZOO_WATCH_KUBERNETES=1              watch the own TradingSystem (needs namespace and name)
   QUANTZOO_NAMESPACE, QUANTZOO_NAME        which TradingSystem (override the config file's)
@@ -22,7 +25,10 @@ Environment (all optional):
   ENGINE_RECONCILE_INTERVAL_SECONDS        remote broker position/order sync (default 5)
   ENGINE_OUTLIER_PCT                       a bar moving more than this % is refused (default 10)
   ENGINE_FEED_INTERVAL_SECONDS             overrides spec.marketData.intervalSeconds (demos, tests)
-  ALPACA_API_KEY, ALPACA_API_SECRET        Alpaca credentials (from spec.broker.credentialsSecret)
+  ALPACA_API_KEY_FILE, ALPACA_API_SECRET_FILE
+                                           Alpaca credentials: files of spec.broker.credentialsSecret
+                                           (re-read when they change; the Alpaca clients are rebuilt)
+  ALPACA_API_KEY, ALPACA_API_SECRET        the same as values, when there are no files
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from quantzoo_api import ENGINE_PORT
 from quantzoo_api.killswitch import ENGINE_ADMIN_TOKEN_ENV
+from quantzoo_api.secret_file import FILE_SUFFIX, SecretFile, read_together
 from quantzoo_api.types import TradingSystemSpec, parse_spec
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -60,6 +67,7 @@ class EngineSettings(BaseModel):
     spec: TradingSystemSpec = TradingSystemSpec()
     config_path: Path | None = None
     admin_token: SecretStr | None = None
+    admin_token_file: Path | None = None
     pod_name: str = Field(default_factory=socket.gethostname)
     watch_kubernetes: bool = False
     kubeconfig: str | None = None
@@ -72,6 +80,8 @@ class EngineSettings(BaseModel):
     outlier_pct: float = Field(10.0, gt=0, le=1000)
     alpaca_api_key: SecretStr | None = None
     alpaca_api_secret: SecretStr | None = None
+    alpaca_api_key_file: Path | None = None
+    alpaca_api_secret_file: Path | None = None
 
     @classmethod
     def from_env(
@@ -126,6 +136,8 @@ class EngineSettings(BaseModel):
         }.items():
             if env.get(var):
                 values[field] = SecretStr(env[var])
+            if env.get(var + FILE_SUFFIX):
+                values[field + "_file"] = Path(env[var + FILE_SUFFIX])
         if host is not None:
             values["host"] = host
         if port is not None:
@@ -143,15 +155,47 @@ class EngineSettings(BaseModel):
                 "QUANTZOO_WATCH_KUBERNETES=1 needs the TradingSystem's namespace and name "
                 "(QUANTZOO_NAMESPACE and QUANTZOO_NAME, or the config file)"
             )
-        if self.spec.broker.kind == "alpaca" and not (self.alpaca_api_key and self.alpaca_api_secret):
+        has_alpaca = all(self.alpaca_credentials().current())
+        if self.spec.broker.kind == "alpaca" and not has_alpaca:
             raise ConfigError(
-                "broker.kind alpaca needs ALPACA_API_KEY and ALPACA_API_SECRET in the environment "
-                f"(from the Secret {self.spec.broker.credentials_secret!r})"
+                "broker.kind alpaca needs ALPACA_API_KEY and ALPACA_API_SECRET (as files: "
+                "ALPACA_API_KEY_FILE and ALPACA_API_SECRET_FILE; or in the environment) "
+                f"from the Secret {self.spec.broker.credentials_secret!r}"
             )
-        if self.spec.market_data.kind == "alpaca" and not (self.alpaca_api_key and self.alpaca_api_secret):
+        if self.spec.market_data.kind == "alpaca" and not has_alpaca:
             raise ConfigError("marketData.kind alpaca needs ALPACA_API_KEY and ALPACA_API_SECRET")
         if self.spec.market_data.kind == "replay" and not self.spec.market_data.replay_path:
             raise ConfigError("marketData.kind replay needs marketData.replayPath")
+
+    def admin_token_source(self) -> SecretFile:
+        """The admin token in force: the file (re-read when it changes) or the env value."""
+        return SecretFile(self.admin_token_file, _plain(self.admin_token), label=ENGINE_ADMIN_TOKEN_ENV)
+
+    def alpaca_credentials(self) -> AlpacaCredentials:
+        return AlpacaCredentials(
+            SecretFile(self.alpaca_api_key_file, _plain(self.alpaca_api_key), label="ALPACA_API_KEY"),
+            SecretFile(
+                self.alpaca_api_secret_file, _plain(self.alpaca_api_secret), label="ALPACA_API_SECRET"
+            ),
+        )
+
+
+class AlpacaCredentials:
+    """The Alpaca key pair in force; both files of the Secret are read as one consistent pair."""
+
+    def __init__(self, key: SecretFile, secret: SecretFile) -> None:
+        self.key, self.secret = key, secret
+
+    def current(self) -> tuple[str, str]:
+        key, secret = read_together([self.key, self.secret])
+        return key, secret
+
+    def known(self) -> list[str]:
+        return [*self.key.known(), *self.secret.known()]
+
+
+def _plain(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
 
 
 def _number(text: str, var: str) -> float:

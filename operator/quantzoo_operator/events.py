@@ -40,6 +40,18 @@ KILL_SWITCH_UNACKNOWLEDGED = "KillSwitchUnacknowledged"
 KILL_SWITCH_REASSERTED = "KillSwitchReasserted"
 HALTED_BEFORE_DELETE = "HaltedBeforeDelete"
 DELETE_WITHOUT_HALT = "DeletionProceededWithoutHalt"
+INVALID_SPEC = "InvalidSpec"
+CHILD_REJECTED = "ChildRejected"
+CREDENTIALS_SECRET_MISSING = "CredentialsSecretMissing"  # noqa: S105 - a reason
+CREDENTIALS_SECRET_INVALID = "CredentialsSecretInvalid"  # noqa: S105 - a reason
+
+# The Warning Event of a failed reconcile, by the Degraded condition's reason (same words).
+FAILURE_EVENTS = {
+    status.Reason.INVALID_SPEC: INVALID_SPEC,
+    status.Reason.CHILD_REJECTED: CHILD_REJECTED,
+    status.Reason.CREDENTIALS_SECRET_MISSING: CREDENTIALS_SECRET_MISSING,
+    status.Reason.CREDENTIALS_SECRET_INVALID: CREDENTIALS_SECRET_INVALID,
+}
 
 
 def reference(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +39,23 @@ PLURALS = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
     (API_VERSION, "TradingSystem"): PLURAL,
 }
+
+
+APPLY_PATCH = "application/apply-patch+yaml"
+
+# Characters the API server's YAML decoder refuses raw in an apply body: DEL, the C1 controls, U+FFFE/FFFF.
+_YAML_UNSAFE_RAW = re.compile("[\x7f-\x9f\ufffe\uffff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def apply_body(obj: Any) -> bytes:
+    """JSON for a server-side apply (parsed as YAML by the API server). `json.dumps` escapes a character
+    outside the BMP (an emoji in a kill-switch reason) as a surrogate pair, which the YAML decoder refuses
+    ("invalid Unicode character escape code"): write such characters raw in UTF-8 instead, and escape only
+    what YAML refuses raw."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    text = _LONE_SURROGATE.sub("\ufffd", text)  # never from the API server (Go writes U+FFFD); be safe
+    return _YAML_UNSAFE_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8")
 
 
 class KubeError(Exception):
@@ -111,6 +129,8 @@ class Kube:
         kill: bool = False,
     ) -> dict[str, Any]:
         api = self.kill_api if kill else self.api
+        if content_type == APPLY_PATCH and body is not None:
+            body = apply_body(body)  # bytes are sent as they are
         method, url, headers, data, post = api.param_serialize(
             method=method,
             resource_path=path,
@@ -165,7 +185,7 @@ class Kube:
             object_path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"]),
             query=[("fieldManager", field_manager), ("force", "true")],
             body=dict(manifest),
-            content_type="application/apply-patch+yaml",
+            content_type=APPLY_PATCH,
         )
         created = obj.pop("_status", 200) == 201
         return Applied(obj, created)
@@ -180,7 +200,7 @@ class Kube:
             object_path(API_VERSION, "TradingSystem", namespace, name) + "/status",
             query=[("fieldManager", field_manager), ("force", "true")],
             body=dict(body),
-            content_type="application/apply-patch+yaml",
+            content_type=APPLY_PATCH,
             kill=kill,
         )
         obj.pop("_status", None)

@@ -189,7 +189,15 @@ class Ack:
             "latencyMs": round(self.latency_ms, 1),
             "cancelledOrders": len(self.ack.cancelled_orders),
             "closedPositions": len(self.ack.closed_positions),
+            # What the broker has not yet done (the engine keeps retrying; keep-halt re-pushes).
+            "workingOrders": len(self.ack.working_orders),
+            "errors": [e[:256] for e in self.ack.errors[:5]],
         }
+
+    @property
+    def complete(self) -> bool:
+        """The clean-up behind this acknowledgement finished: nothing left working, no broker error."""
+        return not self.ack.working_orders and not self.ack.errors
 
 
 def acknowledges(intent_engaged: bool, ack: KillSwitchAck) -> bool:
@@ -271,7 +279,11 @@ def summary(intent: Intent, outcome: Outcome, latency_ms: float | None = None) -
         return f"{head}; no engine replica is running"
     acked = f"acknowledged by {outcome.acknowledged}/{outcome.total} replicas"
     if outcome.done:
-        return f"{head}; {acked}" + (f" in {latency_ms:.0f} ms" if latency_ms is not None else "")
+        text = f"{head}; {acked}" + (f" in {latency_ms:.0f} ms" if latency_ms is not None else "")
+        working = sum(len(a.ack.working_orders) for a in outcome.acks)
+        if working:
+            text += f"; {working} orders still working at the broker, cancels being retried"
+        return text
     missing = ", ".join(
         f"{t.pod} ({outcome.failures.get(t.pod, 'no answer yet')})"
         for t in outcome.targets

@@ -310,6 +310,11 @@ class Propagator:
             active = [t for t, s in zip(known, states, strict=True) if s is TradingState.ACTIVE]
             for t in active:
                 state.acks.pop(t.uid, None)
+            # Halted but with orders still working (the broker refused or timed out the cancels): push
+            # again, so the engine retries now and status shows the clean-up once it is done.
+            unfinished = [uid for uid, ack in state.acks.items() if not ack.complete]
+            for uid in unfinished:
+                state.acks.pop(uid)
             if active:
                 self.recorder.post(
                     state.body,
@@ -318,7 +323,7 @@ class Propagator:
                     f"{', '.join(t.pod for t in active)} reported ACTIVE while the kill switch is engaged; "
                     "pushing the halt again",
                 )
-            if active or propagation.pending(targets, state.acks) or gone:
+            if active or unfinished or propagation.pending(targets, state.acks) or gone:
                 await self._propagate(state, intent, time.monotonic(), measure=False)
 
     async def _record_observed(self, state: SystemState, intent: Intent) -> None:

@@ -17,10 +17,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from quantzoo_api.types import BrokerKind
+
 from quantzoo_operator import FIELD_MANAGER, events, names
 from quantzoo_operator.builders import BuildOptions, System, admin_secret, build_children
 from quantzoo_operator.events import EventRecorder
 from quantzoo_operator.kube import Applied, Kube, KubeError
+from quantzoo_operator.status import Reason
 from quantzoo_operator.status_writer import StatusWriter
 
 log = logging.getLogger(__name__)
@@ -29,14 +32,23 @@ WORKLOAD_KINDS = frozenset({"StatefulSet", "Deployment"})
 # The only child whose content follows spec.killSwitch (a LIVE field: it carries the switch to an engine
 # that starts while the API server is unreachable; no pod template depends on it).
 KILL_SWITCH_CHILDREN = frozenset({"ConfigMap"})
+CREDENTIAL_KEYS = ("ALPACA_API_KEY", "ALPACA_API_SECRET")
+# An API server refusing a child as invalid: the spec produced it, so it is the TradingSystem's fault.
+CHILD_REJECTED_STATUSES = frozenset({400, 422})
 
 
 class ReconcileError(Exception):
-    """Applying the children failed; retried after the reconcile backoff."""
+    """Reconciling failed; retried after the reconcile backoff (growing while it keeps failing)."""
+
+    def __init__(self, message: str, reason: Reason = Reason.RECONCILE_FAILED) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class InvalidTradingSystem(Exception):
     """The TradingSystem cannot be reconciled as it is (retrying will not help)."""
+
+    reason = Reason.INVALID_SPEC
 
 
 @dataclass(frozen=True)
@@ -120,8 +132,13 @@ class Reconciler:
     ) -> None:
         """Apply every child (or only those of `kinds`), then refresh the status (unless another path
         does: after a kill-switch change, the propagator refreshes it once the outcome is known)."""
-        system = system_from_body(body)
         try:
+            system = system_from_body(body)
+        except InvalidTradingSystem as exc:
+            await self._report_failure(body, exc.reason, str(exc))
+            raise
+        try:
+            await self.check_credentials(system)
             created_secrets = await self.ensure_secrets(system) if kinds is None else []
             manifests = [
                 m for m in build_children(system, self.options) if kinds is None or m["kind"] in kinds
@@ -131,21 +148,57 @@ class Reconciler:
             results = list(await asyncio.gather(*(self._apply(m) for m in first)))
             results += await asyncio.gather(*(self._apply(m) for m in workloads))
         except KubeError as exc:
+            reason = (
+                Reason.CHILD_REJECTED if exc.status in CHILD_REJECTED_STATUSES else Reason.RECONCILE_FAILED
+            )
             message = f"applying children failed: {exc}"
-            self.status.record_reconcile(system.namespace, system.name, None, message)
-            await self._refresh_quietly(system)
-            self.recorder.post(body, events.WARNING, events.RECONCILE_FAILED, message)
-            raise ReconcileError(message) from None
+            await self._report_failure(body, reason, message)
+            raise ReconcileError(message, reason) from None
+        except ReconcileError as exc:
+            await self._report_failure(body, exc.reason, str(exc))
+            raise
         self.status.record_reconcile(system.namespace, system.name, system.generation, None)
         self._announce(body, manifests, results, created_secrets)
         if refresh:
             await self.status.refresh(system.namespace, system.name)
 
-    async def _refresh_quietly(self, system: System) -> None:
+    async def _report_failure(self, body: Mapping[str, Any], reason: Reason, message: str) -> None:
+        """Ready=False and Degraded=True with `reason`, and a Warning Event: what the person on call reads."""
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        self.status.record_reconcile(namespace, name, None, message, reason)
         try:
-            await self.status.refresh(system.namespace, system.name)
+            await self.status.refresh(namespace, name)
         except Exception as exc:
             log.warning("status refresh failed: %s", exc)
+        self.recorder.post(
+            body, events.WARNING, events.FAILURE_EVENTS.get(reason, events.RECONCILE_FAILED), message
+        )
+
+    # -- broker credentials --------------------------------------------------------------------------
+    async def check_credentials(self, system: System) -> None:
+        """The alpaca broker's Secret exists in the TradingSystem's OWN namespace with both keys; else no
+        child is created (an engine pod could not start). Only key names are looked at, never values."""
+        broker = system.spec.broker
+        if broker.kind is not BrokerKind.ALPACA or not broker.credentials_secret:
+            return
+        secret_name = broker.credentials_secret
+        secret = await self.kube.get("v1", "Secret", system.namespace, secret_name)
+        if secret is None:
+            raise ReconcileError(
+                f"broker.credentialsSecret {secret_name!r}: no such Secret in namespace {system.namespace!r} "
+                f"(it is looked up in the TradingSystem's own namespace only); create it with keys "
+                f"{' and '.join(CREDENTIAL_KEYS)}",
+                Reason.CREDENTIALS_SECRET_MISSING,
+            )
+        data = secret.get("data") or {}
+        missing = [key for key in CREDENTIAL_KEYS if not data.get(key)]
+        if missing:
+            raise ReconcileError(
+                f"broker.credentialsSecret {secret_name!r} has no (or an empty) {' and '.join(missing)}; "
+                f"it needs keys {' and '.join(CREDENTIAL_KEYS)}",
+                Reason.CREDENTIALS_SECRET_INVALID,
+            )
 
     async def _apply(self, manifest: Mapping[str, Any]) -> tuple[Applied, bool]:
         """Apply one child; returns (result, changed since this process last applied it)."""

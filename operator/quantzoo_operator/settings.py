@@ -24,7 +24,8 @@ Environment (every variable optional; the command line wins where both exist):
   QUANTZOO_OPERATOR_KILL_PATH_WORKERS           API threads and connections kept for the kill path
                                                 alone (16): a kill-all of many systems makes ~2 API
                                                 calls per system (list engine pods, write status)
-  QUANTZOO_OPERATOR_RECONCILE_BACKOFF_SECONDS   retry delay of a failed reconcile (5)
+  QUANTZOO_OPERATOR_RECONCILE_BACKOFF_SECONDS   first retry delay of a failed reconcile (5); doubles while
+                                                it keeps failing, up to the resync interval
   QUANTZOO_OPERATOR_RESYNC_INTERVAL_SECONDS     periodic full reconcile, restores e.g. deleted Secrets (300)
   QUANTZOO_OPERATOR_WATCH_SERVER_TIMEOUT_SECONDS server-side timeout of each watch request (60)
   QUANTZOO_OPERATOR_MONITORING_NAMESPACES       namespaces whose pods may scrape engine/safety ports

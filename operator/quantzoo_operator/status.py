@@ -49,6 +49,11 @@ class Reason(StrEnum):
     SAFETY_NOT_READY = "SafetyNotReady"
     RECONCILE_FAILED = "ReconcileFailed"
     TERMINATING = "Terminating"
+    # Ready and Degraded, when the TradingSystem itself is at fault (retrying as it is cannot help)
+    INVALID_SPEC = "InvalidSpec"
+    CHILD_REJECTED = "ChildRejected"
+    CREDENTIALS_SECRET_MISSING = "CredentialsSecretMissing"  # noqa: S105 - a reason
+    CREDENTIALS_SECRET_INVALID = "CredentialsSecretInvalid"  # noqa: S105 - a reason
     # EngineReady
     ENGINE_RUNNING = "EngineRunning"
     ENGINE_MISSING = "EngineMissing"
@@ -216,13 +221,14 @@ def ready(
     reconcile_error: str | None,
     deleting: bool,
     generation: int | None,
+    error_reason: Reason = Reason.RECONCILE_FAILED,
 ) -> dict[str, Any]:
     if deleting:
         return condition(
             ConditionType.READY, False, Reason.TERMINATING, "TradingSystem is being deleted", generation
         )
     if reconcile_error:
-        return condition(ConditionType.READY, False, Reason.RECONCILE_FAILED, reconcile_error, generation)
+        return condition(ConditionType.READY, False, error_reason, reconcile_error, generation)
     if engine["status"] != "True":
         return condition(ConditionType.READY, False, Reason.ENGINE_NOT_READY, engine["message"], generation)
     if safety["status"] != "True":
@@ -241,6 +247,7 @@ def degraded(
     reconcile_error: str | None,
     kill_switch: Mapping[str, Any] | None,
     generation: int | None,
+    error_reason: Reason = Reason.RECONCILE_FAILED,
 ) -> dict[str, Any]:
     if kill_switch is not None and kill_switch.get("reason") == Reason.UNACKNOWLEDGED:
         return condition(
@@ -251,7 +258,7 @@ def degraded(
             generation,
         )
     if reconcile_error:
-        return condition(ConditionType.DEGRADED, True, Reason.RECONCILE_FAILED, reconcile_error, generation)
+        return condition(ConditionType.DEGRADED, True, error_reason, reconcile_error, generation)
     return condition(ConditionType.DEGRADED, False, Reason.AS_EXPECTED, "", generation)
 
 
@@ -286,6 +293,7 @@ def reconcile_status(
     observed_generation: int | None,
     reconcile_error: str | None,
     now: str,
+    error_reason: Reason = Reason.RECONCILE_FAILED,
 ) -> dict[str, Any]:
     """Everything the reconcile field manager owns in status (always all of it: with server-side apply
     a field left out of an apply is removed)."""
@@ -296,12 +304,18 @@ def reconcile_status(
     engine_c = engine_ready(sts, observed_generation)
     safety_c = safety_ready(deploy, observed_generation)
     ready_c = ready(
-        engine_c, safety_c, reconcile_error=reconcile_error, deleting=deleting, generation=observed_generation
+        engine_c,
+        safety_c,
+        reconcile_error=reconcile_error,
+        deleting=deleting,
+        generation=observed_generation,
+        error_reason=error_reason,
     )
     degraded_c = degraded(
         reconcile_error=reconcile_error,
         kill_switch=find(existing, ConditionType.KILL_SWITCH_ENGAGED),
         generation=observed_generation,
+        error_reason=error_reason,
     )
     sts_status = (sts or {}).get("status") or {}
     out: dict[str, Any] = {

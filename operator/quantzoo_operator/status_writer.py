@@ -57,16 +57,25 @@ class StatusWriter:
         self._locks: dict[Key, asyncio.Lock] = {}
         self._generation: dict[Key, int] = {}
         self._error: dict[Key, str | None] = {}
+        self._reason: dict[Key, status.Reason] = {}
 
-    def record_reconcile(self, namespace: str, name: str, generation: int | None, error: str | None) -> None:
+    def record_reconcile(
+        self,
+        namespace: str,
+        name: str,
+        generation: int | None,
+        error: str | None,
+        reason: status.Reason = status.Reason.RECONCILE_FAILED,
+    ) -> None:
         key = (namespace, name)
         if generation is not None:
             self._generation[key] = generation
         self._error[key] = error
+        self._reason[key] = reason
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
-        for store in (self._locks, self._generation, self._error):
+        for store in (self._locks, self._generation, self._error, self._reason):
             store.pop(key, None)
 
     async def refresh(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -89,6 +98,7 @@ class StatusWriter:
                 observed_generation=generation,
                 reconcile_error=self._error.get(key),
                 now=status.now_iso(),
+                error_reason=self._reason.get(key, status.Reason.RECONCILE_FAILED),
             )
             if _owned_view(new) == _owned_view(current):
                 return new

@@ -25,7 +25,8 @@ Environment:
     QUANTZOO_KUBERNETES=0               standalone: no API server; the engine is halted and released directly
     KUBECONFIG                          else in-cluster service account
     ENGINE_URL                          default http://127.0.0.1:8001
-    ENGINE_ADMIN_TOKEN                  the engine's admin token (not the safety token)
+    ENGINE_ADMIN_TOKEN / ENGINE_ADMIN_TOKEN_FILE   the engine's admin token (not the safety token);
+                                        the file wins and is re-read on change
     SAFETY_API_TOKEN / SAFETY_API_TOKEN_FILE   the bearer token; the file wins and is re-read on change
     SAFETY_AUDIT_LOG                    audit file (JSON lines); always also on the log stream
     SAFETY_PORT (8888), SAFETY_KUBE_TIMEOUT_SECONDS (2), SAFETY_ENGINE_TIMEOUT_SECONDS (2)

@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import PlainTextResponse
 from quantzoo_api.killswitch import ActivateRequest, DeactivateRequest
 
 from quantzoo_safety.auth import optional_token, require_token
 from quantzoo_safety.context import get_context
 from quantzoo_safety.engagement import EngageIntent
+from quantzoo_safety.errors import AUTH_RESPONSES, BODY_RESPONSES, ErrorMessage
 from quantzoo_safety.killswitch import API_SOURCE, KillSwitchError
 from quantzoo_safety.status import full_view, public_view, safety_checks
 
@@ -41,7 +43,7 @@ def _refusal(request: Request, exc: KillSwitchError) -> HTTPException:
     return HTTPException(exc.status_code, exc.detail)
 
 
-@runbook.post("/kill-switch/activate", dependencies=[Depends(require_token)])
+@runbook.post("/kill-switch/activate", dependencies=[Depends(require_token)], responses=BODY_RESPONSES)
 async def activate(body: ActivateRequest, request: Request) -> dict[str, Any]:
     """Engage the kill switch: patch the TradingSystem and halt the engine directly, at once."""
     request.state.audit = {
@@ -73,7 +75,14 @@ async def activate(body: ActivateRequest, request: Request) -> dict[str, Any]:
     return answer
 
 
-@runbook.post("/kill-switch/deactivate", dependencies=[Depends(require_token)])
+@runbook.post(
+    "/kill-switch/deactivate",
+    dependencies=[Depends(require_token)],
+    responses={
+        **BODY_RESPONSES,
+        409: {"model": ErrorMessage, "description": "Not engaged, or the API server refused the release"},
+    },
+)
 async def deactivate(body: DeactivateRequest, request: Request) -> dict[str, Any]:
     """Release the switch by writing a release record (who, why) to the TradingSystem."""
     request.state.audit = {"operator": body.operator, "reason": body.reason}
@@ -93,7 +102,12 @@ async def deactivate(body: DeactivateRequest, request: Request) -> dict[str, Any
     return answer
 
 
-@runbook.get("/status")
+@runbook.get(
+    "/status",
+    responses=AUTH_RESPONSES,
+    # The token is optional here (without it: the public view); FastAPI declares it as required.
+    openapi_extra={"security": [{}]},
+)
 async def status(request: Request, authenticated: bool = Depends(optional_token)) -> dict[str, Any]:
     """Without a token: engaged or not, trading state, service health. With the token: everything."""
     ctx = get_context(request)
@@ -102,7 +116,7 @@ async def status(request: Request, authenticated: bool = Depends(optional_token)
     return full_view(ctx, engine, cluster) if authenticated else public_view(ctx, engine, cluster)
 
 
-@runbook.get("/test/safety-check", dependencies=[Depends(require_token)])
+@runbook.get("/test/safety-check", dependencies=[Depends(require_token)], responses=AUTH_RESPONSES)
 async def safety_check(request: Request) -> dict[str, Any]:
     """Check and report: token, engine reachable, API server reachable, switch consistent everywhere."""
     ctx = get_context(request)
@@ -121,7 +135,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@probes.get("/metrics")
+@probes.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     ctx = get_context(request)
     return Response(ctx.metrics.render(), media_type=ctx.metrics.content_type)

@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from quantzoo_api.killswitch import ENGINE_ADMIN_TOKEN_ENV
+from quantzoo_api.secret_file import SecretFile
 
 from quantzoo_safety.api import probes, runbook
 from quantzoo_safety.audit import AuditLog
@@ -60,11 +62,14 @@ def build_context(
     kube: TradingSystemClient | None,
 ) -> SafetyContext:
     tokens = TokenSource(settings.api_token, settings.api_token_file)
+    engine_token = SecretFile(
+        settings.engine_admin_token_file, settings.engine_admin_token, label=ENGINE_ADMIN_TOKEN_ENV
+    )
     metrics = SafetyMetrics()
     audit = AuditLog(
         settings.audit_log_path,
         tradingsystem=settings.tradingsystem,
-        secrets_provider=lambda: [*tokens.all_known(), settings.engine_admin_token],
+        secrets_provider=lambda: [*tokens.all_known(), *engine_token.known()],
         keep=settings.audit_memory_entries,
     )
     observer = Observer(
@@ -76,7 +81,7 @@ def build_context(
     )
     killswitch = KillSwitchService(
         engine_url=settings.engine_url,
-        engine_admin_token=settings.engine_admin_token,
+        engine_admin_token=engine_token,
         http=http,
         kube=kube,
         observer=observer,

@@ -9,18 +9,24 @@ rotated Secret takes effect without a restart) or from `SAFETY_API_TOKEN`. It is
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import threading
 from enum import StrEnum
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from quantzoo_api.killswitch import SAFETY_API_TOKEN_ENV
+from quantzoo_api.secret_file import SecretFile
 
 from quantzoo_safety.context import get_context
 
 log = logging.getLogger(__name__)
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+# Declares the bearer scheme in the OpenAPI schema. The check itself reads the raw header (below), so it
+# can tell a missing token from another scheme and word its own refusals.
+BEARER = HTTPBearer(auto_error=False, description="The safety API token (SAFETY_API_TOKEN).")
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
 
 
 class TokenCheck(StrEnum):
@@ -30,41 +36,15 @@ class TokenCheck(StrEnum):
     UNCONFIGURED = "unconfigured"
 
 
-class TokenSource:
-    """The currently valid token. With a file, the file wins and is re-read when it changes."""
+class TokenSource(SecretFile):
+    """The currently valid API token. With a file, the file wins and is re-read when it changes."""
 
     def __init__(self, token: str = "", token_file: str | None = None) -> None:
-        self._env_token = token.strip()
-        self._file = token_file
-        self._lock = threading.Lock()
-        self._file_token = ""
-        self._file_stamp: tuple[int, int, int] | None = None
-
-    def current(self) -> str:
-        """The token in force, or "" when none is configured (then every authenticated call is refused)."""
-        if not self._file:
-            return self._env_token
-        try:
-            st = os.stat(self._file)  # follows the ..data symlink Kubernetes swaps on rotation
-        except OSError as exc:
-            # Mid-rotation or unmounted: keep the last good token rather than lock everyone out.
-            log.warning("token file unreadable, keeping the previous token: %s", type(exc).__name__)
-            return self._file_token or self._env_token
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        with self._lock:
-            if stamp != self._file_stamp:
-                try:
-                    with open(self._file, encoding="utf-8") as fh:
-                        self._file_token = fh.read().strip()
-                    self._file_stamp = stamp
-                    log.info("API token loaded from file (rotation picked up)")
-                except OSError as exc:
-                    log.warning("token file unreadable, keeping the previous token: %s", type(exc).__name__)
-            return self._file_token or self._env_token
+        super().__init__(token_file, token, label=SAFETY_API_TOKEN_ENV)
 
     def all_known(self) -> list[str]:
-        """Every token value this process knows, for redaction."""
-        return [t for t in {self._env_token, self._file_token} if t]
+        """Every token value this process has held (rotated-out ones too), for redaction."""
+        return self.known()
 
 
 def presented_token(authorization: str | None) -> str | None:
@@ -110,7 +90,7 @@ def _verify(request: Request) -> TokenCheck:
     return check_token(request.headers.get("authorization"), ctx.tokens.current())
 
 
-async def require_token(request: Request) -> None:
+async def require_token(request: Request, _: Bearer = None) -> None:
     """FastAPI dependency: the request must carry the valid bearer token (401 otherwise)."""
     result = _verify(request)
     request.state.authenticated = result is TokenCheck.OK
@@ -118,7 +98,7 @@ async def require_token(request: Request) -> None:
         raise _refuse(request, result)
 
 
-async def optional_token(request: Request) -> bool:
+async def optional_token(request: Request, _: Bearer = None) -> bool:
     """Dependency for `/status`: no token (or an empty `Bearer `) is the public view; a wrong one is 401."""
     if presented_token(request.headers.get("authorization")) is None:
         request.state.authenticated = False

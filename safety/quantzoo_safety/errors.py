@@ -12,6 +12,41 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+
+class ErrorMessage(BaseModel):
+    """Every refusal: one readable sentence."""
+
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str]
+    type: str
+    msg: str
+
+
+class InvalidRequest(BaseModel):
+    """422: the sentence, plus the machine list when the body failed validation (not for a blank field)."""
+
+    detail: str
+    errors: list[ValidationIssue] | None = None
+
+
+# For the OpenAPI schema: what the authenticated routes may answer besides their success.
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorMessage, "description": "Missing or invalid bearer token"},
+    503: {
+        "model": ErrorMessage,
+        "description": "No API token configured on the service, or the call could not be carried out",
+    },
+}
+BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    400: {"model": ErrorMessage, "description": "Body could not be read (not UTF-8)"},
+    422: {"model": InvalidRequest, "description": "Invalid request body"},
+}
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 from quantzoo_api.engine_client import EngineUnreachable, push_kill_switch
 from quantzoo_api.killswitch import KillSwitchAck, KillSwitchCommand, TradingState
+from quantzoo_api.secret_file import SecretFile
 from quantzoo_api.types import KillSwitchMode
 
 from quantzoo_safety.audit import AuditLog
@@ -103,7 +104,7 @@ class KillSwitchService:
         self,
         *,
         engine_url: str,
-        engine_admin_token: str,
+        engine_admin_token: str | SecretFile,
         http: httpx.AsyncClient,
         kube: TradingSystemClient | None,
         observer: Observer,
@@ -113,7 +114,12 @@ class KillSwitchService:
         engine_timeout: float = 2.0,
     ) -> None:
         self.engine_url = engine_url
-        self._engine_token = engine_admin_token
+        # Read on every push: a rotated `<name>-engine-admin` Secret is used as soon as its file changes.
+        self._engine_token = (
+            engine_admin_token
+            if isinstance(engine_admin_token, SecretFile)
+            else SecretFile(None, engine_admin_token)
+        )
         self.http = http
         self.kube = kube
         self.observer = observer
@@ -135,7 +141,7 @@ class KillSwitchService:
     async def _push(self, command: KillSwitchCommand) -> PathResult:
         try:
             ack = await push_kill_switch(
-                self.http, self.engine_url, self._engine_token, command, timeout=self.engine_timeout
+                self.http, self.engine_url, self._engine_token.current(), command, timeout=self.engine_timeout
             )
         except EngineUnreachable as exc:
             self.metrics.engine_up.set(0)

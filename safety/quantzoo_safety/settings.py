@@ -23,6 +23,7 @@ from quantzoo_api.types import TradingSystemSpec, parse_spec
 log = logging.getLogger(__name__)
 
 SAFETY_API_TOKEN_FILE_ENV = "SAFETY_API_TOKEN_FILE"  # noqa: S105 - the name of a variable, not a secret
+ENGINE_ADMIN_TOKEN_FILE_ENV = ENGINE_ADMIN_TOKEN_ENV + "_FILE"
 DEFAULT_ENGINE_URL = "http://127.0.0.1:8001"
 
 # Env var -> (limit name, type). Set, they win over the TradingSystem spec.
@@ -81,6 +82,8 @@ class Settings:
     engine_url: str = DEFAULT_ENGINE_URL
     # The engine's admin token (a different secret from the safety API token). Never logged.
     engine_admin_token: str = field(default="", repr=False)
+    # A mounted Secret file with the engine's admin token (wins over the env value; re-read on change).
+    engine_admin_token_file: str | None = None
     # The safety API token: from a file (re-read on change, so a rotated Secret needs no restart) or env.
     api_token: str = field(default="", repr=False)
     api_token_file: str | None = None
@@ -138,6 +141,7 @@ class Settings:
             name=name or "standalone",
             engine_url=(env.get("ENGINE_URL") or DEFAULT_ENGINE_URL).rstrip("/"),
             engine_admin_token=env.get(ENGINE_ADMIN_TOKEN_ENV, ""),
+            engine_admin_token_file=env.get(ENGINE_ADMIN_TOKEN_FILE_ENV) or None,
             api_token=env.get(SAFETY_API_TOKEN_ENV, ""),
             api_token_file=env.get(SAFETY_API_TOKEN_FILE_ENV) or None,
             kubernetes_enabled=kube_enabled,

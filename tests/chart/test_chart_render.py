@@ -211,7 +211,7 @@ def test_operator_deployment(render):
     assert c["image"] == "quantzoo/quantzoo:0.1.0"
     assert c["imagePullPolicy"] == "IfNotPresent"
     assert c["command"] == ["quantzoo-operator"]
-    assert c["args"] == ["--all-namespaces", "--log-level=info"]
+    assert c["args"] == ["--all-namespaces", "--log-level=info", "--standalone"]
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -325,6 +325,8 @@ def test_values_reach_the_deployment(render):
         '{"nodeSelectorTerms":[{"matchExpressions":[{"key":"zone","operator":"In","values":["a"]}]}]}}}',
         "--set",
         "resources.limits.memory=1Gi",
+        "--set-json",
+        'pushNetworks=["10.244.0.0/16","fd00::/8"]',
     )
     pod = out.one("Deployment", OPERATOR)["spec"]["template"]
     (c,) = pod["spec"]["containers"]
@@ -336,6 +338,8 @@ def test_values_reach_the_deployment(render):
     assert pod["spec"]["tolerations"][0]["key"] == "dedicated"
     assert "nodeAffinity" in pod["spec"]["affinity"]
     assert pod["metadata"]["annotations"]["team"] == "equities"
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["QUANTZOO_OPERATOR_PUSH_NETWORKS"] == "10.244.0.0/16,fd00::/8"
 
 
 # ---------------------------------------------------------------- watched namespaces
@@ -344,7 +348,7 @@ def test_values_reach_the_deployment(render):
 def test_watch_namespaces_restricts_the_operator(render, rbac_rules):
     out = render("--set-json", 'watchNamespaces=["team-a","team-b"]')
     (c,) = out.one("Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"]
-    assert c["args"] == ["--namespace=team-a", "--namespace=team-b", "--log-level=info"]
+    assert c["args"] == ["--namespace=team-a", "--namespace=team-b", "--log-level=info", "--standalone"]
     roles = out.of_kind("Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     bindings = out.of_kind("RoleBinding")
@@ -535,6 +539,7 @@ BAD_VALUES = [
     (["--set", "sample.enabled=yes"], "at '/sample/enabled'"),
     (["--set", "service.port=70000"], "at '/service/port'"),
     (["--set", "monitoring.podMonitors.interval=often"], "at '/monitoring/podMonitors/interval'"),
+    (["--set-json", 'pushNetworks=["pods"]'], "at '/pushNetworks/0'"),
     (["--set", "replicaCount=2"], "at '': additional properties 'replicaCount' not allowed"),
 ]
 

@@ -3,11 +3,16 @@
 REST (trading API v2): `/v2/account`, `/v2/orders` GET/POST/DELETE (DELETE answers 207, one status per
 order), `/v2/orders/{id}` DELETE, `/v2/positions` GET and DELETE with `cancel_orders` (207, one status
 per symbol). Amounts are strings, as Alpaca sends them. Auth headers APCA-API-KEY-ID/-SECRET-KEY.
-A `rate_limited` switch answers every REST call with 429.
+A `rate_limited` switch answers every REST call with 429. `faults` injects failures per route
+("DELETE /v2/orders" -> `Fault`): an HTTP status (429 with Retry-After, 500, ...) and/or a hanging answer.
 
 Market data: a msgpack websocket at /stream (what StockDataStream's url_override points at):
 `[{"T":"success","msg":"connected"}]`, auth -> `authenticated`, subscribe -> `subscription`, then the
 queued bars, with `t` as a msgpack Timestamp.
+
+Only the current key pair is accepted (`rotate()` replaces it, as revoking the old key at Alpaca would);
+anything else gets Alpaca's 401 `{"code": 40110000, "message": "request is not authorized"}`. Which key
+id each request came with is recorded, so a test can tell old-key from new-key traffic.
 
 This is a stand-in for Alpaca's servers only; the client under test is the real alpaca-py.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +38,16 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
+@dataclass
+class Fault:
+    """What a route does instead of its job: hang first (until the client hangs up, at most
+    `hang_seconds`), then answer `status` if set, else do the job late."""
+
+    status: int | None = None
+    retry_after: int | None = None
+    hang_seconds: float = 0.0
+
+
 class FakeAlpaca:
     def __init__(self) -> None:
         self.cash = 100_000.0
@@ -41,10 +57,22 @@ class FakeAlpaca:
         self.positions: dict[str, dict[str, float]] = {}
         self.uncancelable: set[str] = set()
         self.rate_limited = False
+        self.faults: dict[str, Fault] = {}
+        self.fault_hits: dict[str, int] = {}
         self.requests: list[str] = []
         self.bars: list[dict[str, Any]] = []
         self.subscriptions: list[dict[str, Any]] = []
+        self.key, self.secret = KEY, SECRET
+        self.accepted: list[tuple[str, str]] = []  # (key id, "METHOD /path") of each authorised call
+        self.refused: list[tuple[str, str]] = []  # (key id, "METHOD /path") of each 401
         self.app = self._build()
+
+    def rotate(self, key: str, secret: str) -> None:
+        """From now on only this pair is accepted; the previous one is refused."""
+        self.key, self.secret = key, secret
+
+    def orders_by_key(self, key: str) -> int:
+        return sum(1 for k, call in self.accepted if k == key and call == "POST /v2/orders")
 
     # --- state -----------------------------------------------------------------------------------------
     def _order_json(self, o: dict[str, Any]) -> dict[str, Any]:
@@ -164,11 +192,27 @@ class FakeAlpaca:
             self.requests.append(f"{request.method} {request.url.path}{query}")
             if self.rate_limited:
                 return error(429, 42910000, "rate limit exceeded")
-            if (
-                request.headers.get("APCA-API-KEY-ID") != KEY
-                or request.headers.get("APCA-API-SECRET-KEY") != SECRET
-            ):
+            route = f"{request.method} {request.url.path}"
+            fault = self.faults.get(route)
+            if fault is not None:
+                self.fault_hits[route] = self.fault_hits.get(route, 0) + 1
+                if fault.hang_seconds:
+                    # Hang until the client gives up (closes the connection) or the time is over.
+                    end = asyncio.get_running_loop().time() + fault.hang_seconds
+                    while asyncio.get_running_loop().time() < end:
+                        if await request.is_disconnected():
+                            return Response(status_code=499)
+                        await asyncio.sleep(0.05)
+                if fault.status is not None:
+                    response = error(fault.status, fault.status * 100000, "injected fault")
+                    if fault.retry_after is not None:
+                        response.headers["Retry-After"] = str(fault.retry_after)
+                    return response
+            key_id = request.headers.get("APCA-API-KEY-ID") or ""
+            if key_id != self.key or request.headers.get("APCA-API-SECRET-KEY") != self.secret:
+                self.refused.append((key_id, route))
                 return error(401, 40110000, "request is not authorized")
+            self.accepted.append((key_id, route))
             return await call_next(request)
 
         @app.get("/v2/account")
@@ -265,7 +309,8 @@ class FakeAlpaca:
             await ws.send_bytes(msgpack.packb([{"T": "success", "msg": "connected"}]))
             try:
                 auth = msgpack.unpackb(await ws.receive_bytes())
-                if auth.get("action") != "auth" or auth.get("key") != KEY or auth.get("secret") != SECRET:
+                pair = (auth.get("key"), auth.get("secret"))
+                if auth.get("action") != "auth" or pair != (self.key, self.secret):
                     await ws.send_bytes(msgpack.packb([{"T": "error", "code": 402, "msg": "auth failed"}]))
                     await ws.close()
                     return

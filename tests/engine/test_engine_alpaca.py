@@ -11,8 +11,16 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import pytest
-from engine_fake_alpaca import KEY, SECRET, FakeAlpaca, ServerThread
-from engine_helpers import engage_command, free_port, limit, make_spec, market, ready_engine
+from engine_fake_alpaca import KEY, SECRET, FakeAlpaca, Fault, ServerThread
+from engine_helpers import (
+    engage_command,
+    free_port,
+    limit,
+    make_spec,
+    market,
+    ready_engine,
+    release_command,
+)
 from pydantic import SecretStr
 from quantzoo_api.killswitch import TradingState
 from quantzoo_engine.app import build_broker
@@ -234,3 +242,85 @@ async def test_dry_run_reads_alpaca_but_never_sends(fake: tuple[FakeAlpaca, str]
         await dry.close()
     assert not [r for r in server.requests if not r.startswith("GET ")]
     assert server.positions["AAPL"]["qty"] == 7
+
+
+@pytest.mark.anyio
+async def test_a_hanging_alpaca_does_not_starve_later_cancels(
+    engine: TradingEngine, fake: tuple[FakeAlpaca, str]
+) -> None:
+    """alpaca-py sets no socket timeout: before each request carried one, two hung cancels held both
+    kill threads until the server answered, and every later cancel queued behind them."""
+    server, _ = fake
+    resting = (await engine.submit(limit("AAPL", Side.BUY, 1, 185.0))).order
+    assert resting is not None
+    engine.kill_deadline_seconds = 0.5
+    server.faults["DELETE /v2/orders"] = Fault(hang_seconds=60)
+    for _ in range(3):  # more hung attempts than the kill path has threads
+        ack = await engine.apply_kill_switch(engage_command())
+        assert ack.trading_state is TradingState.HALTED
+        assert ack.working_orders == [resting.id]
+    del server.faults["DELETE /v2/orders"]
+    engine.kill_deadline_seconds = 2.0
+    started = time.monotonic()
+    ack = await engine.apply_kill_switch(engage_command())
+    assert ack.cancelled_orders == [resting.id], ack.errors
+    assert ack.working_orders == []
+    assert time.monotonic() - started < 2.5
+
+
+@pytest.mark.anyio
+async def test_an_unfinished_kill_clean_up_is_retried_while_engaged(
+    engine: TradingEngine, fake: tuple[FakeAlpaca, str]
+) -> None:
+    """A cancel refused at the kill deadline (429, 5xx) is not forgotten once acknowledged: the engine
+    retries it by itself, with no new command, until the broker has cancelled the order."""
+    server, _ = fake
+    resting = (await engine.submit(limit("AAPL", Side.BUY, 1, 185.0))).order
+    assert resting is not None
+    engine.kill_deadline_seconds = 0.5
+    server.faults["DELETE /v2/orders"] = Fault(status=429, retry_after=1)
+    ack = await engine.apply_kill_switch(engage_command())
+    assert ack.working_orders == [resting.id]
+    assert any("429" in e or "deadline" in e for e in ack.errors), ack.errors
+    server.faults["DELETE /v2/orders"] = Fault(status=500)
+    hits = server.fault_hits["DELETE /v2/orders"]
+    engine.clock.advance(1.5)  # type: ignore[attr-defined]
+    await engine.housekeeping()
+    assert server.fault_hits["DELETE /v2/orders"] > hits  # retried on its own
+    assert [o.id for o in engine.orders.working()] == [resting.id]
+    del server.faults["DELETE /v2/orders"]
+    engine.clock.advance(5)  # type: ignore[attr-defined]
+    await engine.housekeeping()
+    assert engine.orders.working() == []
+    assert server.orders[resting.id]["status"] == "canceled"
+    assert (await engine.submit(market("AAPL", Side.BUY, 1))).rejection is not None
+    # Nothing is retried once the work is done.
+    calls = len(server.requests)
+    engine.clock.advance(60)  # type: ignore[attr-defined]
+    await engine.housekeeping()
+    assert not [r for r in server.requests[calls:] if r.startswith("DELETE")]
+
+
+@pytest.mark.anyio
+async def test_a_release_forgets_an_unfinished_flatten(
+    engine: TradingEngine, fake: tuple[FakeAlpaca, str]
+) -> None:
+    """A flatten owed by one engagement is not carried into the next one, which did not ask for it."""
+    server, _ = fake
+    engine.kill_deadline_seconds = 0.3
+    server.faults["DELETE /v2/positions"] = Fault(status=500)
+    ack = await engine.apply_kill_switch(engage_command(close_positions=True, generation=1))
+    assert ack.errors
+    await engine.apply_kill_switch(release_command(generation=2))
+    assert engine.trading_state is TradingState.ACTIVE
+    resting = (await engine.submit(limit("AAPL", Side.BUY, 1, 185.0))).order
+    assert resting is not None
+    # The next engagement does not flatten, and its own cancel fails for now.
+    server.faults = {"DELETE /v2/orders": Fault(status=500)}
+    ack = await engine.apply_kill_switch(engage_command(close_positions=False, generation=3))
+    assert ack.working_orders == [resting.id]
+    server.faults = {}
+    engine.clock.advance(60)  # type: ignore[attr-defined]
+    await engine.housekeeping()
+    assert server.orders[resting.id]["status"] == "canceled"
+    assert server.positions["AAPL"]["qty"] == 10.0  # not flattened

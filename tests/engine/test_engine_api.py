@@ -213,6 +213,11 @@ BAD_KILL_SWITCH = [
     ("negative-generation", b'{"engaged": true, "generation": -1}'),
     ("missing-engaged", b'{"reason": "x"}'),
     ("huge", b'{"engaged": true, "reason": "' + b"x" * 70_000 + b'"}'),
+    # Found by the fuzzer (tests/fuzz): lax parsing took these as a valid command.
+    ("engaged-number", b'{"engaged": 1}'),
+    ("engaged-string", b'{"engaged": "true"}'),
+    ("issued-at-number", b'{"engaged": true, "issued_at": 0}'),
+    ("generation-float", b'{"engaged": true, "generation": 1.0}'),
 ]
 
 
@@ -303,6 +308,32 @@ def test_manual_smoke_test_order_round_trip(client: TestClient) -> None:
     assert [o["side"] for o in orders] == ["sell", "buy"]
     assert client.get("/orders", params={"status": "working"}).json() == []
     assert client.get("/orders", params={"status": "bogus"}).status_code == 422
+
+
+# --- the OpenAPI document (what tests/fuzz checks every answer against) -----------------------------------
+
+
+def test_openapi_documents_auth_bodies_and_refusals(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The engine admin token (ENGINE_ADMIN_TOKEN).",
+    }
+    for path, extra in ((ENGINE_KILL_SWITCH_PATH, set()), ("/orders", {"409", "429", "502"})):
+        op = doc["paths"][path]["post"]
+        assert op["security"] == [{"HTTPBearer": []}]
+        assert "parameters" not in op  # the token is the security scheme, not a header parameter
+        body = op["requestBody"]
+        assert body["required"] is True
+        # A model's "#/$defs/..." would resolve against the document root, where it does not exist.
+        assert "$defs" not in str(body)
+        assert (
+            set(op["responses"])
+            == {"200" if path != "/orders" else "201", "401", "413", "422", "503"} | extra
+        )
+    assert "text/plain" in doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert set(doc["paths"]["/readyz"]["get"]["responses"]) == {"200", "503"}
 
 
 def test_not_ready_until_the_kill_switch_state_is_read(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION
 
 from tests.conftest import Cluster
 from tests.operator.standin_engine import StandInEngine, free_port
+from tests.support.leaks import REGISTRY as LEAKS
 
 T = TypeVar("T")
 
@@ -91,6 +92,7 @@ class OperatorProcess:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
+            LEAKS.scrape(self.url + "/metrics", "metrics-operator", timeout=1)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -119,6 +121,7 @@ def start_operator(
     if kubeconfig is not None:
         env["KUBECONFIG"] = str(kubeconfig)
     log = Path(tempfile.mkstemp(prefix="quantzoo-operator-", suffix=".log", dir=log_dir)[1])
+    LEAKS.file(log)  # scanned for secret values at the end of the session (tests/zz_leaks)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             args,

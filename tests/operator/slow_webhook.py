@@ -24,10 +24,17 @@ from tests.operator.standin_engine import free_port
 
 
 class SlowWebhook:
-    def __init__(self, api: client.ApiClient, namespace: str, max_hold: float = 25.0) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        max_hold: float = 25.0,
+        operations: tuple[str, ...] = ("UPDATE",),
+    ) -> None:
         self.api = client.AdmissionregistrationV1Api(api)
         self.namespace = namespace
         self.max_hold = max_hold
+        self.operations = list(operations)
         self.name = f"quantzoo-test-slow-{uuid.uuid4().hex[:8]}"
         self.port = free_port()
         self.arrived = threading.Event()
@@ -106,7 +113,7 @@ class SlowWebhook:
                             {
                                 "apiGroups": ["apps"],
                                 "apiVersions": ["v1"],
-                                "operations": ["UPDATE"],
+                                "operations": self.operations,
                                 "resources": ["statefulsets"],
                             }
                         ],

@@ -115,46 +115,68 @@ def test_engine_pod_template() -> None:
     assert pod["serviceAccountName"] == "demo-engine"
     env = env_of(container)
     assert env["QUANTZOO_CONFIG"]["value"] == "/etc/quantzoo/engine.json"
-    assert env["ENGINE_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": "demo-engine-admin",
-        "key": "token",
-    }
+    # Tokens are mounted files (a rotation reaches the running process), never env values.
+    assert env["ENGINE_ADMIN_TOKEN_FILE"]["value"] == "/var/run/secrets/quantzoo/admin-token/token"
+    assert "ENGINE_ADMIN_TOKEN" not in env
+    assert not [e for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})]
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["QUANTZOO_WATCH_KUBERNETES"]["value"] == "1"
     assert env["QUANTZOO_NAMESPACE"]["value"] == "trading"
     assert env["QUANTZOO_NAME"]["value"] == "demo"
     assert env["ENGINE_STATE_DIR"]["value"] == "/var/lib/quantzoo"
     assert "ALPACA_API_KEY" not in env
+    assert "ALPACA_API_KEY_FILE" not in env
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts == {"config": "/etc/quantzoo", "state": "/var/lib/quantzoo", "tmp": "/tmp"}
+    assert mounts == {
+        "config": "/etc/quantzoo",
+        "state": "/var/lib/quantzoo",
+        "tmp": "/tmp",
+        "admin-token": "/var/run/secrets/quantzoo/admin-token",
+    }
+    assert {m["name"]: m.get("readOnly") for m in container["volumeMounts"]}["admin-token"] is True
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["config"]["configMap"]["name"] == "demo-config"
     assert "emptyDir" in volumes["state"]
+    assert volumes["admin-token"]["secret"] == {
+        "secretName": "demo-engine-admin",
+        "items": [{"key": "token", "path": "token"}],
+        "defaultMode": 0o440,
+    }
 
 
 def test_alpaca_credentials_come_from_the_named_secret() -> None:
     spec = {"mode": "live", "broker": {"kind": "alpaca", "credentialsSecret": "alpaca-live"}}
-    env = env_of(engine_statefulset.pod_template(system(spec))["spec"]["containers"][0])
-    assert env["ALPACA_API_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": "alpaca-live",
-        "key": "ALPACA_API_KEY",
-    }
-    assert env["ALPACA_API_SECRET"]["valueFrom"]["secretKeyRef"] == {
-        "name": "alpaca-live",
-        "key": "ALPACA_API_SECRET",
-    }
+    pod = engine_statefulset.pod_template(system(spec))["spec"]
+    container = pod["containers"][0]
+    env = env_of(container)
+    # Mounted, so the engine picks up a rotated Secret without a restart.
+    root = "/var/run/secrets/quantzoo/broker-credentials"
+    assert env["ALPACA_API_KEY_FILE"]["value"] == f"{root}/ALPACA_API_KEY"
+    assert env["ALPACA_API_SECRET_FILE"]["value"] == f"{root}/ALPACA_API_SECRET"
+    assert "ALPACA_API_KEY" not in env
+    assert "ALPACA_API_SECRET" not in env
+    mount = {m["name"]: m for m in container["volumeMounts"]}["broker-credentials"]
+    assert mount == {"name": "broker-credentials", "mountPath": root, "readOnly": True}
+    volume = {v["name"]: v for v in pod["volumes"]}["broker-credentials"]["secret"]
+    assert volume["secretName"] == "alpaca-live"
+    assert [i["key"] for i in volume["items"]] == ["ALPACA_API_KEY", "ALPACA_API_SECRET"]
 
 
 def test_extra_env_is_added_but_cannot_override_the_operators_own() -> None:
     spec = {
         "engine": {
-            "env": [{"name": "LOG_LEVEL", "value": "DEBUG"}, {"name": "ENGINE_ADMIN_TOKEN", "value": "x"}]
+            "env": [
+                {"name": "LOG_LEVEL", "value": "DEBUG"},
+                {"name": "ENGINE_ADMIN_TOKEN", "value": "x"},
+                {"name": "ENGINE_ADMIN_TOKEN_FILE", "value": "/elsewhere"},
+            ]
         }
     }
     container = engine_statefulset.pod_template(system(spec))["spec"]["containers"][0]
     names = [e["name"] for e in container["env"]]
-    assert names.count("ENGINE_ADMIN_TOKEN") == 1
-    assert env_of(container)["ENGINE_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "demo-engine-admin"
+    assert "ENGINE_ADMIN_TOKEN" not in names  # a token beside the mounted one is dropped
+    assert names.count("ENGINE_ADMIN_TOKEN_FILE") == 1
+    assert env_of(container)["ENGINE_ADMIN_TOKEN_FILE"]["value"].startswith("/var/run/secrets/quantzoo/")
     assert env_of(container)["LOG_LEVEL"]["value"] == "DEBUG"
 
 
@@ -164,14 +186,16 @@ def test_safety_pod_template() -> None:
     assert container["command"] == ["quantzoo-safety"]
     assert container["ports"][0]["containerPort"] == 8888
     env = env_of(container)
-    assert env["SAFETY_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": "demo-safety-token",
-        "key": "token",
-    }
-    assert env["ENGINE_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": "demo-engine-admin",
-        "key": "token",
-    }
+    assert env["SAFETY_API_TOKEN_FILE"]["value"] == "/var/run/secrets/quantzoo/api-token/token"
+    assert env["ENGINE_ADMIN_TOKEN_FILE"]["value"] == "/var/run/secrets/quantzoo/engine-admin-token/token"
+    assert "SAFETY_API_TOKEN" not in env
+    assert "ENGINE_ADMIN_TOKEN" not in env
+    pod = deploy["spec"]["template"]["spec"]
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets == {"api-token": "demo-safety-token", "engine-admin-token": "demo-engine-admin"}
+    ro = {m["name"]: m.get("readOnly") for m in container["volumeMounts"]}
+    assert ro["api-token"] is True
+    assert ro["engine-admin-token"] is True
     assert env["ENGINE_URL"]["value"] == "http://demo-engine.trading.svc:8001"
     assert env["QUANTZOO_CONFIG"]["value"] == "/etc/quantzoo/safety.json"
     assert (env["QUANTZOO_NAMESPACE"]["value"], env["QUANTZOO_NAME"]["value"]) == ("trading", "demo")

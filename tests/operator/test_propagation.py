@@ -204,6 +204,8 @@ def test_status_patch_records_every_acknowledgement() -> None:
                 "latencyMs": 3.2,
                 "cancelledOrders": 2,
                 "closedPositions": 1,
+                "workingOrders": 0,
+                "errors": [],
             }
         ],
     }

@@ -92,7 +92,9 @@ def test_create_builds_every_child_owned_by_the_tradingsystem(
     container = sts.spec.template.spec.containers[0]
     env = {e.name: e for e in container.env}
     assert env["QUANTZOO_CONFIG"].value == "/etc/quantzoo/engine.json"
-    assert env["ENGINE_ADMIN_TOKEN"].value_from.secret_key_ref.name == "demo-engine-admin"
+    assert env["ENGINE_ADMIN_TOKEN_FILE"].value == "/var/run/secrets/quantzoo/admin-token/token"
+    volumes = {v.name: v for v in sts.spec.template.spec.volumes}
+    assert volumes["admin-token"].secret.secret_name == "demo-engine-admin"
     cm = found[("ConfigMap", "demo-config")]
     doc = json.loads(cm.data["engine.json"])
     assert (doc["namespace"], doc["name"], doc["spec"]["symbols"]) == (namespace, "demo", ["AAPL", "MSFT"])

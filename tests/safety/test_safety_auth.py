@@ -63,7 +63,8 @@ def test_token_file_wins_and_rotation_is_picked_up(tmp_path):
     assert source.current() == "third-longer!"
     path.unlink()  # mid-rotation: keep the last good token
     assert source.current() == "third-longer!"
-    assert set(source.all_known()) == {"from-env", "third-longer!"}
+    # Rotated-out tokens are still secrets: redaction keeps knowing them.
+    assert set(source.all_known()) == {"from-env", "first", "second-longer", "third-longer!"}
 
 
 def test_env_token_only():

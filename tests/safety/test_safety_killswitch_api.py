@@ -225,6 +225,10 @@ BAD_BODIES = [
     (b'{"reason": "x", "operator": "al", "mode": "Pause"}', "application/json", "mode"),
     (b'["reason"]', "application/json", None),
     (b"reason=x&operator=al", "application/x-www-form-urlencoded", None),
+    # Found by the fuzzer (tests/fuzz): lax parsing read these as a close_positions decision.
+    (b'{"reason": "x", "operator": "al", "close_positions": "0"}', "application/json", "close_positions"),
+    (b'{"reason": "x", "operator": "al", "close_positions": 1}', "application/json", "close_positions"),
+    (b'{"reason": "x", "operator": "al", "close_positions": "yes"}', "application/json", "close_positions"),
 ]
 
 
@@ -366,3 +370,36 @@ def test_standalone_release_of_an_engine_engaged_before_a_restart(standalone, en
     r = standalone.post("/kill-switch/deactivate", json={"operator": "al"}, headers=AUTH)
     assert r.status_code == 200
     assert engine.engine.trading_state == "ACTIVE"
+
+
+# ------------------------------------------------------------------------------- the OpenAPI document
+def test_undecodable_body_is_a_documented_400_and_changes_nothing(client, engine, fake_kube):
+    headers = {**AUTH, "Content-Type": "application/json"}
+    r = client.post("/kill-switch/activate", content=b'{"reason": "\xff"}', headers=headers)
+    assert r.status_code == 400
+    assert isinstance(r.json()["detail"], str)
+    assert fake_kube.patches == []
+    assert engine.engine.commands == []
+    assert client.ctx.audit.recent(1)[0]["result"] == "refused"
+
+
+def test_openapi_documents_auth_and_every_refusal(standalone):
+    """What tests/fuzz checks every answer against: found undocumented there, declared here."""
+    doc = standalone.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    paths = doc["paths"]
+    expected = {
+        ("post", "/kill-switch/activate"): {"200", "400", "401", "422", "503"},
+        ("post", "/kill-switch/deactivate"): {"200", "400", "401", "409", "422", "503"},
+        ("get", "/status"): {"200", "401", "503"},
+        ("get", "/test/safety-check"): {"200", "401", "503"},
+    }
+    for (method, path), codes in expected.items():
+        op = paths[path][method]
+        assert set(op["responses"]) == codes, path
+        assert {"HTTPBearer": []} in op["security"]
+    assert paths["/kill-switch/activate"]["post"]["responses"]["422"]["content"]["application/json"]
+    # Without a token /status still answers (the public view): the token is optional there.
+    assert {} in paths["/status"]["get"]["security"]
+    assert {} not in paths["/test/safety-check"]["get"]["security"]
+    assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]

@@ -63,6 +63,7 @@ class ControlPlane:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     apiserver_port: int = 0
     etcd_port: int = 0
+    etcd_peer_port: int = 0
 
     @property
     def kubeconfig(self) -> Path:
@@ -158,8 +159,9 @@ class ControlPlane:
         return proc
 
     def _start_etcd(self) -> None:
-        self.etcd_port = free_port()
-        peer = free_port()
+        # A restart (start_etcd) reuses the ports: the API server keeps its --etcd-servers.
+        self.etcd_port = self.etcd_port or free_port()
+        self.etcd_peer_port = peer = self.etcd_peer_port or free_port()
         self._spawn(
             "etcd",
             [
@@ -303,6 +305,15 @@ class ControlPlane:
     def start_apiserver(self, timeout: float = 60.0) -> None:
         """Restart kube-apiserver on the same port (clients keep their kubeconfig)."""
         self._start_apiserver()
+        self._wait_ready(timeout)
+        self._write_state()
+
+    def stop_etcd(self) -> None:
+        self._terminate("etcd")
+
+    def start_etcd(self, timeout: float = 60.0) -> None:
+        """Restart etcd on the same ports with the same data dir; returns once the API server is ready."""
+        self._start_etcd()
         self._wait_ready(timeout)
         self._write_state()
 

@@ -18,6 +18,7 @@ import httpx
 from kubernetes import client
 from quantzoo_api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
+from tests.support.leaks import REGISTRY as LEAKS
 from tests.support.podrunner import LocalPod, PodRunner, free_port, wait_for
 
 
@@ -29,6 +30,7 @@ class OperatorProcess:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
+            LEAKS.scrape(f"http://127.0.0.1:{self.port}/metrics", "metrics-operator", timeout=1)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
             try:
@@ -51,6 +53,7 @@ def start_operator(
     port = free_port()
     args = [f"--namespace={ns}" for ns in namespaces] if namespaces else ["--all-namespaces"]
     log = Path(tempfile.mkstemp(prefix="qz-operator-", suffix=".log")[1])
+    LEAKS.file(log)
     proc_env = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
@@ -161,17 +164,21 @@ class TradingSystemStack:
         return positions if all(float(p["quantity"]) == 0 for p in positions["positions"]) else None
 
     def admin_headers(self) -> dict[str, str]:
+        """The engine's admin token as the engine holds it now (follows a rotation)."""
         assert self.engine is not None
-        return {"Authorization": f"Bearer {self.engine.env['ENGINE_ADMIN_TOKEN']}"}
+        return {"Authorization": f"Bearer {self.engine.secret('ENGINE_ADMIN_TOKEN')}"}
 
     def safety_headers(self) -> dict[str, str]:
         assert self.safety is not None
-        return {"Authorization": f"Bearer {self.safety.env['SAFETY_API_TOKEN']}"}
+        return {"Authorization": f"Bearer {self.safety.secret('SAFETY_API_TOKEN')}"}
 
     def place_order(self, symbol: str, side: str, quantity: float, **extra: Any) -> httpx.Response:
         assert self.engine is not None
         body = {"symbol": symbol, "side": side, "quantity": quantity, **extra}
-        return httpx.post(self.engine.url + "/orders", json=body, headers=self.admin_headers(), timeout=5)
+        resp = httpx.post(self.engine.url + "/orders", json=body, headers=self.admin_headers(), timeout=5)
+        if resp.status_code >= 400:
+            LEAKS.response(resp, "place-order")  # error bodies are scanned for secrets at the end
+        return resp
 
     def stop(self) -> None:
         for local in (self.safety, self.engine):

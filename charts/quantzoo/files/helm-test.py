@@ -1,7 +1,7 @@
 """`helm test` check, run in the quantzoo image: the CRD is Established and the operator answers /healthz.
 
 Standard library only. Reads the in-cluster service-account token; KUBERNETES_API_URL, QUANTZOO_CRD_NAME,
-QUANTZOO_OPERATOR_URL and QUANTZOO_TEST_TIMEOUT override the defaults.
+QUANTZOO_OPERATOR_URL, QUANTZOO_SERVICEACCOUNT_DIR and QUANTZOO_TEST_TIMEOUT override the defaults.
 """
 
 import json
@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 
-SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+SA_DIR = os.environ.get("QUANTZOO_SERVICEACCOUNT_DIR", "/var/run/secrets/kubernetes.io/serviceaccount")
 API = os.environ.get("KUBERNETES_API_URL", "https://kubernetes.default.svc")
 CRD = os.environ.get("QUANTZOO_CRD_NAME", "tradingsystems.trading.quantzoo.io")
 OPERATOR = os.environ["QUANTZOO_OPERATOR_URL"]

@@ -13,27 +13,37 @@ from quantzoo_api.killswitch import ENGINE_KILL_SWITCH_PATH, KillSwitchAck, Kill
 
 from quantzoo_engine.api.auth import AdminAuth
 from quantzoo_engine.api.deps import EngineDep
-from quantzoo_engine.api.schemas import ManualOrder, parse_body, status_for
+from quantzoo_engine.api.schemas import (
+    ADMIN_RESPONSES,
+    ORDER_RESPONSES,
+    ManualOrder,
+    body_schema,
+    parse_body,
+    status_for,
+)
 from quantzoo_engine.orders import OrderOrigin, OrderRequest, new_client_order_id
 
 router = APIRouter(tags=["admin"])
 
-_COMMAND_SCHEMA = {
-    "requestBody": {"content": {"application/json": {"schema": KillSwitchCommand.model_json_schema()}}}
-}
-_ORDER_SCHEMA = {
-    "requestBody": {"content": {"application/json": {"schema": ManualOrder.model_json_schema()}}}
-}
 
-
-@router.post(ENGINE_KILL_SWITCH_PATH, response_model=KillSwitchAck, openapi_extra=_COMMAND_SCHEMA)
+@router.post(
+    ENGINE_KILL_SWITCH_PATH,
+    response_model=KillSwitchAck,
+    responses=ADMIN_RESPONSES,
+    openapi_extra=body_schema(KillSwitchCommand),
+)
 async def kill_switch(_: AdminAuth, request: Request, engine: EngineDep) -> KillSwitchAck:
     """Engage or release. Answers after new orders are blocked and the broker clean-up has run."""
     command = await parse_body(request, KillSwitchCommand)
     return await engine.apply_kill_switch(command)
 
 
-@router.post("/orders", status_code=status.HTTP_201_CREATED, openapi_extra=_ORDER_SCHEMA)
+@router.post(
+    "/orders",
+    status_code=status.HTTP_201_CREATED,
+    responses=ORDER_RESPONSES,
+    openapi_extra=body_schema(ManualOrder),
+)
 async def place_order(_: AdminAuth, request: Request, engine: EngineDep) -> dict[str, Any]:
     """A manual order, through exactly the same risk checks as the strategy's."""
     body = await parse_body(request, ManualOrder)

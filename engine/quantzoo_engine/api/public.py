@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from quantzoo_engine.api.deps import EngineDep
 
@@ -19,10 +20,20 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    ready: bool
+    trading_state: str
+    halt_reasons: list[str] | None = None  # only while not ready: what keeps it from trading
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Readiness, "description": "Not ready yet"}},
+)
 async def readyz(engine: EngineDep) -> JSONResponse:
     """Ready once the broker is reconciled and the kill-switch state has been read."""
-    body = {"ready": engine.ready, "trading_state": str(engine.trading_state)}
+    body: dict[str, Any] = {"ready": engine.ready, "trading_state": str(engine.trading_state)}
     if not engine.ready:
         body["halt_reasons"] = [str(r) for r in engine.trading.halt_reasons]
     return JSONResponse(
@@ -57,7 +68,7 @@ async def orders(
     return [o.to_dict() for o in chosen[:limit]]
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(engine: EngineDep) -> Response:
     engine.refresh_metrics()
     return Response(generate_latest(engine.metrics.registry), media_type=CONTENT_TYPE_LATEST)

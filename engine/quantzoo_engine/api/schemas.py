@@ -1,8 +1,8 @@
-"""Request bodies of the engine API, and how a refusal maps to an HTTP status."""
+"""Request bodies and error answers of the engine API, and how a refusal maps to an HTTP status."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -37,13 +37,95 @@ class ManualOrder(BaseModel):
         return self
 
 
+class ErrorMessage(BaseModel):
+    """A refusal in one sentence (auth, body too large, admin API disabled, not ready)."""
+
+    detail: str
+
+
+class BodyError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InvalidBody(BaseModel):
+    """422 for a body that is not valid JSON or not a valid payload: where and why, never the input."""
+
+    detail: list[BodyError]
+
+
+class Refusal(BaseModel):
+    reason: RejectReason
+    message: str
+
+
+class OrderRefused(BaseModel):
+    """A well-formed order the engine refused: the pre-trade check (or broker) that said no, and why."""
+
+    detail: Refusal
+
+
+def _inline_defs(node: Any, defs: dict[str, Any]) -> Any:
+    """Replace `#/$defs/X` references by their definition: an OpenAPI document resolves `#/...` from its
+    own root, where a model's `$defs` do not exist. The request models are not recursive."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            merged = {**defs[ref.removeprefix("#/$defs/")], **{k: v for k, v in node.items() if k != "$ref"}}
+            return _inline_defs(merged, defs)
+        return {k: _inline_defs(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline_defs(v, defs) for v in node]
+    return node
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` declaring `model` as the required JSON body (the route parses it itself, after
+    the token check, so FastAPI does not generate this part)."""
+    schema = model.model_json_schema()
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inline_defs(schema, schema.get("$defs", {}))}},
+        }
+    }
+
+
+# What every admin route may answer besides its success, for the OpenAPI schema.
+ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status.HTTP_401_UNAUTHORIZED: {"model": ErrorMessage, "description": "Missing or wrong admin token"},
+    status.HTTP_413_CONTENT_TOO_LARGE: {"model": ErrorMessage, "description": "Body over 64 KiB"},
+    status.HTTP_422_UNPROCESSABLE_CONTENT: {"model": InvalidBody, "description": "Invalid body"},
+    status.HTTP_503_SERVICE_UNAVAILABLE: {
+        "model": ErrorMessage,
+        "description": "Admin API disabled: no admin token configured",
+    },
+}
+ORDER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ADMIN_RESPONSES,
+    status.HTTP_409_CONFLICT: {
+        "model": OrderRefused,
+        "description": "Refused in the engine's state: halted, reduce-only, stale data, drawdown, duplicate",
+    },
+    status.HTTP_422_UNPROCESSABLE_CONTENT: {
+        "model": InvalidBody | OrderRefused,
+        "description": "Invalid body, or an order a pre-trade risk check refused",
+    },
+    status.HTTP_429_TOO_MANY_REQUESTS: {"model": OrderRefused, "description": "Order rate limit reached"},
+    status.HTTP_502_BAD_GATEWAY: {"model": OrderRefused, "description": "The broker failed"},
+}
+
+
 async def parse_body(request: Request, model: type[M]) -> M:
     """Validate the raw body against `model`: 413/422 with the reasons, never a 500 or a traceback."""
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "request body too large")
     try:
-        return model.model_validate_json(body)
+        # strict: the body must match the documented schema; lax mode would take 1 for `engaged: true`
+        # and 0 for a timestamp.
+        return model.model_validate_json(body, strict=True)
     except ValidationError as exc:
         # Only loc/msg/type: the input and the error context may hold objects that are not JSON.
         detail = [

@@ -4,8 +4,15 @@ alpaca-py is synchronous (requests), so every call runs in a worker thread under
 engine's loop never blocks on Alpaca. The kill path (cancel all, close all) has its own client, its
 own threads and its own deadline: alpaca-py retries HTTP 429 three times with 3 s waits (about 9 s),
 which is too slow for an emergency stop, so the kill client's built-in retries are switched off and it
-retries on a short backoff that ends at the deadline. New orders are already blocked in memory before
-any of this runs (engine.py), so a slow or rate-limiting Alpaca delays the clean-up, never the halt.
+retries on a short backoff that ends at the deadline. alpaca-py sets no socket timeout, so a hanging
+Alpaca would hold a worker thread forever and, once both kill threads hang, starve every later cancel:
+each request here carries a timeout, on the kill path the time left before its deadline. New orders
+are already blocked in memory before any of this runs (engine.py), so a slow or rate-limiting Alpaca
+delays the clean-up, never the halt.
+
+Credentials rotate without a restart: before every call the broker asks `credentials()` (the mounted
+Secret's files, a cheap stat when nothing changed) and, when the pair changed, rebuilds both clients.
+Engine state (positions, orders, the kill switch) lives outside the clients and is untouched.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -96,6 +104,29 @@ def position_from_alpaca(raw: Any) -> Position:
     return Position(raw.symbol, qty, float(raw.avg_entry_price))
 
 
+class _TimeoutSession(requests.Session):
+    """A requests session whose every request has a timeout (alpaca-py passes none): the one set for
+    the calling thread by `AlpacaBroker._call`, else the default."""
+
+    def __init__(self, default_timeout: float) -> None:
+        super().__init__()
+        self.default_timeout = default_timeout
+        self.per_thread = threading.local()
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("timeout", getattr(self.per_thread, "timeout", None) or self.default_timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def _with_timeouts(client: Any, default_timeout: float) -> _TimeoutSession | None:
+    """Give an alpaca-py client a session with timeouts (RESTClient keeps its session in `_session`)."""
+    if not hasattr(client, "_session"):
+        return None  # a stand-in client in a unit test
+    session = _TimeoutSession(default_timeout)
+    client._session = session
+    return session
+
+
 def _name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "call")
 
@@ -120,25 +151,72 @@ class AlpacaBroker:
         url_override: str | None = None,
         timeout_seconds: float = 10.0,
         client_factory: Callable[..., TradingClient] = TradingClient,
+        credentials: Callable[[], tuple[str, str]] | None = None,
     ) -> None:
         self.paper = paper
         self.timeout_seconds = timeout_seconds
-        self._client = client_factory(api_key, secret_key, paper=paper, url_override=url_override)
-        self._kill_client = client_factory(api_key, secret_key, paper=paper, url_override=url_override)
-        # alpaca-py has no public switch for this on TradingClient; RESTClient keeps the count here.
-        if hasattr(self._kill_client, "_retry"):
-            self._kill_client._retry = 0
+        self._factory = client_factory
+        self._url_override = url_override
+        self._credentials = credentials
+        self._pair = (api_key, secret_key)
+        self._sessions: dict[int, _TimeoutSession | None] = {}
+        self._client, self._kill_client = self._make_clients(api_key, secret_key)
+        self.credential_rotations = 0
+        """How many times a changed key pair rebuilt the clients."""
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="alpaca")
         self._kill_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alpaca-kill")
         self._fills: list[Fill] = []
         self._reported_fill_qty: dict[str, float] = {}
+
+    def _make_clients(self, api_key: str, secret_key: str) -> tuple[TradingClient, TradingClient]:
+        client = self._factory(api_key, secret_key, paper=self.paper, url_override=self._url_override)
+        kill_client = self._factory(api_key, secret_key, paper=self.paper, url_override=self._url_override)
+        # alpaca-py has no public switch for this on TradingClient; RESTClient keeps the count here.
+        if hasattr(kill_client, "_retry"):
+            kill_client._retry = 0
+        self._sessions = {
+            id(client): _with_timeouts(client, self.timeout_seconds),
+            id(kill_client): _with_timeouts(kill_client, self.timeout_seconds),
+        }
+        return client, kill_client
+
+    def refresh_credentials(self) -> bool:
+        """Rebuild the clients if the key pair changed (True then). Runs before every call."""
+        if self._credentials is None:
+            return False
+        pair = self._credentials()
+        if pair == self._pair or not all(pair):
+            return False  # unchanged, or mid-rotation with a key missing: keep the last good pair
+        self._client, self._kill_client = self._make_clients(*pair)
+        self._pair = pair
+        self.credential_rotations += 1
+        log.info(
+            "alpaca credentials changed: trading clients rebuilt (rotation %d)", self.credential_rotations
+        )
+        return True
+
+    def _method(self, name: str, *, kill: bool = False) -> Callable[..., Any]:
+        self.refresh_credentials()
+        return getattr(self._kill_client if kill else self._client, name)
 
     async def _call(
         self, fn: Callable[..., T], *args: Any, timeout: float, executor: ThreadPoolExecutor | None = None
     ) -> T:
         loop = asyncio.get_running_loop()
         name = _name(fn)
-        future = loop.run_in_executor(executor or self._executor, functools.partial(fn, *args))
+        session = self._session_of(fn)
+
+        def run() -> T:
+            # The request gives up when the caller does, so the worker thread is free again.
+            if session is not None:
+                session.per_thread.timeout = max(timeout, 0.05)
+            try:
+                return fn(*args)
+            finally:
+                if session is not None:
+                    session.per_thread.timeout = None
+
+        future = loop.run_in_executor(executor or self._executor, run)
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError as exc:
@@ -151,16 +229,19 @@ class AlpacaBroker:
         except requests.RequestException as exc:
             raise BrokerError(f"alpaca {name}: {type(exc).__name__}") from exc
 
-    async def _kill_call(self, fn: Callable[..., T], *args: Any, deadline_at: float) -> T:
+    def _session_of(self, fn: Callable[..., Any]) -> _TimeoutSession | None:
+        owner = getattr(getattr(fn, "func", fn), "__self__", None)
+        return self._sessions.get(id(owner)) if owner is not None else None
+
+    async def _kill_call(self, method: str, *args: Any, deadline_at: float, **kwargs: Any) -> Any:
         """Retry retryable failures (429, 5xx, network) on a short backoff until the deadline."""
         loop = asyncio.get_running_loop()
         attempt = 0
         while True:
             remaining = deadline_at - loop.time()
             if remaining <= 0:
-                raise BrokerTimeout(
-                    f"alpaca {_name(fn)}: kill-path deadline reached after {attempt} attempts"
-                )
+                raise BrokerTimeout(f"alpaca {method}: kill-path deadline reached after {attempt} attempts")
+            fn = functools.partial(self._method(method, kill=True), **kwargs)
             try:
                 return await self._call(fn, *args, timeout=remaining, executor=self._kill_executor)
             except BrokerError as exc:
@@ -170,7 +251,7 @@ class AlpacaBroker:
                 backoff = min(0.05 * 2**attempt, 0.5, max(deadline_at - loop.time(), 0.0))
                 if deadline_at - loop.time() - backoff <= 0:
                     raise BrokerTimeout(
-                        f"alpaca {_name(fn)}: kill-path deadline reached after {attempt} attempts ({exc})"
+                        f"alpaca {method}: kill-path deadline reached after {attempt} attempts ({exc})"
                     ) from exc
                 await asyncio.sleep(backoff)
 
@@ -179,7 +260,7 @@ class AlpacaBroker:
         await self.account()  # proves credentials and reachability before the engine reconciles
 
     async def account(self) -> AccountSnapshot:
-        raw = await self._call(self._client.get_account, timeout=self.timeout_seconds)
+        raw = await self._call(self._method("get_account"), timeout=self.timeout_seconds)
         equity = float(raw.equity or 0)
         return AccountSnapshot(
             cash=float(raw.cash or 0),
@@ -188,12 +269,12 @@ class AlpacaBroker:
         )
 
     async def positions(self) -> list[Position]:
-        raw = await self._call(self._client.get_all_positions, timeout=self.timeout_seconds)
+        raw = await self._call(self._method("get_all_positions"), timeout=self.timeout_seconds)
         return [position_from_alpaca(p) for p in raw]
 
     async def open_orders(self) -> list[Order]:
         request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500)
-        raw = await self._call(self._client.get_orders, request, timeout=self.timeout_seconds)
+        raw = await self._call(self._method("get_orders"), request, timeout=self.timeout_seconds)
         return [order_from_alpaca(o) for o in raw]
 
     # --- orders ------------------------------------------------------------------------------------------
@@ -210,7 +291,7 @@ class AlpacaBroker:
             if request.order_type is OrderType.LIMIT
             else MarketOrderRequest(**common)
         )
-        raw = await self._call(self._client.submit_order, alpaca_request, timeout=self.timeout_seconds)
+        raw = await self._call(self._method("submit_order"), alpaca_request, timeout=self.timeout_seconds)
         order = order_from_alpaca(raw)
         order.origin = request.origin
         self._note_fill(order)
@@ -239,7 +320,7 @@ class AlpacaBroker:
         deadline_at = asyncio.get_running_loop().time() + deadline_seconds
         report = CancelReport()
         try:
-            responses = await self._kill_call(self._kill_client.cancel_orders, deadline_at=deadline_at)
+            responses = await self._kill_call("cancel_orders", deadline_at=deadline_at)
         except BrokerError as exc:
             report.errors.append(str(exc))
             return report
@@ -255,8 +336,7 @@ class AlpacaBroker:
         report = FlattenReport()
         try:
             responses = await self._kill_call(
-                functools.partial(self._kill_client.close_all_positions, cancel_orders=True),
-                deadline_at=deadline_at,
+                "close_all_positions", cancel_orders=True, deadline_at=deadline_at
             )
         except BrokerError as exc:
             report.errors.append(str(exc))

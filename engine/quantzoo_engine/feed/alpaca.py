@@ -3,6 +3,10 @@
 alpaca-py runs its own event loop (`StockDataStream.run()`), so the stream lives in a thread of its own
 and hands bars to the engine's loop through a queue. A slow or dead stream therefore cannot block the
 engine; it only makes the data stale, and stale data halts new orders.
+
+Rotated credentials (`credentials()`, the mounted Secret's files) are handed to the stream at least once
+a second; an open, authenticated connection keeps going, and the next (re)connect authenticates with the
+new pair.
 """
 
 from __future__ import annotations
@@ -49,10 +53,13 @@ class AlpacaFeed:
         secret_key: str,
         url_override: str | None = None,
         feed: DataFeed = DataFeed.IEX,
+        credentials: Callable[[], tuple[str, str]] | None = None,
     ) -> None:
         self.bar_interval_seconds = ALPACA_BAR_INTERVAL_SECONDS
         self._symbols = list(dict.fromkeys(symbols))
         self._stream = StockDataStream(api_key, secret_key, feed=feed, url_override=url_override)
+        self._credentials = credentials
+        self._pair = (api_key, secret_key)
         self._queue: asyncio.Queue[Bar] | None = None
         self._thread: threading.Thread | None = None
         self._handler: Callable[[Any], Awaitable[None]] | None = None
@@ -73,7 +80,25 @@ class AlpacaFeed:
         self._thread = threading.Thread(target=self._stream.run, name="alpaca-data-stream", daemon=True)
         self._thread.start()
         while not self._closed:
-            yield await queue.get()
+            self.refresh_credentials()
+            try:
+                bar = await asyncio.wait_for(queue.get(), timeout=1.0)
+            except TimeoutError:
+                continue
+            yield bar
+
+    def refresh_credentials(self) -> bool:
+        """Give the stream a rotated key pair for its next (re)connect; True when it changed."""
+        if self._credentials is None:
+            return False
+        pair = self._credentials()
+        if pair == self._pair or not all(pair):
+            return False
+        # alpaca-py reads these two attributes when it authenticates a (re)connection.
+        self._stream._api_key, self._stream._secret_key = pair
+        self._pair = pair
+        log.info("alpaca credentials changed: the data stream uses them from its next connection")
+        return True
 
     @staticmethod
     def _offer(queue: asyncio.Queue[Bar], bar: Bar) -> None:

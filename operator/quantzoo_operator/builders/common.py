@@ -101,6 +101,51 @@ def secret_env(name: str, secret: str, key: str, optional: bool = False) -> dict
     return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
 
+SECRETS_ROOT = "/var/run/secrets/quantzoo"
+SECRET_FILE_MODE = 0o440
+"""Owner and group (fsGroup) may read; the container's user is both."""
+
+
+@dataclass(frozen=True)
+class SecretMount:
+    """A Secret mounted read-only, each key a file; `<ENV>_FILE` env vars point at the files.
+
+    Env vars from `secretKeyRef` are frozen when the container starts; a mounted Secret is updated in
+    place by the kubelet, and the services re-read the files, so a rotation needs no restart.
+    """
+
+    volume: str
+    secret: str
+    keys: Mapping[str, str]
+    """Secret key -> env var name; the env var `<name>_FILE` gets the file's path."""
+
+    @property
+    def mount_path(self) -> str:
+        return f"{SECRETS_ROOT}/{self.volume}"
+
+    def env(self) -> list[dict[str, Any]]:
+        return [
+            {"name": f"{var}_FILE", "value": f"{self.mount_path}/{key}"} for key, var in self.keys.items()
+        ]
+
+    def volume_mount(self) -> dict[str, Any]:
+        return {"name": self.volume, "mountPath": self.mount_path, "readOnly": True}
+
+    def pod_volume(self) -> dict[str, Any]:
+        return {
+            "name": self.volume,
+            "secret": {
+                "secretName": self.secret,
+                "items": [{"key": key, "path": key} for key in self.keys],
+                "defaultMode": SECRET_FILE_MODE,
+            },
+        }
+
+    def reserved_env(self) -> set[str]:
+        """The plain names too: a spec's extra env cannot set a token beside the file."""
+        return {*self.keys.values(), *(f"{var}_FILE" for var in self.keys.values())}
+
+
 def field_env(name: str, path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
 

@@ -15,20 +15,20 @@ from typing import Any
 
 from quantzoo_api import ENGINE_PORT
 from quantzoo_api.killswitch import ENGINE_ADMIN_TOKEN_ENV
-from quantzoo_api.types import BrokerKind
+from quantzoo_api.types import BrokerKind, MarketDataKind
 
 from quantzoo_operator import labels, names
 from quantzoo_operator.builders import config_map
 from quantzoo_operator.builders.admin_secret import TOKEN_KEY
 from quantzoo_operator.builders.common import (
     BuildOptions,
+    SecretMount,
     System,
     container_security_context,
     field_env,
     metadata,
     pod_security_context,
     resources,
-    secret_env,
     user_env,
 )
 
@@ -37,23 +37,43 @@ STATE_DIR = "/var/lib/quantzoo"
 CONFIG_PATH = f"{config_map.MOUNT_PATH}/{config_map.ENGINE_KEY}"
 TERMINATION_GRACE_SECONDS = 30
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+ALPACA_CREDENTIAL_KEYS = ("ALPACA_API_KEY", "ALPACA_API_SECRET")
+"""The keys of spec.broker.credentialsSecret; the engine reads them as `<KEY>_FILE`."""
+
+
+def secret_mounts(system: System) -> list[SecretMount]:
+    """The admin token and, for Alpaca, the broker credentials: mounted files, re-read on rotation."""
+    spec = system.spec
+    mounts = [
+        SecretMount(
+            "admin-token", names.engine_admin_secret(system.name), {TOKEN_KEY: ENGINE_ADMIN_TOKEN_ENV}
+        )
+    ]
+    uses_alpaca = spec.broker.kind is BrokerKind.ALPACA or spec.market_data.kind is MarketDataKind.ALPACA
+    if uses_alpaca and spec.broker.credentials_secret:
+        mounts.append(
+            SecretMount(
+                "broker-credentials",
+                spec.broker.credentials_secret,
+                {key: key for key in ALPACA_CREDENTIAL_KEYS},
+            )
+        )
+    return mounts
 
 
 def env(system: System) -> list[dict[str, Any]]:
     spec = system.spec
+    mounts = secret_mounts(system)
     out: list[dict[str, Any]] = [
         {"name": "QUANTZOO_CONFIG", "value": CONFIG_PATH},
-        secret_env(ENGINE_ADMIN_TOKEN_ENV, names.engine_admin_secret(system.name), TOKEN_KEY),
+        *(item for mount in mounts for item in mount.env()),
         field_env("POD_NAME", "metadata.name"),
         {"name": "QUANTZOO_WATCH_KUBERNETES", "value": "1"},
         {"name": "QUANTZOO_NAMESPACE", "value": system.namespace},
         {"name": "QUANTZOO_NAME", "value": system.name},
         {"name": "ENGINE_STATE_DIR", "value": STATE_DIR},
     ]
-    if spec.broker.kind is BrokerKind.ALPACA and spec.broker.credentials_secret:
-        out.append(secret_env("ALPACA_API_KEY", spec.broker.credentials_secret, "ALPACA_API_KEY"))
-        out.append(secret_env("ALPACA_API_SECRET", spec.broker.credentials_secret, "ALPACA_API_SECRET"))
-    reserved = {item["name"] for item in out}
+    reserved = {item["name"] for item in out}.union(*(m.reserved_env() for m in mounts))
     return out + user_env(list(spec.engine.env), reserved)
 
 
@@ -68,6 +88,7 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 def pod_template(system: System) -> dict[str, Any]:
     spec = system.spec
+    mounts = secret_mounts(system)
     return {
         "metadata": {
             "labels": labels.pod_labels(system.name, labels.ENGINE),
@@ -96,6 +117,7 @@ def pod_template(system: System) -> dict[str, Any]:
                         {"name": "config", "mountPath": config_map.MOUNT_PATH, "readOnly": True},
                         {"name": "state", "mountPath": STATE_DIR},
                         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir
+                        *(m.volume_mount() for m in mounts),
                     ],
                 }
             ],
@@ -109,6 +131,7 @@ def pod_template(system: System) -> dict[str, Any]:
                 },
                 {"name": "state", "emptyDir": {"sizeLimit": "256Mi"}},
                 {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                *(m.pod_volume() for m in mounts),
             ],
         },
     }

@@ -49,44 +49,32 @@ def monitoring_peers(options: BuildOptions) -> list[dict[str, Any]]:
     ]
 
 
-def engine(system: System, options: BuildOptions) -> dict[str, Any]:
+def _ingress_only(
+    system: System, name: str, component: str, peers: list[dict[str, Any]], port: int
+) -> dict[str, Any]:
+    """A policy that admits `peers` to `port` of this system's `component` pods and nothing else."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(system, names.engine(system.name), labels.NETWORK),
+        "metadata": metadata(system, name, labels.NETWORK),
         "spec": {
-            "podSelector": {"matchLabels": labels.selector(system.name, labels.ENGINE)},
+            "podSelector": {"matchLabels": labels.selector(system.name, component)},
             "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [
-                        {"podSelector": {"matchLabels": labels.selector(system.name, labels.SAFETY)}},
-                        operator_peer(options),
-                        *monitoring_peers(options),
-                    ],
-                    "ports": [{"port": ENGINE_PORT, "protocol": "TCP"}],
-                }
-            ],
+            "ingress": [{"from": peers, "ports": [{"port": port, "protocol": "TCP"}]}],
         },
     }
+
+
+def engine(system: System, options: BuildOptions) -> dict[str, Any]:
+    safety_pods = {"podSelector": {"matchLabels": labels.selector(system.name, labels.SAFETY)}}
+    peers = [safety_pods, operator_peer(options), *monitoring_peers(options)]
+    return _ingress_only(system, names.engine(system.name), labels.ENGINE, peers, ENGINE_PORT)
 
 
 def safety(system: System, options: BuildOptions) -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(system, names.safety(system.name), labels.NETWORK),
-        "spec": {
-            "podSelector": {"matchLabels": labels.selector(system.name, labels.SAFETY)},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [{"podSelector": {}}, operator_peer(options), *monitoring_peers(options)],
-                    "ports": [{"port": SAFETY_PORT, "protocol": "TCP"}],
-                }
-            ],
-        },
-    }
+    same_namespace = {"podSelector": {}}
+    peers = [same_namespace, operator_peer(options), *monitoring_peers(options)]
+    return _ingress_only(system, names.safety(system.name), labels.SAFETY, peers, SAFETY_PORT)
 
 
 def build(system: System, options: BuildOptions | None = None) -> list[dict[str, Any]]:

@@ -18,12 +18,12 @@ from quantzoo_operator.builders import config_map
 from quantzoo_operator.builders.admin_secret import TOKEN_KEY
 from quantzoo_operator.builders.common import (
     BuildOptions,
+    SecretMount,
     System,
     container_security_context,
     metadata,
     pod_security_context,
     resources,
-    secret_env,
     user_env,
 )
 
@@ -31,16 +31,26 @@ CONFIG_PATH = f"{config_map.MOUNT_PATH}/{config_map.SAFETY_KEY}"
 DEFAULT_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
 
 
+def secret_mounts(system: System) -> list[SecretMount]:
+    """Its own API token and the engine's admin token (for direct halts): files, re-read on rotation."""
+    return [
+        SecretMount("api-token", names.safety_token_secret(system.name), {TOKEN_KEY: SAFETY_API_TOKEN_ENV}),
+        SecretMount(
+            "engine-admin-token", names.engine_admin_secret(system.name), {TOKEN_KEY: ENGINE_ADMIN_TOKEN_ENV}
+        ),
+    ]
+
+
 def env(system: System) -> list[dict[str, Any]]:
+    mounts = secret_mounts(system)
     out: list[dict[str, Any]] = [
-        secret_env(SAFETY_API_TOKEN_ENV, names.safety_token_secret(system.name), TOKEN_KEY),
-        secret_env(ENGINE_ADMIN_TOKEN_ENV, names.engine_admin_secret(system.name), TOKEN_KEY),
+        *(item for mount in mounts for item in mount.env()),
         {"name": "ENGINE_URL", "value": names.engine_url(system.name, system.namespace)},
         {"name": "QUANTZOO_NAMESPACE", "value": system.namespace},
         {"name": "QUANTZOO_NAME", "value": system.name},
         {"name": "QUANTZOO_CONFIG", "value": CONFIG_PATH},
     ]
-    reserved = {item["name"] for item in out}
+    reserved = {item["name"] for item in out}.union(*(m.reserved_env() for m in mounts))
     return out + user_env(list(system.spec.safety.env), reserved)
 
 
@@ -56,6 +66,7 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 def build(system: System, options: BuildOptions | None = None) -> dict[str, Any]:
     del options
     spec = system.spec.safety
+    mounts = secret_mounts(system)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -88,6 +99,7 @@ def build(system: System, options: BuildOptions | None = None) -> dict[str, Any]
                             "volumeMounts": [
                                 {"name": "config", "mountPath": config_map.MOUNT_PATH, "readOnly": True},
                                 {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir
+                                *(m.volume_mount() for m in mounts),
                             ],
                         }
                     ],
@@ -100,6 +112,7 @@ def build(system: System, options: BuildOptions | None = None) -> dict[str, Any]
                             },
                         },
                         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                        *(m.pod_volume() for m in mounts),
                     ],
                 },
             },

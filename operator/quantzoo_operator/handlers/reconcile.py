@@ -20,8 +20,18 @@ from quantzoo_operator.settings import OperatorConfig
 RESYNC_SECONDS = OperatorConfig.from_env().resync_interval_seconds  # decorators need it at import
 
 
+def backoff_seconds(base: float, retry: int, ceiling: float = RESYNC_SECONDS) -> float:
+    """Delay before retry number `retry + 1`: doubles from `base` while the failure persists (a missing
+    Secret or a refused child must not retry at a fixed pace forever), capped at `ceiling`."""
+    return min(base * 2 ** min(retry, 20), max(base, ceiling))
+
+
 async def _reconcile(
-    body: kopf.Body, memo: kopf.Memo, kinds: frozenset[str] | None = None, refresh: bool = True
+    body: kopf.Body,
+    memo: kopf.Memo,
+    retry: int = 0,
+    kinds: frozenset[str] | None = None,
+    refresh: bool = True,
 ) -> None:
     runtime: Runtime = memo["runtime"]
     try:
@@ -29,34 +39,35 @@ async def _reconcile(
     except InvalidTradingSystem as exc:
         raise kopf.PermanentError(str(exc)) from None
     except ReconcileError as exc:
-        raise kopf.TemporaryError(str(exc), delay=runtime.config.reconcile_backoff_seconds) from None
+        delay = backoff_seconds(runtime.config.reconcile_backoff_seconds, retry)
+        raise kopf.TemporaryError(str(exc), delay=delay) from None
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-create")
 @METRICS.instrument("reconcile")
-async def reconcile_create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _reconcile(body, memo)
+async def reconcile_create(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    await _reconcile(body, memo, retry)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update")
 @METRICS.instrument("reconcile")
-async def reconcile_update(body: kopf.Body, memo: kopf.Memo, diff: kopf.Diff, **_: Any) -> None:
+async def reconcile_update(body: kopf.Body, memo: kopf.Memo, retry: int, diff: kopf.Diff, **_: Any) -> None:
     # A kill switch alone changes only the ConfigMap; its fast path is the propagator, not this handler,
     # and the propagator refreshes the status once it knows the outcome.
     if kill_switch_only(diff):
-        await _reconcile(body, memo, KILL_SWITCH_CHILDREN, refresh=False)
+        await _reconcile(body, memo, retry, KILL_SWITCH_CHILDREN, refresh=False)
     else:
-        await _reconcile(body, memo)
+        await _reconcile(body, memo, retry)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume")
 @METRICS.instrument("reconcile")
-async def reconcile_resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _reconcile(body, memo)
+async def reconcile_resume(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    await _reconcile(body, memo, retry)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, id="resync", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 @METRICS.instrument("resync")
-async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def resync(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
     """Restores what no watch reports (a deleted token Secret) and anything a missed event left behind."""
-    await _reconcile(body, memo)
+    await _reconcile(body, memo, retry)

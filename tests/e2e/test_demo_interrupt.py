@@ -1,0 +1,97 @@
+"""Ctrl-C in the middle of `make demo` leaves nothing behind: no control plane, no engine or safety process,
+no operator, no temporary folder."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def _children() -> dict[int, list[int]]:
+    """{parent pid: child pids} for every process on the machine, from /proc."""
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def descendants(pid: int) -> set[int]:
+    tree, out, todo = _children(), set(), [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_ctrl_c_mid_demo_cleans_up_everything(cluster) -> None:  # `cluster`: binaries are built
+    started = time.time()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hack.demo"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output, spawned = [], set()
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 240
+        # Interrupt once the engine and safety processes are up and trading (step 5 finished).
+        while time.monotonic() < deadline and proc.poll() is None:
+            if sel.select(timeout=1):
+                line = proc.stdout.readline()
+                output.append(line)
+                if line.startswith("[6/"):
+                    break
+            spawned |= descendants(proc.pid)
+        else:
+            pytest.fail("the demo did not reach step 6:\n" + "".join(output[-40:]))
+        spawned |= descendants(proc.pid)
+        workdirs = {p for p in Path("/tmp").glob("quantzoo-demo-*") if p.stat().st_ctime >= started}
+        assert workdirs, "the demo's temporary folder was not found"
+        assert len(spawned) >= 7, "control plane (5), operator, engine, safety expected"
+        os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the demo in the foreground
+        rest, _ = proc.communicate(timeout=90)
+        output.append(rest)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = "".join(output)
+    assert proc.returncode == 130, text[-3000:]
+    assert "interrupted: cleaning up" in text
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(alive(p) for p in spawned):
+        time.sleep(0.2)
+    assert not [p for p in spawned if alive(p)], "processes outlived the demo"
+    assert not [p for p in workdirs if p.exists()], "the demo's temporary folder is still there"
