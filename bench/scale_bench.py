@@ -376,9 +376,11 @@ class SystemsWatch(threading.Thread):
             time.sleep(0.01)
         with self._lock:
             missing = sorted(names - self.hits.keys())
+            ready = _condition(self.latest.get(missing[0], {}), "Ready") if missing else {}
+        why = f"; {missing[0]} Ready: {ready.get('reason')}: {ready.get('message')}" if ready else ""
         raise TimeoutError(
             f"{what}: {len(missing)} of {len(names)} TradingSystems not there after {timeout:.0f}s "
-            f"(e.g. {', '.join(missing[:5])})"
+            f"(e.g. {', '.join(missing[:5])}){why}"
         )
 
 
