@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 APT_PACKAGES := prometheus jq openssl curl
 PYTEST_ARGS ?=
+SCALE_N ?= 10 100 300
 
 .PHONY: help
 help: ## list targets
@@ -66,6 +67,11 @@ demo-down: ## stop a demo left running with KEEP=1
 bench: setup ## benchmarks; figures in bench/results/*.json
 	$(PY) -m bench.engine_bench
 	$(PY) -m bench.kill_switch_bench
+	$(PY) -m bench.scale_bench --n "$(SCALE_N)"
+
+.PHONY: bench-scale
+bench-scale: setup ## scale and cost: N TradingSystems (SCALE_N="10 100 300"); bench/results/scale.json
+	$(PY) -m bench.scale_bench --n "$(SCALE_N)"
 
 .PHONY: cluster-up
 cluster-up: control-plane venv ## start the local control plane in the background; prints `export KUBECONFIG=...`

@@ -31,6 +31,7 @@ from quantzoo_api.types import KillSwitchMode
 from quantzoo_operator import status as st
 
 OPERATOR_SOURCE = "operator"
+REFUSED_BY_POLICY = "outside the permitted push networks"
 FINALIZER_SOURCE = "operator:finalizer"
 
 
@@ -371,6 +372,13 @@ def observed_patch(intent: Intent, *, current_status: Mapping[str, Any] | None, 
             intent, Outcome((), (), {}), latency_ms=None, previous=current_status.get("killSwitch"), now=now
         ),
     }
+
+
+def only_refused_by_policy(failures: Mapping[str, str]) -> bool:
+    """Is every failure a push the operator refused to dial (QUANTZOO_OPERATOR_PUSH_NETWORKS)? Such a
+    replica cannot become reachable until its pod changes, so retrying it every fraction of a second
+    only adds API load -- N systems' pod lists during a kill-all of N."""
+    return bool(failures) and all(why.endswith(REFUSED_BY_POLICY) for why in failures.values())
 
 
 def retry_delays(initial: float, maximum: float) -> Iterator[float]:

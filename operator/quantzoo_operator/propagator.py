@@ -191,6 +191,8 @@ class Propagator:
         if meta.get("deletionTimestamp"):
             self._cancel(state)  # the finalizer halts the engine before the workloads go
             return
+        if (body.get("status") or {}).get("observedGeneration") is not None:  # reconciled: Secret exists
+            self.pusher.warm_token(key[0], key[1])
         intent = Intent.from_body(body)
         previous = state.intent
         if not first and previous is not None and previous.fingerprint == intent.fingerprint:
@@ -282,7 +284,12 @@ class Propagator:
                     propagation.summary(intent, outcome),
                 )
                 await self._refresh(state)
-            await asyncio.sleep(next(delays))
+            delay = next(delays)
+            if propagation.only_refused_by_policy(outcome.failures):
+                # Not dialled, so not retried at the fast cadence: a replaced pod is seen at the
+                # keep-halt cadence, as for an engaged switch.
+                delay = max(delay, self.config.keep_halt_interval_seconds)
+            await asyncio.sleep(delay)
 
     async def _keep_halt(self, state: SystemState, intent: Intent) -> None:
         """While engaged: a replica that has not acknowledged (a new pod) or reports ACTIVE gets the halt

@@ -20,7 +20,7 @@ from quantzoo_api.killswitch import KillSwitchCommand, TradingState
 from quantzoo_operator import labels, names
 from quantzoo_operator.builders.admin_secret import read_token
 from quantzoo_operator.kube import Kube, KubeError
-from quantzoo_operator.propagation import Ack, Target, permitted, select_targets
+from quantzoo_operator.propagation import REFUSED_BY_POLICY, Ack, Target, permitted, select_targets
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +37,37 @@ class TokenCache:
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
         self._tokens: dict[tuple[str, str], str] = {}
+        self._warming: dict[tuple[str, str], asyncio.Task[None]] = {}
 
-    async def get(self, namespace: str, name: str) -> str:
+    def cached(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self._tokens
+
+    def warm(self, namespace: str, name: str) -> None:
+        """Read the token ahead of any kill, in the background and on the general API pool (not the kill
+        path's): a kill-all of many systems then costs no Secret read per system. A failure (no Secret
+        yet, API server unreachable) is left for the next warm-up or the push itself."""
+        key = (namespace, name)
+        if key in self._tokens or key in self._warming:
+            return
+        task = asyncio.get_running_loop().create_task(self._warm(namespace, name))
+        self._warming[key] = task
+        task.add_done_callback(lambda t: self._warming.pop(key) if self._warming.get(key) is t else None)
+
+    async def _warm(self, namespace: str, name: str) -> None:
+        try:
+            await self.get(namespace, name, kill=False)
+        except TokenUnavailable:
+            pass
+        except Exception as exc:
+            log.debug("token warm-up for %s/%s failed: %s", namespace, name, type(exc).__name__)
+
+    async def get(self, namespace: str, name: str, *, kill: bool = True) -> str:
         key = (namespace, name)
         if key in self._tokens:
             return self._tokens[key]
         secret_name = names.engine_admin_secret(name)
         try:
-            secret = await self.kube.get("v1", "Secret", namespace, secret_name, kill=True)
+            secret = await self.kube.get("v1", "Secret", namespace, secret_name, kill=kill)
         except KubeError as exc:
             raise TokenUnavailable(f"Secret {secret_name}: HTTP {exc.status}") from None
         token = read_token(secret) if secret else None
@@ -55,6 +78,9 @@ class TokenCache:
 
     def invalidate(self, namespace: str, name: str) -> None:
         self._tokens.pop((namespace, name), None)
+        task = self._warming.pop((namespace, name), None)
+        if task is not None:
+            task.cancel()
 
 
 class Pusher:
@@ -70,13 +96,16 @@ class Pusher:
     async def close(self) -> None:
         await self.http.aclose()
 
+    def warm_token(self, namespace: str, name: str) -> None:
+        self.tokens.warm(namespace, name)
+
     async def targets(self, namespace: str, name: str) -> list[Target]:
         pods = await self.kube.list_pods(namespace, labels.engine_pod_selector(name), kill=True)
         return select_targets(pods)
 
     async def _push_one(self, target: Target, command: KillSwitchCommand, token: str) -> Ack:
         if not permitted(target.endpoint, self.networks):
-            raise EngineUnreachable(f"{target.endpoint}: outside the permitted push networks")
+            raise EngineUnreachable(f"{target.endpoint}: {REFUSED_BY_POLICY}")
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.push_timeout):
@@ -92,12 +121,18 @@ class Pusher:
     ) -> tuple[list[Ack], dict[str, str]]:
         """Push `command` to every target concurrently: (acknowledgements, {pod: why it failed})."""
         targets = list(targets)
-        if not targets:
-            return [], {}
+        refused = {
+            t.pod: f"{t.endpoint}: {REFUSED_BY_POLICY}"
+            for t in targets
+            if not permitted(t.endpoint, self.networks)
+        }
+        targets = [t for t in targets if t.pod not in refused]
+        if not targets:  # nothing to dial: no admin token read either
+            return [], refused
         try:
             token = await self.tokens.get(namespace, name)
         except TokenUnavailable as exc:
-            return [], {t.pod: f"admin token unavailable ({exc})" for t in targets}
+            return [], refused | {t.pod: f"admin token unavailable ({exc})" for t in targets}
         results = await asyncio.gather(
             *(self._push_one(t, command, token) for t in targets), return_exceptions=True
         )
@@ -119,7 +154,7 @@ class Pusher:
             except TokenUnavailable:
                 pass
         acks: list[Ack] = []
-        failures: dict[str, str] = {}
+        failures: dict[str, str] = dict(refused)
         for target, result in zip(targets, results, strict=True):
             if isinstance(result, Ack):
                 acks.append(result)

@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,9 @@ from quantzoo_operator.status_writer import StatusWriter
 log = logging.getLogger(__name__)
 
 WORKLOAD_KINDS = frozenset({"StatefulSet", "Deployment"})
+# The only child whose content follows spec.killSwitch (a LIVE field: it carries the switch to an engine
+# that starts while the API server is unreachable; no pod template depends on it).
+KILL_SWITCH_CHILDREN = frozenset({"ConfigMap"})
 CREDENTIAL_KEYS = ("ALPACA_API_KEY", "ALPACA_API_SECRET")
 # An API server refusing a child as invalid: the spec produced it, so it is the TradingSystem's fault.
 CHILD_REJECTED_STATUSES = frozenset({400, 422})
@@ -80,6 +83,15 @@ def _material(manifest: Mapping[str, Any]) -> Any:
     return docs
 
 
+def kill_switch_only(diff: Iterable[Sequence[Any]]) -> bool:
+    """Does a change (kopf's diff: items of operation, field path, old, new) touch nothing but
+    spec.killSwitch? Then a reconcile needs to apply only KILL_SWITCH_CHILDREN: a kill-all of a hundred
+    systems must not also re-apply a hundred systems' dozen children while the kill path needs the API
+    server."""
+    fields = [tuple(item[1]) for item in diff]
+    return bool(fields) and all(f[:2] == ("spec", "killSwitch") for f in fields)
+
+
 def system_from_body(body: Mapping[str, Any]) -> System:
     name = (body.get("metadata") or {}).get("name", "")
     if len(name) > names.MAX_NAME_LENGTH:
@@ -115,7 +127,11 @@ class Reconciler:
             self._written.pop(key, None)
 
     # -- the whole TradingSystem ---------------------------------------------------------------------
-    async def reconcile(self, body: Mapping[str, Any]) -> None:
+    async def reconcile(
+        self, body: Mapping[str, Any], *, kinds: frozenset[str] | None = None, refresh: bool = True
+    ) -> None:
+        """Apply every child (or only those of `kinds`), then refresh the status (unless another path
+        does: after a kill-switch change, the propagator refreshes it once the outcome is known)."""
         try:
             system = system_from_body(body)
         except InvalidTradingSystem as exc:
@@ -123,8 +139,10 @@ class Reconciler:
             raise
         try:
             await self.check_credentials(system)
-            created_secrets = await self.ensure_secrets(system)
-            manifests = build_children(system, self.options)
+            created_secrets = await self.ensure_secrets(system) if kinds is None else []
+            manifests = [
+                m for m in build_children(system, self.options) if kinds is None or m["kind"] in kinds
+            ]
             first = [m for m in manifests if m["kind"] not in WORKLOAD_KINDS]
             workloads = [m for m in manifests if m["kind"] in WORKLOAD_KINDS]
             results = list(await asyncio.gather(*(self._apply(m) for m in first)))
@@ -141,7 +159,8 @@ class Reconciler:
             raise
         self.status.record_reconcile(system.namespace, system.name, system.generation, None)
         self._announce(body, manifests, results, created_secrets)
-        await self.status.refresh(system.namespace, system.name)
+        if refresh:
+            await self.status.refresh(system.namespace, system.name)
 
     async def _report_failure(self, body: Mapping[str, Any], reason: Reason, message: str) -> None:
         """Ready=False and Degraded=True with `reason`, and a Warning Event: what the person on call reads."""
@@ -193,7 +212,7 @@ class Reconciler:
         written = _resource_version(applied.obj)
         if written is not None:
             self._written[key] = max(written, self._written.get(key, 0))
-        return applied, before is not None and before != digest
+        return Applied(_slim(applied.obj), applied.created), before is not None and before != digest
 
     def _announce(
         self,
@@ -260,8 +279,11 @@ class Reconciler:
     def _stale(self, wanted: Mapping[str, Any], child: Mapping[str, Any]) -> bool:
         """Is `child` a version older than the operator's last write of it? Then that write has already
         re-asserted the spec, and a newer event follows any later change."""
+        return self._stale_key(child_key(wanted), child)
+
+    def _stale_key(self, key: ChildKey, child: Mapping[str, Any]) -> bool:
         version = _resource_version(child)
-        return version is not None and version <= self._written.get(child_key(wanted), 0)
+        return version is not None and version <= self._written.get(key, 0)
 
     async def restore_child(self, event_type: str, child: Mapping[str, Any]) -> None:
         """A child changed or vanished: apply what it should be (a no-op when nothing drifted)."""
@@ -277,6 +299,12 @@ class Reconciler:
         if owner is None:
             return
         namespace = meta["namespace"]
+        if (
+            event_type != "DELETED"
+            and child.get("kind") not in WORKLOAD_KINDS
+            and self._stale_key(ChildKey(str(child.get("kind")), namespace, meta["name"]), child)
+        ):
+            return  # the echo of the operator's own write: no need to read the owner to know that
         ts = await self.kube.get_tradingsystem(namespace, owner["name"])
         if (
             ts is None
@@ -318,6 +346,19 @@ def _resource_version(obj: Mapping[str, Any]) -> int | None:
         return int((obj.get("metadata") or {}).get("resourceVersion"))
     except (TypeError, ValueError):
         return None
+
+
+def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What a caller of `_apply` reads from the API server's answer (resourceVersion and the operator's
+    own managedFields entry): a reconcile of N systems at once holds N x 12 answers until each of its
+    applies is done, and the whole objects made most of the operator's peak (and so resident) memory."""
+    meta = obj.get("metadata") or {}
+    ours = [
+        e
+        for e in meta.get("managedFields") or ()
+        if e.get("manager") == FIELD_MANAGER and e.get("operation") == "Apply" and not e.get("subresource")
+    ]
+    return {"metadata": {"resourceVersion": meta.get("resourceVersion"), "managedFields": ours}}
 
 
 def _our_fields(obj: Mapping[str, Any]) -> str | None:

@@ -33,7 +33,12 @@ class Runtime:
 
     @classmethod
     def build(cls, config: OperatorConfig, metrics: OperatorMetrics = METRICS) -> Runtime:
-        kube = Kube(new_api_client, request_timeout=config.request_timeout_seconds)
+        kube = Kube(
+            # One pooled connection per kill-path thread, so no kill-path call waits for a connection.
+            lambda: new_api_client(max(16, config.kill_path_workers)),
+            kill_workers=config.kill_path_workers,
+            request_timeout=config.request_timeout_seconds,
+        )
         recorder = EventRecorder(kube, config.instance)
         status_writer = StatusWriter(kube, recorder)
         options = BuildOptions(

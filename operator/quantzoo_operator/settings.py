@@ -21,6 +21,9 @@ Environment (every variable optional; the command line wins where both exist):
   QUANTZOO_OPERATOR_RETRY_MAX_SECONDS           longest retry delay (2)
   QUANTZOO_OPERATOR_KEEP_HALT_INTERVAL_SECONDS  while engaged, how often replicas are re-checked (5)
   QUANTZOO_OPERATOR_DELETE_HALT_TIMEOUT_SECONDS how long deletion waits for an unreachable engine (30)
+  QUANTZOO_OPERATOR_KILL_PATH_WORKERS           API threads and connections kept for the kill path
+                                                alone (16): a kill-all of many systems makes ~2 API
+                                                calls per system (list engine pods, write status)
   QUANTZOO_OPERATOR_RECONCILE_BACKOFF_SECONDS   first retry delay of a failed reconcile (5); doubles while
                                                 it keeps failing, up to the resync interval
   QUANTZOO_OPERATOR_RESYNC_INTERVAL_SECONDS     periodic full reconcile, restores e.g. deleted Secrets (300)
@@ -79,6 +82,8 @@ class OperatorConfig:
     delete_halt_timeout_seconds: float = 30.0
     push_networks: tuple[str, ...] = ()
     """CIDRs a push may go to; empty means anywhere (a pod IP in the cluster network)."""
+    kill_path_workers: int = 16
+    """Threads (each with its own API connection) reserved for the kill path's API calls."""
 
     # Reconcile and watching.
     reconcile_backoff_seconds: float = 5.0
@@ -126,6 +131,8 @@ class OperatorConfig:
             value = getattr(self, f.name)
             if f.name.endswith("_seconds") and value <= 0:
                 raise ConfigError(f"{f.name} must be positive, got {value}")
+        if not 1 <= self.kill_path_workers <= 256:
+            raise ConfigError(f"kill_path_workers must be 1..256, got {self.kill_path_workers}")
         if not 0 < self.http_port < 65536:
             raise ConfigError(f"port {self.http_port} is out of range")
         if self.retry_initial_seconds > self.retry_max_seconds:

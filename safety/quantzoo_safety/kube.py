@@ -83,7 +83,9 @@ def translate(exc: BaseException, what: str) -> KubeError:
     return ApiServerUnreachable(f"API server call {what} failed: {type(exc).__name__}")
 
 
-def api_client_from_environment(kubeconfig: str | None = None, context: str | None = None) -> k8s.ApiClient:
+def api_client_from_environment(
+    kubeconfig: str | None = None, context: str | None = None, *, pool_size: int | None = None
+) -> k8s.ApiClient:
     """An ApiClient from KUBECONFIG / ~/.kube/config, or the in-cluster service account.
 
     One urllib3 retry (a stale pooled connection), no more: callers hold their own deadline.
@@ -98,6 +100,8 @@ def api_client_from_environment(kubeconfig: str | None = None, context: str | No
     except (ConfigException, OSError, TypeError) as exc:
         raise ApiServerUnreachable(f"no usable Kubernetes configuration: {exc}") from None
     cfg.retries = 1
+    if pool_size:  # connections kept open per host (the client's default, 4, for one caller at a time)
+        cfg.connection_pool_maxsize = pool_size
     return k8s.ApiClient(cfg)
 
 

@@ -226,15 +226,22 @@ class FakePusher:
         self._targets = targets
         self.down: set[str] = set()
         self.pushed: list[tuple[str, KillSwitchCommand]] = []
+        self.warmed: list[tuple[str, str]] = []
+        self.refused: set[str] = set()
 
     async def targets(self, namespace: str, name: str) -> list[Target]:
         return list(self._targets)
+
+    def warm_token(self, namespace: str, name: str) -> None:
+        self.warmed.append((namespace, name))
 
     async def push(self, namespace: str, name: str, targets: list[Target], command: KillSwitchCommand):
         acks, failures = [], {}
         for t in targets:
             self.pushed.append((t.pod, command))
-            if t.pod in self.down:
+            if t.pod in self.refused:
+                failures[t.pod] = f"{t.endpoint}: {propagation.REFUSED_BY_POLICY}"
+            elif t.pod in self.down:
                 failures[t.pod] = f"{t.endpoint}: ConnectError"
             else:
                 acks.append(
@@ -357,3 +364,29 @@ def test_a_deleting_object_is_left_to_the_finalizer() -> None:
         await prop.stop()
 
     asyncio.run(scenario())
+
+
+def test_only_refused_by_policy() -> None:
+    refused = f"http://10.244.0.7:8001: {propagation.REFUSED_BY_POLICY}"
+    assert propagation.only_refused_by_policy({"e-0": refused})
+    assert not propagation.only_refused_by_policy({"e-0": refused, "e-1": "http://a: ConnectError"})
+    assert not propagation.only_refused_by_policy({})
+
+
+def test_a_replica_refused_by_policy_is_retried_at_the_keep_halt_cadence_not_the_fast_one() -> None:
+    """A kill-all while many replicas are outside the push networks must not turn into a storm of pod
+    lists (one per retry per system); a network failure is still retried fast."""
+
+    async def scenario(refused: bool) -> int:
+        t = Target("e-0", "u0", "http://10.244.0.7:8001")
+        pusher = FakePusher([t])
+        (pusher.refused if refused else pusher.down).add("e-0")
+        prop, kube, _, _ = make_propagator(pusher)  # retries 0.01-0.02 s, keep-halt 60 s
+        prop.observe(body(ENGAGED), asyncio.get_running_loop().time())
+        await _until(lambda: kube.status and kube.status[-1]["conditions"][0]["reason"] == "Unacknowledged")
+        await asyncio.sleep(0.3)
+        await prop.stop()
+        return len(pusher.pushed)
+
+    assert asyncio.run(scenario(refused=True)) == 1
+    assert asyncio.run(scenario(refused=False)) > 5

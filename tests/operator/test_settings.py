@@ -27,6 +27,7 @@ def test_environment() -> None:
             "QUANTZOO_OPERATOR_PORT": "9090",
             "QUANTZOO_OPERATOR_DELETE_HALT_TIMEOUT_SECONDS": "2.5",
             "QUANTZOO_OPERATOR_MONITORING_NAMESPACES": "monitoring",
+            "QUANTZOO_OPERATOR_KILL_PATH_WORKERS": "32",
             "LOG_LEVEL": "debug",
             "POD_NAMESPACE": "quantzoo-system",
             "POD_NAME": "quantzoo-operator-abc",
@@ -37,6 +38,7 @@ def test_environment() -> None:
     assert config.http_port == 9090
     assert config.delete_halt_timeout_seconds == 2.5
     assert config.monitoring_namespaces == ("monitoring",)
+    assert config.kill_path_workers == 32
     assert config.operator_namespace == "quantzoo-system"
     assert config.instance == "quantzoo-operator-abc"
 
@@ -49,6 +51,7 @@ def test_environment() -> None:
         {"QUANTZOO_OPERATOR_NAMESPACES": "team-*"},
         {"QUANTZOO_OPERATOR_LOG_LEVEL": "chatty"},
         {"QUANTZOO_OPERATOR_PUSH_NETWORKS": "127.0.0.0/8,loopback"},
+        {"QUANTZOO_OPERATOR_KILL_PATH_WORKERS": "0"},
     ],
 )
 def test_bad_settings_are_refused_with_their_name(env: dict[str, str]) -> None:

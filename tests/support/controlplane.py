@@ -190,7 +190,7 @@ class ControlPlane:
                 f"--secure-port={self.apiserver_port}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                "--service-cluster-ip-range=10.0.0.0/16",  # 2 Services per TradingSystem: room for thousands
                 "--allow-privileged=true",
                 "--authorization-mode=RBAC",
                 f"--token-auth-file={self.workdir / 'tokens.csv'}",
