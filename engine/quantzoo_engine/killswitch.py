@@ -1,7 +1,7 @@
 """The engine's side of the kill switch: which commands count. Pure, no I/O.
 
-Every path (operator push, the engine's own watch, the safety service's direct halt, the config file)
-arrives here as a `KillSwitchCommand`. The latch decides what it means:
+Every path (operator push, the engine's own watch, the safety service's direct halt, and the config file
+of an engine run without Kubernetes) arrives here as a `KillSwitchCommand`. The latch decides what it means:
 
 - An engage always counts (a stale engage can only make the engine safer).
 - A release counts only if it is not older than the newest engage: a release whose `generation` is

@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,14 +24,11 @@ from quantzoo_operator.builders import BuildOptions, System, admin_secret, build
 from quantzoo_operator.events import EventRecorder
 from quantzoo_operator.kube import Applied, Kube, KubeError
 from quantzoo_operator.status import Reason
-from quantzoo_operator.status_writer import StatusWriter
+from quantzoo_operator.status_writer import StatusWriter, reconciled_inputs
 
 log = logging.getLogger(__name__)
 
 WORKLOAD_KINDS = frozenset({"StatefulSet", "Deployment"})
-# The only child whose content follows spec.killSwitch (a LIVE field: it carries the switch to an engine
-# that starts while the API server is unreachable; no pod template depends on it).
-KILL_SWITCH_CHILDREN = frozenset({"ConfigMap"})
 CREDENTIAL_KEYS = ("ALPACA_API_KEY", "ALPACA_API_SECRET")
 # An API server refusing a child as invalid: the spec produced it, so it is the TradingSystem's fault.
 CHILD_REJECTED_STATUSES = frozenset({400, 422})
@@ -70,28 +67,6 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
-def _material(manifest: Mapping[str, Any]) -> Any:
-    """What counts as a change worth an Event: for the ConfigMap, everything but spec.killSwitch (its
-    own path reports a kill switch; "configuration updated" would only confuse the person on call)."""
-    if manifest["kind"] != "ConfigMap":
-        return manifest
-    docs = {}
-    for key, text in (manifest.get("data") or {}).items():
-        doc = json.loads(text)
-        (doc.get("spec") or {}).pop("killSwitch", None)
-        docs[key] = doc
-    return docs
-
-
-def kill_switch_only(diff: Iterable[Sequence[Any]]) -> bool:
-    """Does a change (kopf's diff: items of operation, field path, old, new) touch nothing but
-    spec.killSwitch? Then a reconcile needs to apply only KILL_SWITCH_CHILDREN: a kill-all of a hundred
-    systems must not also re-apply a hundred systems' dozen children while the kill path needs the API
-    server."""
-    fields = [tuple(item[1]) for item in diff]
-    return bool(fields) and all(f[:2] == ("spec", "killSwitch") for f in fields)
-
-
 def system_from_body(body: Mapping[str, Any]) -> System:
     name = (body.get("metadata") or {}).get("name", "")
     if len(name) > names.MAX_NAME_LENGTH:
@@ -127,11 +102,8 @@ class Reconciler:
             self._written.pop(key, None)
 
     # -- the whole TradingSystem ---------------------------------------------------------------------
-    async def reconcile(
-        self, body: Mapping[str, Any], *, kinds: frozenset[str] | None = None, refresh: bool = True
-    ) -> None:
-        """Apply every child (or only those of `kinds`), then refresh the status (unless another path
-        does: after a kill-switch change, the propagator refreshes it once the outcome is known)."""
+    async def reconcile(self, body: Mapping[str, Any]) -> None:
+        """Apply every child, then refresh the status."""
         try:
             system = system_from_body(body)
         except InvalidTradingSystem as exc:
@@ -139,10 +111,8 @@ class Reconciler:
             raise
         try:
             await self.check_credentials(system)
-            created_secrets = await self.ensure_secrets(system) if kinds is None else []
-            manifests = [
-                m for m in build_children(system, self.options) if kinds is None or m["kind"] in kinds
-            ]
+            created_secrets = await self.ensure_secrets(system)
+            manifests = build_children(system, self.options)
             first = [m for m in manifests if m["kind"] not in WORKLOAD_KINDS]
             workloads = [m for m in manifests if m["kind"] in WORKLOAD_KINDS]
             results = list(await asyncio.gather(*(self._apply(m) for m in first)))
@@ -157,10 +127,11 @@ class Reconciler:
         except ReconcileError as exc:
             await self._report_failure(body, exc.reason, str(exc))
             raise
-        self.status.record_reconcile(system.namespace, system.name, system.generation, None)
+        self.status.record_reconcile(
+            system.namespace, system.name, system.generation, None, inputs=reconciled_inputs(body)
+        )
         self._announce(body, manifests, results, created_secrets)
-        if refresh:
-            await self.status.refresh(system.namespace, system.name)
+        await self.status.refresh(system.namespace, system.name)
 
     async def _report_failure(self, body: Mapping[str, Any], reason: Reason, message: str) -> None:
         """Ready=False and Degraded=True with `reason`, and a Warning Event: what the person on call reads."""
@@ -203,7 +174,7 @@ class Reconciler:
     async def _apply(self, manifest: Mapping[str, Any]) -> tuple[Applied, bool]:
         """Apply one child; returns (result, changed since this process last applied it)."""
         key = child_key(manifest)
-        digest = _digest(_material(manifest))
+        digest = _digest(manifest)
         applied = await self.kube.apply(manifest, FIELD_MANAGER)
         before = self._applied.get(key)
         self._applied[key] = digest

@@ -5,12 +5,17 @@ Called from the reconcile handler, from child events (a StatefulSet became ready
 kill-switch propagator (an unacknowledged switch makes Degraded True). Writes for one TradingSystem are
 serialised and each reads the object fresh inside the lock, so the last write always reflects the
 newest facts. The generation and error of the last reconcile are remembered here: a refresh from another
-path never claims a generation that reconcile has not applied yet.
+path never claims a generation that reconcile has not applied yet -- with one exception: a newer
+generation that differs from the reconciled one only in spec.killSwitch. kopf does not reconcile such a
+change (it is outside kopf's diff base), the children it would build are the same, and the kill switch
+has its own status; so the refresh records that generation as observed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +38,12 @@ _TRANSITION_EVENTS = {
     (status.ConditionType.DEGRADED, "True"): (events.WARNING, events.DEGRADED),
     (status.ConditionType.DEGRADED, "False"): (events.NORMAL, events.RECOVERED),
 }
+
+
+def reconciled_inputs(body: Mapping[str, Any]) -> str:
+    """Digest of what a reconcile builds children from: the spec without the kill switch."""
+    spec = {k: v for k, v in (body.get("spec") or {}).items() if k != "killSwitch"}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 def _owned_view(current: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,6 +69,7 @@ class StatusWriter:
         self._generation: dict[Key, int] = {}
         self._error: dict[Key, str | None] = {}
         self._reason: dict[Key, status.Reason] = {}
+        self._inputs: dict[Key, str] = {}
 
     def record_reconcile(
         self,
@@ -66,16 +78,19 @@ class StatusWriter:
         generation: int | None,
         error: str | None,
         reason: status.Reason = status.Reason.RECONCILE_FAILED,
+        inputs: str | None = None,
     ) -> None:
         key = (namespace, name)
         if generation is not None:
             self._generation[key] = generation
+            if inputs is not None:
+                self._inputs[key] = inputs
         self._error[key] = error
         self._reason[key] = reason
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
-        for store in (self._locks, self._generation, self._error, self._reason):
+        for store in (self._locks, self._generation, self._error, self._reason, self._inputs):
             store.pop(key, None)
 
     async def refresh(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -91,6 +106,15 @@ class StatusWriter:
             )
             current = ts.get("status") or {}
             generation = self._generation.get(key, current.get("observedGeneration"))
+            newest = (ts.get("metadata") or {}).get("generation")
+            if (
+                key in self._generation
+                and self._error.get(key) is None
+                and isinstance(newest, int)
+                and newest > self._generation[key]
+                and self._inputs.get(key) == reconciled_inputs(ts)
+            ):
+                generation = self._generation[key] = newest  # only spec.killSwitch changed since
             new = status.reconcile_status(
                 ts,
                 sts,

@@ -245,6 +245,11 @@ def test_live_fields_change_the_config_but_not_the_pod_template() -> None:
         }
     )
     assert config_map.build(before)["data"] != config_map.build(after)["data"]
+    # The kill switch is in no child at all: the TradingSystem is its only source of truth.
+    engaged = system(
+        {"symbols": ["AAPL"], "risk": {"maxOrderNotional": 100}, "killSwitch": {"engaged": True}}
+    )
+    assert config_map.build(before)["data"] == config_map.build(engaged)["data"]
     assert engine_statefulset.pod_template(before) == engine_statefulset.pod_template(after)
     assert (
         safety_deployment.build(before)["spec"]["template"]

@@ -4,7 +4,7 @@ the engine and the safety service read from the file named by `QUANTZOO_CONFIG`.
 
 Which spec changes restart the engine pod, and which do not (the rule the engine template follows):
 
-- LIVE fields -- `risk`, `symbols`, `killSwitch` (and `safety`, which the engine does not read): the
+- LIVE fields -- `risk`, `symbols` (and `safety`, which the engine does not read): the
   engine watches its own TradingSystem and applies them while it runs. They change this ConfigMap (so a
   restarted engine starts from the newest values) but never the pod template: there is deliberately no
   hash of the whole config on the pod, because a risk-limit change must not restart a trading engine.
@@ -29,7 +29,8 @@ ENGINE_KEY = "engine.json"
 SAFETY_KEY = "safety.json"
 MOUNT_PATH = "/etc/quantzoo"
 
-LIVE_FIELDS = frozenset({"risk", "symbols", "killSwitch", "safety"})
+LIVE_FIELDS = frozenset({"risk", "symbols", "safety"})
+# spec.killSwitch is in neither: it is not in the ConfigMap at all (render).
 RESTART_FIELDS = frozenset({"mode", "broker", "marketData", "strategy"})
 RESTART_INPUTS_ANNOTATION = "trading.quantzoo.io/restart-inputs"
 
@@ -40,7 +41,12 @@ def spec_document(spec: TradingSystemSpec) -> dict[str, Any]:
 
 
 def render(system: System) -> str:
-    doc = {"namespace": system.namespace, "name": system.name, "spec": spec_document(system.spec)}
+    spec = spec_document(system.spec)
+    # No kill switch here: in a cluster the engine and the safety service take it from the TradingSystem
+    # only (an engine stays halted until it has read it), so a copy would be a second, stale source of
+    # truth -- and keeping it current would cost a ConfigMap write per engage on the kill path.
+    spec.pop("killSwitch", None)
+    doc = {"namespace": system.namespace, "name": system.name, "spec": spec}
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 

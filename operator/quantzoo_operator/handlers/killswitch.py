@@ -1,8 +1,9 @@
-"""spec.killSwitch as a kopf field handler: a belt-and-braces second trigger.
+"""kopf's own watch events as a belt-and-braces second trigger of the kill-switch propagator.
 
 The fast path is the independent propagator (propagator.py), which has its own watch and never waits in
-kopf's per-object queue. This handler only hands the newest body to it; the propagator ignores versions
-it has already seen, so a late or duplicate call pushes nothing twice.
+kopf's per-object queue. spec.killSwitch is outside kopf's diff base (settings.py), so no kopf change
+handler sees it; this raw event handler (no progress or diff-base writes) hands every newer body to the
+propagator, which ignores versions it has already seen, so a late or duplicate call pushes nothing twice.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from typing import Any
 import kopf
 from quantzoo_api import GROUP, PLURAL, VERSION
 
-from quantzoo_operator.metrics import METRICS
 from quantzoo_operator.runtime import Runtime
 
 
-@kopf.on.field(GROUP, VERSION, PLURAL, field="spec.killSwitch", id="kill-switch-nudge")
-@METRICS.instrument("kill_switch_field")
-async def kill_switch_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+@kopf.on.event(GROUP, VERSION, PLURAL, id="kill-switch-nudge")
+async def kill_switch_seen(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if type == "DELETED":
+        return  # deletion is the finalizer's (handlers/deletion.py)
     runtime: Runtime = memo["runtime"]
     runtime.propagator.nudge(dict(body))

@@ -8,12 +8,7 @@ import kopf
 from quantzoo_api import GROUP, PLURAL, VERSION
 
 from quantzoo_operator.metrics import METRICS
-from quantzoo_operator.reconciler import (
-    KILL_SWITCH_CHILDREN,
-    InvalidTradingSystem,
-    ReconcileError,
-    kill_switch_only,
-)
+from quantzoo_operator.reconciler import InvalidTradingSystem, ReconcileError
 from quantzoo_operator.runtime import Runtime
 from quantzoo_operator.settings import OperatorConfig
 
@@ -26,16 +21,10 @@ def backoff_seconds(base: float, retry: int, ceiling: float = RESYNC_SECONDS) ->
     return min(base * 2 ** min(retry, 20), max(base, ceiling))
 
 
-async def _reconcile(
-    body: kopf.Body,
-    memo: kopf.Memo,
-    retry: int = 0,
-    kinds: frozenset[str] | None = None,
-    refresh: bool = True,
-) -> None:
+async def _reconcile(body: kopf.Body, memo: kopf.Memo, retry: int = 0) -> None:
     runtime: Runtime = memo["runtime"]
     try:
-        await runtime.reconciler.reconcile(dict(body), kinds=kinds, refresh=refresh)
+        await runtime.reconciler.reconcile(dict(body))
     except InvalidTradingSystem as exc:
         raise kopf.PermanentError(str(exc)) from None
     except ReconcileError as exc:
@@ -51,13 +40,9 @@ async def reconcile_create(body: kopf.Body, memo: kopf.Memo, retry: int, **_: An
 
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update")
 @METRICS.instrument("reconcile")
-async def reconcile_update(body: kopf.Body, memo: kopf.Memo, retry: int, diff: kopf.Diff, **_: Any) -> None:
-    # A kill switch alone changes only the ConfigMap; its fast path is the propagator, not this handler,
-    # and the propagator refreshes the status once it knows the outcome.
-    if kill_switch_only(diff):
-        await _reconcile(body, memo, retry, KILL_SWITCH_CHILDREN, refresh=False)
-    else:
-        await _reconcile(body, memo, retry)
+async def reconcile_update(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    # Never called for a change of spec.killSwitch alone: it is outside kopf's diff base (settings.py).
+    await _reconcile(body, memo, retry)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume")

@@ -1,6 +1,7 @@
-"""A change of spec.killSwitch alone re-applies only the ConfigMap (no cluster; a recording stand-in for
-the operator's Kube): a kill-all of many systems must not also re-apply every system's children while
-the kill path needs the API server. Any other change still applies everything."""
+"""A change of spec.killSwitch alone costs the reconcile side nothing (no cluster; recording stand-ins
+for the operator's Kube): kopf does not see it (it is outside kopf's diff base), no child carries it, and
+the status writer records the new generation as observed because nothing it builds from changed. A
+kill-all of many systems then puts only the kill itself on the API server."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 import kopf
 from quantzoo_operator.builders import BuildOptions
 from quantzoo_operator.kube import Applied
-from quantzoo_operator.reconciler import KILL_SWITCH_CHILDREN, Reconciler, kill_switch_only
+from quantzoo_operator.reconciler import Reconciler
+from quantzoo_operator.settings import OperatorConfig, configure_kopf
+from quantzoo_operator.status_writer import StatusWriter, reconciled_inputs
 
 
 class RecordingKube:
@@ -40,7 +43,7 @@ class RecordingStatus:
     def __init__(self) -> None:
         self.refreshed: list[tuple[str, str]] = []
 
-    def record_reconcile(self, *args: Any) -> None:
+    def record_reconcile(self, *args: Any, **kwargs: Any) -> None:
         pass
 
     async def refresh(self, namespace: str, name: str) -> None:
@@ -61,45 +64,92 @@ def _body(kill: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_which_diffs_touch_only_the_kill_switch() -> None:
-    engage = kopf.Diff(
-        [kopf.DiffItem(kopf.DiffOperation.CHANGE, ("spec", "killSwitch", "engaged"), False, True)]
-    )
-    assert kill_switch_only(engage)
-    added = kopf.Diff(
-        [kopf.DiffItem(kopf.DiffOperation.ADD, ("spec", "killSwitch"), None, {"engaged": True})]
-    )
-    assert kill_switch_only(added)
-    mixed = kopf.Diff(
-        [
-            kopf.DiffItem(kopf.DiffOperation.CHANGE, ("spec", "killSwitch", "engaged"), False, True),
-            kopf.DiffItem(kopf.DiffOperation.CHANGE, ("spec", "symbols"), ["AAPL"], ["MSFT"]),
-        ]
-    )
-    assert not kill_switch_only(mixed)
-    assert not kill_switch_only(kopf.Diff([kopf.DiffItem(kopf.DiffOperation.ADD, ("spec",), None, {})]))
-    assert not kill_switch_only(kopf.Diff([]))  # nothing known to have changed: reconcile everything
+def test_kopf_does_not_diff_the_kill_switch() -> None:
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, OperatorConfig())
+    storage = settings.persistence.diffbase_storage
+    engaged = _body({"engaged": True, "reason": "r", "operator": "o"})
+    released = _body({"engaged": False})
+    assert storage.build(body=kopf.Body(engaged)) == storage.build(body=kopf.Body(released))
+    other = {**released, "spec": {**released["spec"], "symbols": ["MSFT"]}}
+    assert storage.build(body=kopf.Body(other)) != storage.build(body=kopf.Body(released))
 
 
-def test_a_kill_switch_change_applies_only_the_config_map_which_carries_it() -> None:
+def test_no_child_carries_the_kill_switch() -> None:
     async def scenario() -> None:
         kube, status = RecordingKube(), RecordingStatus()
         reconciler = Reconciler(kube, NoEvents(), status, BuildOptions())  # type: ignore[arg-type]
-        await reconciler.reconcile(
-            _body({"engaged": True, "reason": "r", "operator": "o"}),
-            kinds=KILL_SWITCH_CHILDREN,
-            refresh=False,
-        )
-        assert [m["kind"] for m in kube.applied] == ["ConfigMap"]
-        carried = [json.loads(v) for v in kube.applied[0]["data"].values()]
-        assert any((d.get("spec") or {}).get("killSwitch", {}).get("engaged") is True for d in carried)
-        assert status.refreshed == []  # the propagator refreshes once it knows the outcome
-
-        kube.applied.clear()
         await reconciler.reconcile(_body({"engaged": True, "reason": "r", "operator": "o"}))
-        kinds = {m["kind"] for m in kube.applied}
-        assert {"ConfigMap", "StatefulSet", "Deployment", "Service"} <= kinds
-        assert status.refreshed == [("ns", "demo")]
+        engaged = {json.dumps(m, sort_keys=True) for m in kube.applied}
+        assert all("killSwitch" not in text for text in engaged)
+        kube.applied.clear()
+        await reconciler.reconcile(_body({"engaged": False}))
+        assert {json.dumps(m, sort_keys=True) for m in kube.applied} == engaged
+        assert status.refreshed == [("ns", "demo"), ("ns", "demo")]
+
+    asyncio.run(scenario())
+
+
+class StatusKube:
+    """get_tradingsystem answers `ts`; everything else is absent; status applies are recorded."""
+
+    def __init__(self, ts: dict[str, Any]) -> None:
+        self.ts = ts
+        self.applied: list[dict[str, Any]] = []
+
+    async def get_tradingsystem(self, namespace: str, name: str, **_: Any) -> Any:
+        return self.ts
+
+    async def get(self, *args: Any, **_: Any) -> Any:
+        return None
+
+    async def apply_status(self, namespace: str, name: str, body: dict[str, Any], manager: str) -> None:
+        self.applied.append(body)
+
+
+def _engaged_at(body: dict[str, Any], generation: int) -> dict[str, Any]:
+    spec = {**body["spec"], "killSwitch": {"engaged": True, "reason": "r"}}
+    return {**body, "metadata": {**body["metadata"], "generation": generation}, "spec": spec}
+
+
+def _observed(kube: StatusKube) -> int:
+    return kube.applied[-1]["status"]["observedGeneration"]
+
+
+def test_a_kill_switch_only_generation_counts_as_observed() -> None:
+    async def scenario() -> None:
+        reconciled = _body({"engaged": False})  # generation 3
+        kube = StatusKube(reconciled)
+        writer = StatusWriter(kube, NoEvents())  # type: ignore[arg-type]
+        writer.record_reconcile("ns", "demo", 3, None, inputs=reconciled_inputs(reconciled))
+        await writer.refresh("ns", "demo")
+        assert _observed(kube) == 3
+        # Generation 4 changes only the kill switch: observed without a reconcile.
+        kube.ts = _engaged_at(reconciled, 4)
+        await writer.refresh("ns", "demo")
+        assert _observed(kube) == 4
+        # Generation 5 changes the symbols: not observed until reconcile has applied it.
+        kube.ts = {**kube.ts, "metadata": {**kube.ts["metadata"], "generation": 5},
+                   "spec": {**kube.ts["spec"], "symbols": ["MSFT"]}}  # fmt: skip
+        await writer.refresh("ns", "demo")
+        assert _observed(kube) == 4
+        writer.record_reconcile("ns", "demo", 5, None, inputs=reconciled_inputs(kube.ts))
+        await writer.refresh("ns", "demo")
+        assert _observed(kube) == 5
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_reconcile_is_not_papered_over_by_a_kill_switch_change() -> None:
+    async def scenario() -> None:
+        reconciled = _body({"engaged": False})
+        kube = StatusKube(reconciled)
+        writer = StatusWriter(kube, NoEvents())  # type: ignore[arg-type]
+        writer.record_reconcile("ns", "demo", 3, None, inputs=reconciled_inputs(reconciled))
+        writer.record_reconcile("ns", "demo", None, "applying children failed")
+        kube.ts = _engaged_at(reconciled, 4)
+        await writer.refresh("ns", "demo")
+        assert _observed(kube) == 3
 
     asyncio.run(scenario())
 
@@ -111,8 +161,9 @@ def test_the_echo_of_the_operators_own_write_costs_no_read_of_the_owner() -> Non
     async def scenario() -> None:
         kube, status = RecordingKube(), RecordingStatus()
         reconciler = Reconciler(kube, NoEvents(), status, BuildOptions())  # type: ignore[arg-type]
-        await reconciler.reconcile(_body({"engaged": True}), kinds=KILL_SWITCH_CHILDREN, refresh=False)
-        config_map = kube.applied[0]
+        await reconciler.reconcile(_body({"engaged": True}))
+        config_map = next(m for m in kube.applied if m["kind"] == "ConfigMap")
+        kube.applied.clear()
         owner = [{"kind": "TradingSystem", "name": "demo", "uid": "u1", "controller": True}]
         echo = {
             "kind": "ConfigMap",
@@ -120,12 +171,12 @@ def test_the_echo_of_the_operators_own_write_costs_no_read_of_the_owner() -> Non
         }
         await reconciler.restore_child("MODIFIED", echo)
         assert kube.owner_reads == 0
-        assert len(kube.applied) == 1
+        assert len(kube.applied) == 0
         # A newer version (someone edited it) is compared with the spec, and restored.
         edited = {**echo, "metadata": {**echo["metadata"], "resourceVersion": "9"}}
         await reconciler.restore_child("MODIFIED", edited)
         assert kube.owner_reads == 1
-        assert len(kube.applied) == 2
+        assert len(kube.applied) == 1
         # A deletion is always restored, whatever the version.
         await reconciler.restore_child("DELETED", echo)
         assert kube.owner_reads == 2
