@@ -650,42 +650,21 @@ class ScaleRun:
         plugin = _kubectl_quantzoo()
         base = [plugin, f"--kubeconfig={self.kubeconfig}"]
 
-        def by_plugin() -> dict[str, float]:
+        def plugin_all(verb: str) -> None:
+            """`kubectl quantzoo kill|release --all` over the whole namespace."""
             subprocess.run(
-                [
-                    *base,
-                    "kill",
-                    "--all",
-                    "-n",
-                    self.namespace,
-                    "--reason",
-                    "scale bench",
-                    "--operator",
-                    "bench",
-                ],
+                [*base, verb, "--all", "-n", self.namespace, "--reason", "scale bench", "--operator=bench"],
                 check=True,
                 capture_output=True,
                 timeout=120 + self.n,
             )
+
+        def by_plugin() -> dict[str, float]:
+            plugin_all("kill")
             return {}
 
         def release_by_plugin() -> None:
-            subprocess.run(
-                [
-                    *base,
-                    "release",
-                    "--all",
-                    "-n",
-                    self.namespace,
-                    "--reason",
-                    "scale bench",
-                    "--operator",
-                    "bench",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=120 + self.n,
-            )
+            plugin_all("release")
 
         rounds: dict[str, list[dict[str, Any]]] = {"patch": [], "plugin": []}
         for i in range(self.opts.rounds):
