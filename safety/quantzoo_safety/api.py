@@ -43,6 +43,18 @@ def _refusal(request: Request, exc: KillSwitchError) -> HTTPException:
     return HTTPException(exc.status_code, exc.detail)
 
 
+def _audited(request: Request, answer: dict[str, Any]) -> dict[str, Any]:
+    """Record an engage or release outcome, and the path each side took, in the call's audit entry."""
+    request.state.audit_result = answer["status"]
+    request.state.audit_detail = answer["message"]
+    request.state.audit = {
+        **request.state.audit,
+        "kubernetes": answer["kubernetes"],
+        "engine": answer["engine"],
+    }
+    return answer
+
+
 @runbook.post("/kill-switch/activate", dependencies=[Depends(require_token)], responses=BODY_RESPONSES)
 async def activate(body: ActivateRequest, request: Request) -> dict[str, Any]:
     """Engage the kill switch: patch the TradingSystem and halt the engine directly, at once."""
@@ -65,14 +77,7 @@ async def activate(body: ActivateRequest, request: Request) -> dict[str, Any]:
         answer = await ctx.killswitch.activate(intent)
     except KillSwitchError as exc:
         raise _refusal(request, exc) from None
-    request.state.audit_result = answer["status"]
-    request.state.audit_detail = answer["message"]
-    request.state.audit = {
-        **request.state.audit,
-        "kubernetes": answer["kubernetes"],
-        "engine": answer["engine"],
-    }
-    return answer
+    return _audited(request, answer)
 
 
 @runbook.post(
@@ -92,14 +97,7 @@ async def deactivate(body: DeactivateRequest, request: Request) -> dict[str, Any
         answer = await ctx.killswitch.deactivate(operator=body.operator.strip(), reason=body.reason)
     except KillSwitchError as exc:
         raise _refusal(request, exc) from None
-    request.state.audit_result = answer["status"]
-    request.state.audit_detail = answer["message"]
-    request.state.audit = {
-        **request.state.audit,
-        "kubernetes": answer["kubernetes"],
-        "engine": answer["engine"],
-    }
-    return answer
+    return _audited(request, answer)
 
 
 @runbook.get(
