@@ -286,6 +286,16 @@ class PodRunner:
         finally:
             api.close()
 
+    def _process_env(
+        self, pod: client.V1Pod, container: client.V1Container, mounts: dict[str, str]
+    ) -> dict[str, str]:
+        """This process's environment without QuantZoo's own variables, plus the pod's resolved env."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("QUANTZOO_", "ENGINE_", "SAFETY_"))}
+        # Each of the pod's own values is rewritten exactly once (a mount at /tmp would match its own
+        # local folder again); this process's environment is left as it is.
+        env.update({k: self._rewrite(v, mounts) for k, v in self._env(pod, container, mounts).items()})
+        return env
+
     def _rewrite(self, value: str, mounts: dict[str, str]) -> str:
         for mount_path, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
             if value == mount_path or value.startswith(mount_path + "/"):
@@ -343,10 +353,7 @@ class PodRunner:
                 local = root / "mounts" / m.name  # emptyDir and the like
                 local.mkdir(parents=True, exist_ok=True)
                 mounts[m.mount_path.rstrip("/")] = str(local)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("QUANTZOO_", "ENGINE_", "SAFETY_"))}
-        # Each of the pod's own values is rewritten exactly once (a mount at /tmp would match its own
-        # local folder again); this process's environment is left as it is.
-        env.update({k: self._rewrite(v, mounts) for k, v in self._env(pod, container, mounts).items()})
+        env = self._process_env(pod, container, mounts)
         sa = pod.spec.service_account_name or "default"
         env["KUBECONFIG"] = str(self.service_account_kubeconfig(namespace, sa, root / "kubeconfig"))
         port = port or free_port()
@@ -395,8 +402,7 @@ class PodRunner:
         (sa_dir / "token").write_text(cfg["users"][0]["user"]["token"])
         cluster = cfg["clusters"][0]["cluster"]
         (sa_dir / "ca.crt").write_text(Path(cluster["certificate-authority"]).read_text())
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("QUANTZOO_", "ENGINE_", "SAFETY_"))}
-        env.update({k: self._rewrite(v, mounts) for k, v in self._env(pod, container, mounts).items()})
+        env = self._process_env(pod, container, mounts)
         env.update(KUBERNETES_API_URL=cluster["server"], QUANTZOO_SERVICEACCOUNT_DIR=str(sa_dir))
         proc = subprocess.run(
             [sys.executable, *command[1:]],
