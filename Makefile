@@ -75,11 +75,11 @@ bench-scale: setup ## scale and cost: N TradingSystems (SCALE_N="10 100 300"); b
 
 .PHONY: cluster-up
 cluster-up: control-plane venv ## start the local control plane in the background; prints `export KUBECONFIG=...`
-	@$(PY) -m tests.support.controlplane up --dir .cluster
+	@$(PY) -m hack.devcluster.controlplane up --dir .cluster
 
 .PHONY: cluster-down
 cluster-down: ## stop the local control plane
-	@$(PY) -m tests.support.controlplane down --dir .cluster
+	@$(PY) -m hack.devcluster.controlplane down --dir .cluster
 
 .PHONY: clean
 clean: cluster-down

@@ -25,9 +25,9 @@ from kubernetes import client, config, watch
 from quantzoo_api import GROUP, PLURAL, VERSION
 from quantzoo_api.killswitch import release_patch
 
-from tests.support import controlplane
-from tests.support.podrunner import PodRunner, wait_for
-from tests.support.stack import TradingSystemStack, start_operator
+from hack.devcluster import controlplane
+from hack.devcluster.podrunner import PodRunner, wait_for
+from hack.devcluster.stack import TradingSystemStack, start_operator
 
 RESULTS = Path(__file__).resolve().parent / "results" / "kill_switch.json"
 SPEC = {

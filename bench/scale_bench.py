@@ -58,9 +58,9 @@ from kubernetes import client, config, watch
 from quantzoo_api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from quantzoo_api.killswitch import release_patch
 
-from tests.support import controlplane
-from tests.support.podrunner import LocalPod, PodRunner, wait_for
-from tests.support.stack import OperatorProcess, TradingSystemStack, start_operator
+from hack.devcluster import controlplane
+from hack.devcluster.podrunner import LocalPod, PodRunner, wait_for
+from hack.devcluster.stack import OperatorProcess, TradingSystemStack, start_operator
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "scale.json"

@@ -14,7 +14,7 @@ BIN="$CACHE_ROOT/bin/k8s-v${K8S_VERSION}_etcd-v${ETCD_VERSION}_kwok-v${KWOK_VERS
 
 log() { printf '[build-control-plane] %s\n' "$*" >&2; }
 
-want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm)
+want=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok helm)
 missing=()
 for b in "${want[@]}"; do [[ -x "$BIN/$b" ]] || missing+=("$b"); done
 if [[ ${#missing[@]} -eq 0 ]]; then
@@ -37,7 +37,7 @@ log "building into $BIN (missing: ${missing[*]}); this takes several minutes the
 
 need() { [[ " ${missing[*]} " == *" $1 "* ]]; }
 
-if need kube-apiserver || need kube-controller-manager || need kube-scheduler || need kubectl; then
+if need kube-apiserver || need kube-controller-manager || need kube-scheduler || need kubectl || need kubelet || need kube-proxy; then
   minor="${K8S_VERSION#*.}"; minor="${minor%%.*}"
   staging_version="v0.${K8S_VERSION#*.}"
   mkdir -p "$work/k8s" && cd "$work/k8s"
@@ -69,6 +69,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
   go mod tidy >/dev/null
@@ -76,7 +78,7 @@ GO
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=v${K8S_VERSION} -X $pkg.gitMajor=1 -X $pkg.gitMinor=${minor} -X $pkg.gitTreeState=clean"
   done
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     need "$b" || continue
     log "go build $b v${K8S_VERSION}"
     go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$b.tmp" "k8s.io/kubernetes/cmd/$b"

@@ -29,9 +29,9 @@ from typing import Any
 import httpx
 from kubernetes import config
 
-from tests.support import controlplane
-from tests.support.podrunner import PodRunner, wait_for
-from tests.support.stack import TradingSystemStack
+from hack.devcluster import controlplane
+from hack.devcluster.podrunner import PodRunner, wait_for
+from hack.devcluster.stack import TradingSystemStack
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "trading"

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.support import controlplane, leaks
+from hack.devcluster import controlplane, leaks
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_FILE = REPO / "crds" / "trading.quantzoo.io_tradingsystems.yaml"

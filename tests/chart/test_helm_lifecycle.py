@@ -1,7 +1,7 @@
 """The chart's life against the real control plane with the real helm: install, `helm test`, a refused
 upgrade, an upgrade that rolls the operator and widens its RBAC, and an uninstall that leaves nothing.
 
-The operator runs as the chart's Pod would run it (tests/support/podrunner.py: its ServiceAccount's token,
+The operator runs as the chart's Pod would run it (hack/devcluster/podrunner.py: its ServiceAccount's token,
 the chart's args and env), so every TradingSystem reconciled here was reconciled with exactly the RBAC the
 chart granted. The module installs one release and walks it through its life; the tests are its stages and
 run in file order.
@@ -20,9 +20,9 @@ import pytest
 from kubernetes import client
 from quantzoo_api import GROUP, PLURAL, VERSION
 
+from hack.devcluster.podrunner import LocalPod, PodRunner, wait_for
 from tests.chart.conftest import CHART, Helm
 from tests.conftest import Cluster
-from tests.support.podrunner import LocalPod, PodRunner, wait_for
 
 pytestmark = pytest.mark.slow
 

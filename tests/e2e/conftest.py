@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.podrunner import PodRunner
-from tests.support.stack import OperatorProcess, start_operator
+from hack.devcluster.podrunner import PodRunner
+from hack.devcluster.stack import OperatorProcess, start_operator
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """The kill-switch contract end to end: real kube-apiserver, real operator, real engine and safety
-processes (run as their kwok pods would run them: tests/support/podrunner.py).
+processes (run as their kwok pods would run them: hack/devcluster/podrunner.py).
 
 Each test builds its own TradingSystem in a fresh namespace; one operator watches them all for the module.
 """
@@ -14,8 +14,8 @@ import pytest
 import yaml
 from quantzoo_api.killswitch import engage_patch
 
-from tests.support.podrunner import wait_for
-from tests.support.stack import TradingSystemStack, start_operator
+from hack.devcluster.podrunner import wait_for
+from hack.devcluster.stack import TradingSystemStack, start_operator
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,5 @@
 """The runbook's credential rotation, end to end, with no restart: real kube-apiserver, real operator,
-real engine and safety processes (tests/support/podrunner.py keeps their mounted Secrets in sync, as the
+real engine and safety processes (hack/devcluster/podrunner.py keeps their mounted Secrets in sync, as the
 kubelet does), and for Alpaca the real alpaca-py client against the local Alpaca-wire server.
 
 Each Secret is rotated the way docs/RUNBOOK.md says (`kubectl create secret ... --dry-run=client -o yaml
@@ -17,10 +17,10 @@ import httpx
 import pytest
 from quantzoo_api.killswitch import ENGINE_KILL_SWITCH_PATH
 
+from hack.devcluster.leaks import REGISTRY as LEAKS
+from hack.devcluster.podrunner import free_port, wait_for
+from hack.devcluster.stack import TradingSystemStack
 from tests.engine.engine_fake_alpaca import KEY, SECRET, FakeAlpaca, ServerThread
-from tests.support.leaks import REGISTRY as LEAKS
-from tests.support.podrunner import free_port, wait_for
-from tests.support.stack import TradingSystemStack
 
 pytestmark = pytest.mark.slow
 

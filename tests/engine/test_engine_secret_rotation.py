@@ -21,7 +21,7 @@ from quantzoo_engine.clock import ManualClock
 from quantzoo_engine.orders import Side
 from quantzoo_engine.settings import ConfigError, EngineSettings
 
-from tests.support.podrunner import write_atomically
+from hack.devcluster.podrunner import write_atomically
 
 OLD_TOKEN, NEW_TOKEN = "admin-token-before-rotation", "admin-token-after-rotation"
 NEW_KEY, NEW_SECRET = "rotated-key-id", "rotated-secret-key"

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from hack.devcluster.podrunner import PodRunner, wait_for
+from hack.devcluster.stack import OperatorProcess, TradingSystemStack, start_operator
 from tests.operator.conftest import FAST_ENV, release_finalizers
-from tests.support.podrunner import PodRunner, wait_for
-from tests.support.stack import OperatorProcess, TradingSystemStack, start_operator
 
 pytestmark = pytest.mark.slow
 

@@ -19,11 +19,11 @@ import httpx
 import pytest
 from quantzoo_api.killswitch import engage_patch, release_patch
 
+from hack.devcluster.controlplane import ControlPlane
+from hack.devcluster.podrunner import wait_for
+from hack.devcluster.stack import TradingSystemStack
 from tests.faults.conftest import Faults
 from tests.faults.test_operator_faults import conditions, converged
-from tests.support.controlplane import ControlPlane
-from tests.support.podrunner import wait_for
-from tests.support.stack import TradingSystemStack
 
 pytestmark = pytest.mark.slow
 

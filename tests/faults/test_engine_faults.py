@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from hack.devcluster.podrunner import free_port, wait_for
+from hack.devcluster.stack import TradingSystemStack
 from tests.engine.engine_fake_alpaca import KEY, SECRET, FakeAlpaca, Fault, ServerThread
 from tests.faults.conftest import SPEC, Faults
 from tests.faults.test_operator_faults import conditions
-from tests.support.podrunner import free_port, wait_for
-from tests.support.stack import TradingSystemStack
 
 pytestmark = pytest.mark.slow
 

@@ -12,11 +12,11 @@ import time
 import pytest
 from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION, engage_patch, release_patch
 
+from hack.devcluster.podrunner import wait_for
+from hack.devcluster.stack import TradingSystemStack
 from tests.faults.conftest import Faults
 from tests.faults.delay_proxy import DelayProxy
 from tests.faults.test_operator_faults import conditions
-from tests.support.podrunner import wait_for
-from tests.support.stack import TradingSystemStack
 
 pytestmark = pytest.mark.slow
 

@@ -13,11 +13,11 @@ import pytest
 from kubernetes import client
 from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION
 
+from hack.devcluster.podrunner import wait_for
+from hack.devcluster.stack import TradingSystemStack
 from tests.faults.conftest import Faults, engine_pods
 from tests.faults.delay_proxy import DelayProxy
 from tests.operator.slow_webhook import SlowWebhook
-from tests.support.podrunner import wait_for
-from tests.support.stack import TradingSystemStack
 
 pytestmark = pytest.mark.slow
 

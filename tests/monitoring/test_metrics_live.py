@@ -15,10 +15,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from quantzoo_api import GROUP, PLURAL, VERSION
 
+from hack.devcluster.podrunner import PodRunner, wait_for
+from hack.devcluster.stack import TradingSystemStack, start_operator
 from tests.monitoring.conftest import metric_names
 from tests.monitoring.test_alerts_and_dashboards import DASHBOARDS, alert_rules, dashboard_queries
-from tests.support.podrunner import PodRunner, wait_for
-from tests.support.stack import TradingSystemStack, start_operator
 
 pytestmark = pytest.mark.slow
 

@@ -23,9 +23,9 @@ from kubernetes import client
 from quantzoo_api import GROUP, PLURAL, VERSION
 from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION
 
+from hack.devcluster.leaks import REGISTRY as LEAKS
 from tests.conftest import Cluster
 from tests.operator.standin_engine import StandInEngine, free_port
-from tests.support.leaks import REGISTRY as LEAKS
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from safety_support import ACTIVATE, ENGINE_TOKEN, TOKEN, audit_entries
 
-from tests.support.podrunner import write_atomically
+from hack.devcluster.podrunner import write_atomically
 
 NEW_ENGINE_TOKEN = "engine-admin-token-after-rotation"
 NEW_TOKEN = "safety-api-token-after-rotation"

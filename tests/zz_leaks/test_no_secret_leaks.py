@@ -2,7 +2,7 @@
 
 Runs last (conftest.py here moves it to the end). Secrets: every Secret value that existed in the
 cluster during the session, every value the pod runner materialised, and what tests registered
-(tests/support/leaks.py). Produced: operator, engine, safety and pod-runner logs and work folders, every
+(hack/devcluster/leaks.py). Produced: operator, engine, safety and pod-runner logs and work folders, every
 Event and every TradingSystem version the session recorder saw, plus `kubectl get events -A` and every
 TradingSystem status now, /metrics of every process (scraped before it stopped, or now), error responses
 tests captured, and log files under pytest's temporary folder. The first test shows the detector can fail.
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import leaks
-from tests.support.leaks import REGISTRY, Registry, find_leaks, scan
+from hack.devcluster import leaks
+from hack.devcluster.leaks import REGISTRY, Registry, find_leaks, scan
 
 
 def test_the_detector_catches_a_planted_secret(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ run the container's command on this machine exactly as the operator rendered it:
   runner keeps ConfigMap and Secret volumes in sync while the process runs (a short poll, then the
   kubelet's atomic `..data` symlink swap), so a rotated Secret reaches the running process;
 - leak checks: every Secret value it materialises and the process's work folder are registered with
-  tests/support/leaks.py, and the process's /metrics is captured before it is stopped;
+  hack/devcluster/leaks.py, and the process's /metrics is captured before it is stopped;
 - identity: instead of the in-cluster token, the process gets a kubeconfig holding a token for the pod's
   own ServiceAccount (TokenRequest API), so the Roles the operator wrote are what it runs with;
 - network: the container port is mapped to a free loopback port (`<PREFIX>_PORT` env), in-cluster Service
@@ -37,8 +37,8 @@ import yaml
 from kubernetes import client
 from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION
 
-from tests.support.controlplane import ControlPlane
-from tests.support.leaks import REGISTRY as LEAKS
+from hack.devcluster.controlplane import ControlPlane
+from hack.devcluster.leaks import REGISTRY as LEAKS
 
 # The console scripts in the image; here they run from the project's virtualenv.
 _MODULES = {

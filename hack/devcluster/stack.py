@@ -18,8 +18,8 @@ import httpx
 from kubernetes import client
 from quantzoo_api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
-from tests.support.leaks import REGISTRY as LEAKS
-from tests.support.podrunner import LocalPod, PodRunner, free_port, wait_for
+from hack.devcluster.leaks import REGISTRY as LEAKS
+from hack.devcluster.podrunner import LocalPod, PodRunner, free_port, wait_for
 
 
 @dataclass

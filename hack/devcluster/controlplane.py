@@ -5,8 +5,8 @@ Ready, and ownerReference garbage collection is real).
 Used by the pytest session fixture (tests/conftest.py), by `make cluster-up` / `make cluster-down` and by
 the demo. The binaries come from hack/build-control-plane.sh, cached outside the repository by version.
 
-    python -m tests.support.controlplane up [--dir .cluster]    # prints `export KUBECONFIG=...`
-    python -m tests.support.controlplane down [--dir .cluster]
+    python -m hack.devcluster.controlplane up [--dir .cluster]    # prints `export KUBECONFIG=...`
+    python -m hack.devcluster.controlplane down [--dir .cluster]
 """
 
 from __future__ import annotations
