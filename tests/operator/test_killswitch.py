@@ -153,7 +153,9 @@ def test_a_rotated_admin_token_is_read_again(
     ts.create(namespace, "demo")
     ts.wait_ready(namespace, "demo")
     engine = attach_standin(ts, engines, namespace, "demo")
-    ts.patch(namespace, "demo", engage_patch(reason="first", operator="erin", source="kubectl"))
+    ts.patch(
+        namespace, "demo", engage_patch(reason="first", operator="erin", source="kubectl", mode="ReduceOnly")
+    )
     ts.wait_condition(namespace, "demo", "KillSwitchEngaged", "True", reason="Acknowledged")
 
     # Rotate the token: the operator's cached one now gets a 401, so it reads the Secret again.
@@ -163,10 +165,11 @@ def test_a_rotated_admin_token_is_read_again(
         "demo-engine-admin", namespace, {"data": {"token": base64.b64encode(b"rotated-token").decode()}}
     )
     engine.token = "rotated-token"
-    ts.patch(namespace, "demo", {"spec": {"killSwitch": {"mode": "ReduceOnly", "reason": "second"}}})
+    # A stronger ask (ReduceOnly -> Halt; the CRD refuses the weaker way round while engaged).
+    ts.patch(namespace, "demo", {"spec": {"killSwitch": {"mode": "Halt", "reason": "second"}}})
     wait_for(lambda: engine.commands[-1].reason == "second", what="the push with the rotated token")
     assert engine.unauthorized >= 1
-    assert engine.trading_state is TradingState.REDUCE_ONLY
+    assert engine.trading_state is TradingState.HALTED
 
 
 def test_the_kill_switch_does_not_wait_behind_a_slow_reconcile(
