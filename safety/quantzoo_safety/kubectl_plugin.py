@@ -25,6 +25,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
+from quantzoo_api.killswitch import (
+    DEFAULT_OPERATOR,
+    DEFAULT_REASON,
+    MAX_OPERATOR,
+    MAX_REASON,
+    KillSource,
+    clip,
+    normalise_mode,
+)
 from quantzoo_api.types import KillSwitchMode
 
 from quantzoo_safety.engagement import EngageIntent, NotEngaged, kill_switch_of, plan_engage, plan_release
@@ -37,7 +46,7 @@ from quantzoo_safety.kube import (
     TradingSystems,
 )
 
-SOURCE = "kubectl"
+SOURCE = KillSource.KUBECTL
 FIELD_MANAGER = "kubectl-quantzoo"
 _CONFLICT_RETRIES = 3
 ALL_PARALLELISM = 16  # --all: systems patched at once (and API connections kept open)
@@ -68,10 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     kill = sub.add_parser("kill", help="engage the kill switch")
     targets(kill)
-    kill.add_argument("--reason", required=True, help="why (recorded in spec.killSwitch.reason)")
+    # An engage is never refused: who and why default, a long reason is shortened, the mode's spelling
+    # is normalised (halt, reduce-only ...; anything else is Halt, the stronger).
+    kill.add_argument("--reason", default=None, help=f"why (default: {DEFAULT_REASON!r})")
     kill.add_argument("--operator", default=None, help="who (default: the local user)")
     kill.add_argument("--close-positions", action="store_true", help="also flatten every position")
-    kill.add_argument("--mode", choices=[m.value for m in KillSwitchMode], default=KillSwitchMode.HALT.value)
+    kill.add_argument(
+        "--mode", type=normalise_mode, default=KillSwitchMode.HALT, help="Halt (default) or ReduceOnly"
+    )
 
     release = sub.add_parser("release", help="release the kill switch with a release record (who, why)")
     targets(release)
@@ -91,6 +104,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error("give either NAME or --all, not both")
         if not args.all and not args.name:
             parser.error("give a TradingSystem NAME or --all")
+        if args.command == "kill":
+            args.reason = clip(args.reason, MAX_REASON, DEFAULT_REASON)
+            args.operator = clip(args.operator or default_operator(), MAX_OPERATOR, DEFAULT_OPERATOR)
+            return args
         if not args.reason.strip():
             parser.error("--reason must not be blank")
         args.operator = (args.operator or default_operator()).strip()
@@ -181,7 +198,7 @@ def kill_one(systems: TradingSystems, ns: str, name: str, args: argparse.Namespa
         operator=args.operator,
         source=SOURCE,
         close_positions=args.close_positions,
-        mode=KillSwitchMode(args.mode),
+        mode=normalise_mode(args.mode),
     )
     plans: list[Any] = []
 

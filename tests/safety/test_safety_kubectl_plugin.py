@@ -67,11 +67,9 @@ def test_operator_fallback_without_a_passwd_entry(monkeypatch):
 @pytest.mark.parametrize(
     "argv",
     [
-        ["kill", "demo"],  # no --reason
         ["kill", "--reason", "r"],  # neither NAME nor --all
         ["kill", "demo", "--all", "--reason", "r"],  # both
-        ["kill", "demo", "--reason", "r", "--mode", "Pause"],
-        ["kill", "demo", "--reason", "   "],
+        ["release", "demo"],  # a release names why (an engage never needs to)
         ["release", "demo", "--reason", "r", "--operator", " "],
         ["status", "--all"],
         ["explode"],
@@ -282,3 +280,27 @@ current-context: one
     assert kubectl_plugin.current_namespace(str(kubeconfig), None) == "trading"
     assert kubectl_plugin.current_namespace(str(kubeconfig), "two") == "default"
     assert kubectl_plugin.current_namespace(str(tmp_path / "missing"), None) == "default"
+
+
+# ------------------------------------------------------------------- an engage is never refused (#15)
+def test_kill_without_reason_engages_with_defaults():
+    """Finding 10: `kubectl quantzoo kill NAME` without --reason was an argparse error."""
+    systems = FakeTradingSystems()
+    code, out, err = run(systems, "kill", "demo", "-n", "trading", "--operator", " ")
+    assert code == 0, err
+    assert "ENGAGED" in out
+    engaged = ks(systems)
+    assert engaged["engaged"] is True
+    assert engaged["reason"] == "no reason given"
+    assert engaged["operator"]  # the local user, or "unknown"
+    assert engaged["engagedAt"]
+
+
+def test_kill_normalises_mode_and_shortens_reason():
+    systems = FakeTradingSystems()
+    code, _, err = run(systems, "kill", "demo", "-n", "trading", "--mode", "halt", "--reason", "x" * 5000)
+    assert code == 0, err
+    assert (ks(systems)["mode"], len(ks(systems)["reason"])) == ("Halt", 1024)
+    code, _, err = run(systems, "kill", "demo", "-n", "trading", "--mode", "reduce-only", "--reason", "again")
+    assert code == 0, err
+    assert ks(systems)["mode"] == "Halt"  # already engaged as Halt: a weaker ask does not weaken it
