@@ -43,6 +43,8 @@ class KillSwitchCommand(BaseModel):
     # metadata.generation of the TradingSystem the command was read from; an engine ignores a release
     # older than the newest engage it has seen, so a delayed push cannot undo a newer kill.
     generation: int | None = Field(None, ge=0)
+    # engagedAt of the engagement an engage starts or a release ends
+    engagement: str | None = Field(None, max_length=64)
     issued_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

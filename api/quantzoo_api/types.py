@@ -103,6 +103,7 @@ class ReleaseRecord(_Model):
     operator: str = Field(min_length=1, max_length=128)
     reason: str = Field(min_length=1, max_length=1024)
     at: datetime | None = None
+    engaged_at: datetime | None = None  # the engagement (spec.killSwitch.engagedAt) this release ends
 
 
 class KillSwitchSpec(_Model):
