@@ -33,10 +33,11 @@ from quantzoo_engine.clock import Clock, SystemClock
 from quantzoo_engine.feed.base import Bar
 from quantzoo_engine.feed.quality import BarVerdict, DataQualityGuard
 from quantzoo_engine.killswitch import KillSwitchLatch, LatchDecision
-from quantzoo_engine.kube_watch import ResourceDeleted, SpecObserved, ViewLost, WatchAction
+from quantzoo_engine.kube_watch import Proof, ResourceDeleted, SpecObserved, ViewLost, WatchAction
 from quantzoo_engine.metrics import EngineMetrics
 from quantzoo_engine.orders import Order, OrderBook, OrderRequest
 from quantzoo_engine.portfolio import Portfolio
+from quantzoo_engine.proof import Freshness, ProofOfState
 from quantzoo_engine.risk.checks import PreTradeContext, Rejection, RejectReason, RiskEngine
 from quantzoo_engine.state import TradingStateMachine, Transition
 from quantzoo_engine.strategy import Strategy, build_strategy
@@ -134,6 +135,9 @@ class TradingEngine:
         self._cleanup_backoff = 1.0
         self._last_reconcile_mono = self.clock.monotonic()
         self._shutdown_transition: Transition | None = None
+        # Set by the runtime when the engine watches Kubernetes (proof.py, lease.py): fences it trades behind.
+        self.proof: ProofOfState | None = None
+        self.lease_validity: Freshness | None = None
         self._sync_state(None)
 
     # --- state -----------------------------------------------------------------------------------------
@@ -168,6 +172,13 @@ class TradingEngine:
     def kill_switch_read(self) -> None:
         """The kill-switch state is known (config file read, or a watch snapshot applied)."""
         self._sync_state(self.trading.kill_switch_read())
+
+    def check_fences(self) -> None:
+        """Halt (or resume) on the proof of the kill switch's state and on the trading Lease. No await."""
+        now = self.clock.monotonic()
+        proven = self.proof is None or self.proof.fresh(now)
+        leased = self.lease_validity is None or self.lease_validity.valid(now)
+        self._sync_state(self.trading.fences(proven=proven, leased=leased))
 
     def defer_kill_switch_enforcement(self, close_positions: bool) -> None:
         """Cancel (and optionally flatten) once the broker is reconciled; for a switch engaged at start."""
@@ -272,6 +283,7 @@ class TradingEngine:
         self.metrics.orders_rejected.labels(reason=str(reason)).inc()
 
     async def submit(self, request: OrderRequest) -> SubmitResult:
+        self.check_fences()  # exact at the moment of sending, not only as fresh as the last timer tick
         rejection = self.risk.evaluate(request, self.pretrade_context(request), self.clock.monotonic())
         if rejection is not None:
             self._count_rejection(rejection.reason)
@@ -509,18 +521,26 @@ class TradingEngine:
             await self.on_symbols_changed(list(spec.symbols))
         return changed
 
+    def _proven(self) -> None:
+        if self.proof is not None:
+            self.proof.prove(self.clock.monotonic())
+        self.check_fences()
+
     async def on_watch_action(self, action: WatchAction) -> None:
         if isinstance(action, SpecObserved):
             # The kill switch first: nothing (not even a feed re-subscription) may delay a halt.
             decision = self.apply_kill_switch_now(action.kill_switch)
             changed = self.apply_spec_now(action.spec)
             self.kill_switch_read()
+            self._proven()
             if "symbols" in changed and self.on_symbols_changed is not None:
                 await self.on_symbols_changed(list(action.spec.symbols))
             if action.kill_switch.engaged and decision is LatchDecision.ENGAGED:
                 await self._enforce_kill_switch(
                     close_positions=action.kill_switch.close_positions, cause="kill_switch"
                 )
+        elif isinstance(action, Proof):
+            self._proven()
         elif isinstance(action, ViewLost):
             # Fail closed: whatever the state was, it is not known any more (design.md, point 4).
             log.warning(
