@@ -8,9 +8,9 @@ that make the kill switch hold are:
    with no await, so nothing can be sent in between.
 2. `submit` has no await between the risk checks and the broker call, so an order either passed the
    checks before the engage (and is "in flight") or is refused.
-3. The kill path waits for in-flight submissions to land, then cancels every working order, then
-   flattens if asked, each step bounded by the kill deadline. Only then is the command acknowledged, so
-   after an acknowledged engage no position-increasing order reaches the broker.
+3. The kill path cancels every working order at once, then lets in-flight submissions land and cancels
+   again, then flattens if asked, each step bounded by the kill deadline. Only then is the command
+   acknowledged, so after an acknowledged engage no position-increasing order reaches the broker.
 4. A clean-up the broker did not finish inside the deadline (429, 5xx, no answer) is owed: housekeeping
    retries it every second while the switch stays engaged, and the ack lists what is still working.
 """
@@ -138,6 +138,8 @@ class TradingEngine:
         # Set by the runtime when the engine watches Kubernetes (proof.py, lease.py): fences it trades behind.
         self.proof: ProofOfState | None = None
         self.lease_validity: Freshness | None = None
+        if hasattr(broker, "may_send"):  # a broker that sends from worker threads checks this there
+            broker.may_send = lambda: self.trading.state is not TradingState.HALTED
         self._sync_state(None)
 
     # --- state -----------------------------------------------------------------------------------------
@@ -438,21 +440,28 @@ class TradingEngine:
         return self._kill_lock
 
     async def _cancel_everything(self, deadline_at: float, cause: str) -> CancelReport:
-        loop = asyncio.get_running_loop()
+        """New orders are already blocked. Cancel at once (a slow submission must not hold up the cancel
+        of what already rests at the broker), then let the submissions that passed the checks before the
+        block land, then cancel again for what they placed."""
         report = CancelReport()
-        # Orders that passed the checks before the block are allowed to land, so they get cancelled too.
-        if not await self._wait_inflight(deadline_at - loop.time()):
-            report.errors.append(f"{self._inflight} order submissions still in flight at the deadline")
+        await self._cancel_round(report, deadline_at, cause)
+        if self._inflight:
+            loop = asyncio.get_running_loop()
+            if not await self._wait_inflight(deadline_at - loop.time()):
+                report.errors.append(f"{self._inflight} order submissions still in flight at the deadline")
+            await self._cancel_round(report, deadline_at, cause)
+        return report
+
+    async def _cancel_round(self, report: CancelReport, deadline_at: float, cause: str) -> None:
         result = await self._bounded(
             self.broker.cancel_all_orders, CancelReport(), deadline_at, "cancel all orders"
         )
         report.cancelled.extend(result.cancelled)
         report.errors.extend(result.errors)
-        self.orders.mark_cancelled(report.cancelled, self.clock.now())
-        self.counts.cancelled += len(report.cancelled)
-        if report.cancelled:
-            self.metrics.orders_cancelled.labels(cause=cause).inc(len(report.cancelled))
-        return report
+        self.orders.mark_cancelled(result.cancelled, self.clock.now())
+        self.counts.cancelled += len(result.cancelled)
+        if result.cancelled:
+            self.metrics.orders_cancelled.labels(cause=cause).inc(len(result.cancelled))
 
     async def _enforce_kill_switch(
         self, *, close_positions: bool, cause: str
