@@ -32,7 +32,7 @@ from quantzoo_engine.broker.base import Broker, BrokerError, BrokerRejected, Can
 from quantzoo_engine.clock import Clock, SystemClock
 from quantzoo_engine.feed.base import Bar
 from quantzoo_engine.feed.quality import BarVerdict, DataQualityGuard
-from quantzoo_engine.killswitch import KillSwitchLatch, LatchDecision
+from quantzoo_engine.killswitch import KillSwitchLatch, KillSwitchStatus, LatchDecision, ReleaseRefused
 from quantzoo_engine.kube_watch import Proof, ResourceDeleted, SpecObserved, ViewLost, WatchAction
 from quantzoo_engine.metrics import EngineMetrics
 from quantzoo_engine.orders import Order, OrderBook, OrderRequest
@@ -45,6 +45,12 @@ from quantzoo_engine.strategy import Strategy, build_strategy
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", CancelReport, FlattenReport)
+# A new engagement, or a stronger ask while engaged (ReduceOnly -> Halt, closePositions): carry it out.
+_ENFORCE = frozenset({LatchDecision.ENGAGED, LatchDecision.ESCALATED})
+
+
+def _held(s: KillSwitchStatus) -> tuple[object, ...]:
+    return (s.engaged, s.mode, s.close_positions, s.engagement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +129,8 @@ class TradingEngine:
         self.shutdown_report: ShutdownReport | None = None
         # Set by the app so a live symbol change reaches the feed.
         self.on_symbols_changed: Callable[[list[str]], Awaitable[None]] | None = None
+        # Set by the runtime: keeps the engagement on disk, so a restart is still held by it.
+        self.on_latch_changed: Callable[[KillSwitchStatus], None] | None = None
 
         self._inflight = 0
         self._idle_waiters: list[asyncio.Future[None]] = []
@@ -351,6 +359,7 @@ class TradingEngine:
     def apply_kill_switch_now(self, command: KillSwitchCommand) -> LatchDecision:
         """The in-memory half of a kill-switch command. In force when this returns; no await, no I/O."""
         started = time.perf_counter()
+        before = self.kill.status
         decision = self.kill.apply(command, self.clock.now())
         status = self.kill.status
         if not status.engaged:
@@ -358,6 +367,8 @@ class TradingEngine:
         self._sync_state(self.trading.kill_switch(status.engaged, status.mode))
         if command.engaged:
             self.metrics.kill_switch_engage_seconds.observe(time.perf_counter() - started)
+        if self.on_latch_changed is not None and _held(before) != _held(status):
+            self.on_latch_changed(status)  # after the block: the disk never delays a halt
         log.info(
             "kill-switch command: %s",
             decision,
@@ -376,12 +387,15 @@ class TradingEngine:
     async def apply_kill_switch(
         self, command: KillSwitchCommand, *, enforce_repeats: bool = True
     ) -> KillSwitchAck:
-        """Block, then cancel and flatten, then acknowledge. Idempotent."""
+        """Block, then cancel and flatten, then acknowledge. Idempotent. A release that does not name
+        the engagement held raises ReleaseRefused (nothing changed)."""
         decision = self.apply_kill_switch_now(command)
+        if decision is LatchDecision.RELEASE_REFUSED:
+            raise ReleaseRefused(self.kill.status.engagement, command.engagement)
         cancelled: list[str] = []
         closed: list[str] = []
         errors: list[str] = []
-        if command.engaged and (decision is LatchDecision.ENGAGED or enforce_repeats):
+        if command.engaged and (decision in _ENFORCE or enforce_repeats):
             covered = self.kill.version
             cancelled, closed, errors = await self._enforce_kill_switch(
                 close_positions=command.close_positions, cause="kill_switch"
@@ -544,7 +558,7 @@ class TradingEngine:
             self._proven()
             if "symbols" in changed and self.on_symbols_changed is not None:
                 await self.on_symbols_changed(list(action.spec.symbols))
-            if action.kill_switch.engaged and decision is LatchDecision.ENGAGED:
+            if action.kill_switch.engaged and decision in _ENFORCE:
                 await self._enforce_kill_switch(
                     close_positions=action.kill_switch.close_positions, cause="kill_switch"
                 )

@@ -23,10 +23,15 @@ from typing import Any
 
 from quantzoo_engine.engine import ShutdownReport, TradingEngine
 from quantzoo_engine.feed.base import MarketDataFeed
-from quantzoo_engine.killswitch import command_from_spec
+from quantzoo_engine.killswitch import (
+    KillSwitchStatus,
+    command_from_persisted,
+    command_from_spec,
+    persisted,
+)
 from quantzoo_engine.kube_watch import KubeWatch, WatchAction
 from quantzoo_engine.lease import LeaseKeeper
-from quantzoo_engine.persistence import write_state
+from quantzoo_engine.persistence import KILL_SWITCH_FILE_NAME, read_json, write_json, write_state
 from quantzoo_engine.proof import Freshness, ProofOfState
 
 log = logging.getLogger(__name__)
@@ -75,6 +80,12 @@ class EngineRuntime:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         engine = self.engine
+        # Still held by the engagement of the previous run (say, a direct halt during an API-server
+        # outage): only a release naming it lifts it, whatever the first read says.
+        held = command_from_persisted(read_json(self.state_dir, KILL_SWITCH_FILE_NAME))
+        if held is not None:
+            engine.apply_kill_switch_now(held)
+        engine.on_latch_changed = self._persist_latch
         if self.watch_factory is None:
             # Standalone: the config file is the kill switch's source of truth at start.
             command = command_from_spec(
@@ -98,6 +109,12 @@ class EngineRuntime:
         if self.feed is not None:
             self._spawn(self._run_feed(self.feed), "market-data")
         self._spawn(self._housekeeping(), "housekeeping")
+
+    def _persist_latch(self, status: KillSwitchStatus) -> None:
+        try:
+            write_json(self.state_dir, KILL_SWITCH_FILE_NAME, persisted(status), fsync=False)
+        except OSError:
+            log.exception("could not persist the kill-switch engagement", extra={"dir": str(self.state_dir)})
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
