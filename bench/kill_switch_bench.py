@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from kubernetes import client, config, watch
 from quantzoo_api import GROUP, PLURAL, VERSION
-from quantzoo_api.killswitch import release_patch
+from quantzoo_api.killswitch import kill_switch_of, release_patch_for
 
 from hack.devcluster import controlplane
 from hack.devcluster.podrunner import PodRunner, wait_for
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             patch_to_halt.append((t_halt - t0) * 1000)
             patch_to_ack.append((watcher.acked_generation[gen] - t0) * 1000)
             floor.append((watcher.seen_rv[rv] - t0) * 1000)
-            stack.patch(release_patch(operator="bench", reason=f"trial {i}"))
+            stack.patch(release_patch_for(kill_switch_of(stack.get()), operator="bench", reason=f"trial {i}"))
             wait_for(lambda: stack.engine_state()["trading_state"] == "ACTIVE", timeout=10, interval=0.005)
             # (c) the runbook's activate call
             t1 = time.monotonic()

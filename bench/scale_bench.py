@@ -56,7 +56,7 @@ from typing import Any
 
 from kubernetes import client, config, watch
 from quantzoo_api import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from quantzoo_api.killswitch import release_patch
+from quantzoo_api.killswitch import kill_switch_of, release_patch_for
 
 from hack.devcluster import controlplane
 from hack.devcluster.podrunner import LocalPod, PodRunner, wait_for
@@ -569,6 +569,9 @@ class ScaleRun:
         )
         return str(resp.data.decode())
 
+    def _get(self, name: str) -> dict[str, Any]:
+        return self.crs.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+
     def _patch(self, name: str, body: dict[str, Any]) -> float:
         self.crs.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, body)
         return time.monotonic()
@@ -644,8 +647,11 @@ class ScaleRun:
             )
 
         def release_by_patches() -> None:
-            rel = release_patch(operator="bench", reason="scale bench: next round")
-            list(self.pool.map(lambda n: self._patch(n, rel), self.names))
+            def release(name: str) -> float:
+                current = kill_switch_of(self._get(name))
+                return self._patch(name, release_patch_for(current, operator="bench", reason="next round"))
+
+            list(self.pool.map(release, self.names))
 
         plugin = _kubectl_quantzoo()
         base = [plugin, f"--kubeconfig={self.kubeconfig}"]

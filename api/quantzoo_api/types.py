@@ -112,8 +112,9 @@ class KillSwitchSpec(_Model):
     close_positions: bool = False
     reason: str | None = Field(None, max_length=1024)
     operator: str | None = Field(None, max_length=128)
-    # Which path engaged it: kubectl, safety-api, auto:<reason>, ...
+    # Which path engaged it (a `quantzoo_api.killswitch.KillSource` from our paths; free text from others).
     source: str | None = Field(None, max_length=128)
+    # Identifies the engagement: a release names it (release.engagedAt), see quantzoo_api.killswitch.
     engaged_at: datetime | None = None
     release: ReleaseRecord | None = None
 

@@ -19,70 +19,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from quantzoo_api import API_VERSION, KIND
+from quantzoo_api.conditions import ConditionType, Phase, Reason
 from quantzoo_api.types import KillSwitchMode
-
-
-class ConditionType(StrEnum):
-    READY = "Ready"
-    ENGINE_READY = "EngineReady"
-    SAFETY_READY = "SafetyReady"
-    KILL_SWITCH_ENGAGED = "KillSwitchEngaged"
-    DEGRADED = "Degraded"
-
-
-RECONCILE_CONDITIONS = (
-    ConditionType.READY,
-    ConditionType.ENGINE_READY,
-    ConditionType.SAFETY_READY,
-    ConditionType.DEGRADED,
-)
-
-
-class Reason(StrEnum):
-    # Ready
-    ALL_COMPONENTS_READY = "AllComponentsReady"
-    ENGINE_NOT_READY = "EngineNotReady"
-    SAFETY_NOT_READY = "SafetyNotReady"
-    RECONCILE_FAILED = "ReconcileFailed"
-    TERMINATING = "Terminating"
-    # Ready and Degraded, when the TradingSystem itself is at fault (retrying as it is cannot help)
-    INVALID_SPEC = "InvalidSpec"
-    CHILD_REJECTED = "ChildRejected"
-    CREDENTIALS_SECRET_MISSING = "CredentialsSecretMissing"  # noqa: S105 - a reason
-    CREDENTIALS_SECRET_INVALID = "CredentialsSecretInvalid"  # noqa: S105 - a reason
-    # EngineReady
-    ENGINE_RUNNING = "EngineRunning"
-    ENGINE_MISSING = "EngineMissing"
-    ENGINE_ROLLING_OUT = "EngineRollingOut"
-    ENGINE_STARTING = "EngineStarting"
-    # SafetyReady
-    SAFETY_AVAILABLE = "SafetyAvailable"
-    SAFETY_MISSING = "SafetyMissing"
-    SAFETY_UNAVAILABLE = "SafetyUnavailable"
-    # KillSwitchEngaged
-    ACKNOWLEDGED = "Acknowledged"
-    UNACKNOWLEDGED = "Unacknowledged"
-    NO_ENGINE_REPLICAS = "NoEngineReplicas"
-    NOT_ENGAGED = "NotEngaged"
-    RELEASED = "Released"
-    # Degraded
-    AS_EXPECTED = "AsExpected"
-    KILL_SWITCH_UNACKNOWLEDGED = "KillSwitchUnacknowledged"
-
-
-class Phase(StrEnum):
-    """The short summary in `kubectl get ts` (the CRD's enum)."""
-
-    PENDING = "Pending"
-    RUNNING = "Running"
-    HALTED = "Halted"
-    REDUCE_ONLY = "ReduceOnly"
-    DEGRADED = "Degraded"
-    TERMINATING = "Terminating"
 
 
 # -- time -----------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from quantzoo_api.conditions import RECONCILE_CONDITIONS
+
 from quantzoo_operator import RECONCILE_STATUS_MANAGER, events, names, status
 from quantzoo_operator.events import EventRecorder
 from quantzoo_operator.kube import Kube
@@ -51,7 +53,7 @@ def _owned_view(current: Mapping[str, Any]) -> dict[str, Any]:
     conds = {
         c["type"]: {k: v for k, v in c.items()}
         for c in current.get("conditions") or ()
-        if c.get("type") in set(status.RECONCILE_CONDITIONS)
+        if c.get("type") in set(RECONCILE_CONDITIONS)
     }
     return {
         "phase": current.get("phase"),

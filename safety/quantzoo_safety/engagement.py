@@ -1,12 +1,12 @@
 """Pure rules for what an engage or a release does to `spec.killSwitch`, shared by the safety API, the
-watchdog and the kubectl plugin (no I/O here).
+watchdog and the kubectl plugin (no I/O here; the patches are quantzoo_api.killswitch's).
 
-- Engaging a released switch: the full `engage_patch` (who, why, when, from which path).
-- Engaging an engaged switch: "already engaged"; the original who/why/when stay. Only an escalation is
-  applied: `closePositions` false -> true, `ReduceOnly` -> `Halt` (a later, stronger request must not
-  be lost because a weaker one came first).
-- Releasing: only an engaged switch, with a new release record (`release_patch`, which the CRD's CEL
-  rule demands).
+- Engaging a released switch: a new engagement (fresh engagedAt, old release cleared; who/why defaulted,
+  shortened, mode normalised -- an engage is never refused).
+- Engaging an engaged switch: "already engaged"; the engagement and its who/why/when stay. Only what makes
+  it stronger is applied (`closePositions` false -> true, `ReduceOnly` -> `Halt`): nothing but a release
+  weakens an engaged switch.
+- Releasing: only an engaged switch, naming its engagement (the CRD refuses any other release).
 """
 
 from __future__ import annotations
@@ -14,8 +14,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from quantzoo_api.killswitch import engage_patch, release_patch
+from quantzoo_api import killswitch as ks_api
+from quantzoo_api.killswitch import KillSource, kill_switch_of, release_patch_for
 from quantzoo_api.types import KillSwitchMode
+
+__all__ = [
+    "EngageIntent",
+    "EngagePlan",
+    "NotEngaged",
+    "describe",
+    "kill_switch_of",
+    "plan_engage",
+    "plan_release",
+]
 
 
 class NotEngaged(Exception):
@@ -26,7 +37,7 @@ class NotEngaged(Exception):
 class EngageIntent:
     reason: str
     operator: str
-    source: str
+    source: KillSource
     close_positions: bool = False
     mode: KillSwitchMode = KillSwitchMode.HALT
 
@@ -38,41 +49,36 @@ class EngagePlan:
     patch: dict[str, Any] | None
     escalations: tuple[str, ...] = ()
 
-
-def kill_switch_of(obj: dict[str, Any] | None) -> dict[str, Any]:
-    """`spec.killSwitch` of a TradingSystem object (empty dict when absent)."""
-    return ((obj or {}).get("spec") or {}).get("killSwitch") or {}
+    @property
+    def engagement(self) -> str | None:
+        """The engagedAt a new engagement's patch writes (None for an escalation or no patch)."""
+        ks = ((self.patch or {}).get("spec") or {}).get("killSwitch") or {}
+        return None if self.already_engaged else ks.get("engagedAt")
 
 
 def plan_engage(current: dict[str, Any] | None, intent: EngageIntent, *, at: str | None = None) -> EngagePlan:
-    ks = current or {}
-    if not ks.get("engaged"):
-        return EngagePlan(
-            already_engaged=False,
-            patch=engage_patch(
-                reason=intent.reason,
-                operator=intent.operator,
-                source=intent.source,
-                close_positions=intent.close_positions,
-                mode=intent.mode,
-                at=at,
-            ),
-        )
-    escalate: dict[str, Any] = {}
-    if intent.close_positions and not ks.get("closePositions"):
-        escalate["closePositions"] = True
-    if intent.mode == KillSwitchMode.HALT and ks.get("mode") == KillSwitchMode.REDUCE_ONLY:
-        escalate["mode"] = str(KillSwitchMode.HALT)
-    patch = {"spec": {"killSwitch": escalate}} if escalate else None
-    return EngagePlan(already_engaged=True, patch=patch, escalations=tuple(escalate))
+    patch = ks_api.plan_engage(
+        current,
+        reason=intent.reason,
+        operator=intent.operator,
+        source=intent.source,
+        close_positions=intent.close_positions,
+        mode=intent.mode,
+        at=at,
+    )
+    if not (current or {}).get("engaged"):
+        return EngagePlan(already_engaged=False, patch=patch)
+    changed = ((patch or {}).get("spec") or {}).get("killSwitch") or {}
+    escalations = tuple(k for k in ("closePositions", "mode") if k in changed)
+    return EngagePlan(already_engaged=True, patch=patch, escalations=escalations)
 
 
 def plan_release(
     current: dict[str, Any] | None, *, operator: str, reason: str, at: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     if not (current or {}).get("engaged"):
         raise NotEngaged("kill switch is not engaged")
-    return release_patch(operator=operator, reason=reason, at=at)
+    return release_patch_for(current, operator=operator, reason=reason, at=at)
 
 
 def describe(ks: dict[str, Any]) -> dict[str, Any]:

@@ -192,7 +192,9 @@ def test_release_without_record_is_refused(crs, namespace):
             GROUP, VERSION, namespace, PLURAL, "norelease", {"spec": {"killSwitch": {"engaged": False}}}
         )
     assert exc.value.status == 422
-    assert "released only with a new release record" in json.loads(exc.value.body)["message"]
+    assert (
+        "released only with a release record naming the engagement" in json.loads(exc.value.body)["message"]
+    )
     current = crs.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "norelease")
     assert current["spec"]["killSwitch"]["engaged"] is True
 
@@ -221,7 +223,7 @@ def test_release_with_record_is_accepted_and_old_record_cannot_be_reused(crs, na
             "release",
             {"spec": {"killSwitch": {"engaged": False, "release": record}}},
         )
-    assert "new release record" in json.loads(exc.value.body)["message"]
+    assert "release record naming the engagement" in json.loads(exc.value.body)["message"]
 
 
 def test_gitops_reapply_of_original_manifest_keeps_switch_engaged(cluster, crs, namespace):
@@ -264,7 +266,7 @@ def test_gitops_reapply_of_original_manifest_keeps_switch_engaged(cluster, crs, 
         check=False,
     )
     assert res.returncode != 0
-    assert "released only with a new release record" in res.stderr
+    assert "released only with a release record naming the engagement" in res.stderr
     assert crs.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "gitops")["spec"][
         "killSwitch"
     ]["engaged"]

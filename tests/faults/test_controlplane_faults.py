@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from quantzoo_api.killswitch import engage_patch, release_patch
+from quantzoo_api.killswitch import engage_patch, kill_switch_of, release_patch_for
 
 from hack.devcluster.controlplane import ControlPlane
 from hack.devcluster.podrunner import wait_for
@@ -115,9 +115,9 @@ def test_control_plane_restart_kill_reaches_source_of_truth_and_watches_recover(
     assert _halted(stack)
 
     # Both watches are back: a later patch (the explicit release) reaches the engine and the status.
-    generation = stack.patch(release_patch(operator="hank", reason="control plane back"))["metadata"][
-        "generation"
-    ]
+    generation = stack.patch(
+        release_patch_for(kill_switch_of(stack.get()), operator="hank", reason="control plane back")
+    )["metadata"]["generation"]
     wait_for(lambda: stack.engine_state()["trading_state"] == "ACTIVE", timeout=30, what="released")
     # The engine's own watch saw it too (not only the operator's push).
     wait_for(

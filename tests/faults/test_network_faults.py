@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION, engage_patch, release_patch
+from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION, engage_patch, kill_switch_of, release_patch_for
 
 from hack.devcluster.podrunner import wait_for
 from hack.devcluster.stack import TradingSystemStack
@@ -56,7 +56,7 @@ def test_latency_is_recorded_and_a_blackhole_degrades_until_the_link_recovers(fa
         assert ks["acknowledgements"][0]["latencyMs"] >= 2 * DELAY * 1000 * 0.9
         assert ks["propagationLatencyMs"] >= ks["acknowledgements"][0]["latencyMs"] * 0.9
         assert proxy.connections >= 1
-        stack.patch(release_patch(operator="kim", reason="link test"))
+        stack.patch(release_patch_for(kill_switch_of(stack.get()), operator="kim", reason="link test"))
         wait_for(lambda: stack.engine_state()["trading_state"] == "ACTIVE", timeout=30, what="released")
         wait_for(lambda: _degraded(stack) == "False", timeout=30, what="Degraded=False")
         proxy.delay = 0.0
@@ -82,7 +82,9 @@ def test_latency_is_recorded_and_a_blackhole_degrades_until_the_link_recovers(fa
             proxy.blackhole = False
             wait_for(lambda r=reason: _acked_for(stack, r), timeout=30, what="acknowledged once it recovers")
             wait_for(lambda: _degraded(stack) == "False", timeout=30, what="Degraded cleared")
-            stack.patch(release_patch(operator="kim", reason=f"after {reason}"))
+            stack.patch(
+                release_patch_for(kill_switch_of(stack.get()), operator="kim", reason=f"after {reason}")
+            )
             wait_for(lambda: stack.engine_state()["trading_state"] == "ACTIVE", timeout=30, what="released")
             time.sleep(1.0)  # idle keep-alive connections settle
             fds.append(faults.operators.fd_count())

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from quantzoo_api.killswitch import engage_patch, release_patch
+from quantzoo_api.killswitch import engage_patch, kill_switch_of, release_patch_for
 
 from tests.hostile.conftest import (
     CREDENTIALS_SECRET,
@@ -178,7 +178,13 @@ def test_unicode_in_every_kill_switch_field_round_trips_to_the_engine_and_status
         assert (ks["reason"], ks["by"], ks["source"]) == (reason, who, source)
         tsm.wait_event(ns, name, "KillSwitchEngaged")
 
-        tsm.patch(ns, name, release_patch(operator=f"{EMOJI} bob\u200b", reason=f"fixed {UNICODE}"))
+        tsm.patch(
+            ns,
+            name,
+            release_patch_for(
+                kill_switch_of(tsm.get(ns, name)), operator=f"{EMOJI} bob\u200b", reason=f"fixed {UNICODE}"
+            ),
+        )
         tsm.wait_condition(ns, name, "KillSwitchEngaged", "False", timeout=30)
         assert engine.commands[-1].engaged is False
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from kubernetes import client
-from quantzoo_api.killswitch import TradingState, engage_patch, release_patch
+from quantzoo_api.killswitch import TradingState, engage_patch, kill_switch_of, release_patch_for
 
 from tests.operator.conftest import TS, EngineFleet, OperatorProcess, attach_standin, wait_for
 from tests.operator.standin_engine import free_port
@@ -88,7 +88,11 @@ def test_engage_and_release_reach_every_replica_and_are_recorded(
     assert '"f:phase"' in reconcile_fields
 
     # An explicit release (a release record: who and why) resumes the engine.
-    ts.patch(namespace, "demo", release_patch(operator="bob", reason="all clear"))
+    ts.patch(
+        namespace,
+        "demo",
+        release_patch_for(kill_switch_of(ts.get(namespace, "demo")), operator="bob", reason="all clear"),
+    )
     ts.wait_condition(namespace, "demo", "KillSwitchEngaged", "False", reason="Released")
     wait_for(lambda: engine.trading_state is TradingState.ACTIVE, what="the stand-in resumed")
     assert engine.commands[-1].engaged is False
@@ -149,7 +153,9 @@ def test_a_rotated_admin_token_is_read_again(
     ts.create(namespace, "demo")
     ts.wait_ready(namespace, "demo")
     engine = attach_standin(ts, engines, namespace, "demo")
-    ts.patch(namespace, "demo", engage_patch(reason="first", operator="erin", source="kubectl"))
+    ts.patch(
+        namespace, "demo", engage_patch(reason="first", operator="erin", source="kubectl", mode="ReduceOnly")
+    )
     ts.wait_condition(namespace, "demo", "KillSwitchEngaged", "True", reason="Acknowledged")
 
     # Rotate the token: the operator's cached one now gets a 401, so it reads the Secret again.
@@ -159,10 +165,11 @@ def test_a_rotated_admin_token_is_read_again(
         "demo-engine-admin", namespace, {"data": {"token": base64.b64encode(b"rotated-token").decode()}}
     )
     engine.token = "rotated-token"
-    ts.patch(namespace, "demo", {"spec": {"killSwitch": {"mode": "ReduceOnly", "reason": "second"}}})
+    # A stronger ask (ReduceOnly -> Halt; the CRD refuses the weaker way round while engaged).
+    ts.patch(namespace, "demo", {"spec": {"killSwitch": {"mode": "Halt", "reason": "second"}}})
     wait_for(lambda: engine.commands[-1].reason == "second", what="the push with the rotated token")
     assert engine.unauthorized >= 1
-    assert engine.trading_state is TradingState.REDUCE_ONLY
+    assert engine.trading_state is TradingState.HALTED
 
 
 def test_the_kill_switch_does_not_wait_behind_a_slow_reconcile(
@@ -191,7 +198,13 @@ def test_the_kill_switch_does_not_wait_behind_a_slow_reconcile(
         assert engine.trading_state is TradingState.HALTED
         # Release while the annotated pod is still the one running (the rollout that follows replaces
         # it with a pod whose simulated IP must never be pushed to).
-        ts.patch(namespace, "demo", release_patch(operator="frank", reason="drill over"))
+        ts.patch(
+            namespace,
+            "demo",
+            release_patch_for(
+                kill_switch_of(ts.get(namespace, "demo")), operator="frank", reason="drill over"
+            ),
+        )
         ts.wait_condition(namespace, "demo", "KillSwitchEngaged", "False", reason="Released")
     finally:
         webhook.stop()

@@ -1,8 +1,9 @@
 """STAND-IN for the TradingSystem on an API server, for fast unit tests of the safety service.
 
 Same interface as `quantzoo_safety.kube.TradingSystemClient` (get, merge_patch_spec, read_status),
-with JSON merge patch semantics, resourceVersion preconditions and the CRD's kill-switch CEL rule
-emulated. test_safety_cluster.py runs the same behaviour against a real kube-apiserver.
+with JSON merge patch semantics, resourceVersion preconditions and the CRD's kill-switch CEL rules
+emulated (release names its engagement; nothing but a release weakens). test_safety_cluster.py runs
+the same behaviour against a real kube-apiserver.
 """
 
 from __future__ import annotations
@@ -14,9 +15,33 @@ from typing import Any
 from quantzoo_safety.kube import ApiServerUnreachable, KubeConflict, KubeRefused, TradingSystemNotFound
 
 CEL_MESSAGE = (
-    "an engaged kill switch is released only with a new release record: set spec.killSwitch.release.operator "
-    "and spec.killSwitch.release.reason (who and why)"
+    "an engaged kill switch is released only with a release record naming the engagement it ends: set "
+    "spec.killSwitch.release.operator, .reason (who and why) and .engagedAt = spec.killSwitch.engagedAt"
 )
+WEAKEN_MESSAGE = (
+    "only a release weakens an engaged kill switch: mode Halt cannot become ReduceOnly and closePositions "
+    "cannot become false while it is engaged"
+)
+
+
+def release_refused(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """The CRD's release rule: a release names the engagement it ends (or, without one, is a new record)."""
+    if not old.get("engaged") or new.get("engaged"):
+        return False
+    release = new.get("release")
+    if not release:
+        return True
+    if old.get("engagedAt"):
+        return release.get("engagedAt") != old["engagedAt"]
+    return release == old.get("release")
+
+
+def weakening(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """The CRD's rule that nothing but a release weakens an engaged switch."""
+    if not (old.get("engaged") and new.get("engaged")):
+        return False
+    halt_lost = old.get("mode", "Halt") == "Halt" and new.get("mode", "Halt") != "Halt"
+    return halt_lost or (bool(old.get("closePositions")) and not new.get("closePositions"))
 
 
 def merge(target: Any, patch: Any) -> Any:
@@ -77,10 +102,11 @@ class FakeTradingSystemClient:
         old = self.obj["spec"].get("killSwitch", {})
         new_spec = merge(self.obj["spec"], patch["spec"])
         new = new_spec.get("killSwitch", {})
-        releasing = old.get("engaged") and not new.get("engaged")
-        if releasing and ("release" not in new or new.get("release") == old.get("release")):
-            invalid = f"TradingSystem.trading.quantzoo.io {self.name!r} is invalid: "
+        invalid = f"TradingSystem.trading.quantzoo.io {self.name!r} is invalid: "
+        if release_refused(old, new):
             raise KubeRefused(422, invalid + CEL_MESSAGE)
+        if weakening(old, new):
+            raise KubeRefused(422, invalid + WEAKEN_MESSAGE)
         self.patches.append(copy.deepcopy(patch))
         self.obj["spec"] = new_spec
         meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)

@@ -17,7 +17,7 @@ def test_every_call_is_audited_and_no_token_is_written(client, audit_path, caplo
     calls = [
         ("POST", "/kill-switch/activate", ACTIVATE, {}, 401),
         ("POST", "/kill-switch/activate", ACTIVATE, {"Authorization": f"Bearer {TOKEN}WRONG"}, 401),
-        ("POST", "/kill-switch/activate", {"reason": "x"}, AUTH, 422),
+        ("POST", "/kill-switch/activate", {**ACTIVATE, "close_positions": "yes"}, AUTH, 422),
         ("POST", "/kill-switch/activate", ACTIVATE, AUTH, 200),
         ("POST", "/kill-switch/activate", {**ACTIVATE, "reason": f"pasted {TOKEN} by mistake"}, AUTH, 200),
         ("GET", "/status", None, {}, 200),

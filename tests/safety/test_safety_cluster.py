@@ -101,12 +101,12 @@ def test_release_without_a_new_record_is_refused_by_the_api_server(
     with make_client(ts, namespace=namespace) as c:
         c.post("/kill-switch/activate", json=ACTIVATE, headers=AUTH)
         monkeypatch.setattr(
-            "quantzoo_safety.engagement.release_patch",
-            lambda **kw: {"spec": {"killSwitch": {"engaged": False}}},
+            "quantzoo_safety.engagement.release_patch_for",
+            lambda current, **kw: {"spec": {"killSwitch": {"engaged": False}}},
         )
         r = c.post("/kill-switch/deactivate", json={"operator": "al"}, headers=AUTH)
     assert r.status_code == 409
-    assert "released only with a new release record" in r.json()["detail"]
+    assert "released only with a release record naming the engagement" in r.json()["detail"]
     assert kill_switch(kube_api, namespace)["engaged"] is True
 
 
@@ -220,6 +220,7 @@ def test_plugin_kill_release_status(kube_api, namespace):
     assert lines[1].startswith("alpha")
     assert "ENGAGED" in lines[1]
     assert "runaway" in lines[1]
+    engagement = kill_switch(kube_api, namespace, "alpha")["engagedAt"]
     code, out, _ = plugin(
         kube_api, "release", "alpha", "-n", namespace, "--reason", "fixed", "--operator", "al"
     )
@@ -228,6 +229,7 @@ def test_plugin_kill_release_status(kube_api, namespace):
         "operator": "al",
         "reason": "fixed",
         "at": kill_switch(kube_api, namespace, "alpha")["release"]["at"],
+        "engagedAt": engagement,  # the release names the engagement it ends
     }
     code, _, err = plugin(kube_api, "release", "alpha", "-n", namespace, "--reason", "again")
     assert code == 1
@@ -244,7 +246,7 @@ def test_plugin_errors_are_the_api_servers_words(kube_api, namespace):
     with pytest.raises(KubeRefused) as info:
         systems.merge_patch(namespace, "demo", {"spec": {"killSwitch": {"engaged": False}}})
     assert info.value.status == 422
-    assert "released only with a new release record" in info.value.message
+    assert "released only with a release record naming the engagement" in info.value.message
 
 
 def test_plugin_executable_uses_the_current_kubeconfig(kube_config, kube_api, namespace):
