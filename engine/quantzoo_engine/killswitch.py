@@ -22,10 +22,10 @@ The broker work (cancel, flatten) is the engine's (engine.py); this module only 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
-from quantzoo_api.killswitch import KillSwitchCommand
+from quantzoo_api.killswitch import KillSwitchCommand, engagement_id, stronger_mode
 from quantzoo_api.types import KillSwitchMode, KillSwitchSpec
 
 
@@ -49,24 +49,6 @@ class ReleaseRefused(Exception):
         self.held, self.named = held, named
 
 
-def engagement_key(value: str | datetime | None) -> str | None:
-    """One spelling of an engagement id: RFC 3339 UTC with milliseconds when it is a time."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return value
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _stronger(a: KillSwitchMode, b: KillSwitchMode) -> KillSwitchMode:
-    return KillSwitchMode.HALT if KillSwitchMode.HALT in (a, b) else a
-
-
 @dataclass(frozen=True, slots=True)
 class KillSwitchStatus:
     engaged: bool = False
@@ -77,7 +59,7 @@ class KillSwitchStatus:
     source: str | None = None
     generation: int | None = None
     since: datetime | None = None
-    engagement: str | None = None  # the engagement held (engagement_key); None: legacy, no identity
+    engagement: str | None = None  # the engagement held (engagement_id); None: legacy, no identity
 
 
 class KillSwitchLatch:
@@ -114,7 +96,7 @@ class KillSwitchLatch:
             floor = None if self.max_generation_seen is None else self.max_generation_seen + 1
         if floor is not None:
             self._release_floor = max(self._release_floor or 0, floor)
-        engagement = engagement_key(cmd.engagement)
+        engagement = engagement_id(cmd.engagement)
         held = previous.engagement if previous.engaged else None
         if engagement is not None and engagement != held and self._may_replace(cmd.generation, previous):
             held = engagement
@@ -124,7 +106,7 @@ class KillSwitchLatch:
         if not previous.engaged:
             mode, close, decision = cmd.mode, cmd.close_positions, LatchDecision.ENGAGED
         else:
-            mode = _stronger(previous.mode, cmd.mode)
+            mode = stronger_mode(previous.mode, cmd.mode)
             close = previous.close_positions or cmd.close_positions
             stronger = mode is not previous.mode or close != previous.close_positions
             decision = LatchDecision.ESCALATED if stronger else LatchDecision.REPEATED
@@ -157,7 +139,7 @@ class KillSwitchLatch:
             return LatchDecision.ALREADY_RELEASED
         held = self.status.engagement
         if held is not None:
-            if engagement_key(cmd.engagement) != held:
+            if engagement_id(cmd.engagement) != held:
                 return LatchDecision.RELEASE_REFUSED
         elif not self.release_allowed(cmd.generation):
             return LatchDecision.STALE_RELEASE_IGNORED
@@ -188,7 +170,7 @@ def command_from_spec(
             operator=spec.operator,
             source=spec.source or default_source,
             generation=generation,
-            engagement=engagement_key(spec.engaged_at),
+            engagement=engagement_id(spec.engaged_at),
         )
     release = spec.release
     return KillSwitchCommand(
@@ -197,7 +179,7 @@ def command_from_spec(
         operator=release.operator if release else None,
         source=default_source,
         generation=generation,
-        engagement=engagement_key(release.engaged_at) if release else None,
+        engagement=engagement_id(release.engaged_at) if release else None,
     )
 
 
