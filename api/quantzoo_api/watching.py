@@ -130,16 +130,18 @@ class ResumableWatch:
         ):
             if self._stop.is_set():
                 break
-            event_type = event.get("type", "")
-            if event_type == "BOOKMARK":
+            obj = event.get("raw_object") or event.get("object") or {}
+            # Our own record of where we are: Watch does not track it for untyped (custom) objects.
+            resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
+            if event.get("type") == "BOOKMARK":
                 self.handler.unchanged()
             else:
-                self.handler.event(event_type, event.get("raw_object") or event.get("object") or {})
+                self.handler.event(event.get("type", ""), obj)
             self.backoff.reset()
         else:
             if not self._stop.is_set():
                 self.handler.unchanged()
-        return w.resource_version or resource_version
+        return resource_version
 
     def run(self) -> None:
         from kubernetes.client.exceptions import ApiException
