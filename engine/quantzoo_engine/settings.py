@@ -31,7 +31,7 @@ Environment (all optional):
                                            the client gives up a watch silent 5 s longer (default 5)
   ENGINE_KUBE_REQUEST_TIMEOUT_SECONDS      client-side timeout of every other API call (default 3)
   ENGINE_LEASE_DURATION_SECONDS            the trading Lease's duration (default 15)
-  ENGINE_LEASE_RENEW_SECONDS               renew it this often (default 3)
+  ENGINE_LEASE_RENEW_SECONDS               renew it this often (default 5)
   ENGINE_LEASE_MARGIN_SECONDS              stop submitting this long before it could expire (default 5)
   ALPACA_API_KEY_FILE, ALPACA_API_SECRET_FILE
                                            Alpaca credentials: files of spec.broker.credentialsSecret
@@ -90,7 +90,7 @@ class EngineSettings(BaseModel):
     watch_timeout_seconds: int = Field(5, ge=1, le=3600)
     kube_request_timeout_seconds: float = Field(3.0, gt=0, le=300)
     lease_duration_seconds: int = Field(15, ge=2, le=3600)
-    lease_renew_seconds: float = Field(3.0, gt=0, le=3600)
+    lease_renew_seconds: float = Field(5.0, gt=0, le=3600)
     lease_margin_seconds: float = Field(5.0, ge=0, le=3600)
     alpaca_api_key: SecretStr | None = None
     alpaca_api_secret: SecretStr | None = None
