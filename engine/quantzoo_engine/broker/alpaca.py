@@ -146,7 +146,7 @@ class _Blocked(Exception):
 
 def _ambiguous(exc: BrokerError) -> bool:
     """Might the order have been placed? Not after a 429 (refused unprocessed) or another 4xx."""
-    return not isinstance(exc, BrokerRejected) and "HTTP 429" not in str(exc)
+    return not isinstance(exc, BrokerRejected) and exc.status != 429
 
 
 class AlpacaBroker:
@@ -250,7 +250,7 @@ class AlpacaBroker:
             code = _status_code(exc)
             if code is not None and 400 <= code < 500 and code != 429:
                 raise BrokerRejected(f"alpaca {name}: HTTP {code}: {str(exc)[:200]}") from exc
-            raise BrokerError(f"alpaca {name}: HTTP {code}") from exc
+            raise BrokerError(f"alpaca {name}: HTTP {code}", status=code) from exc
         except requests.RequestException as exc:
             raise BrokerError(f"alpaca {name}: {type(exc).__name__}") from exc
 
