@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from quantzoo_api.types import BrokerKind, MarketDataKind, TradingMode
+from quantzoo_api.watching import WatchTimeouts
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quantzoo_engine.api import admin, public
@@ -26,8 +27,10 @@ from quantzoo_engine.feed.base import MarketDataFeed
 from quantzoo_engine.feed.replay import ReplayError, ReplayFeed
 from quantzoo_engine.feed.simulated import SimulatedFeed
 from quantzoo_engine.kube_watch import KubeWatch
+from quantzoo_engine.lease import LeaseKeeper, TradingLease, holder_identity, lease_name
 from quantzoo_engine.metrics import EngineMetrics
-from quantzoo_engine.runtime import EngineRuntime, WatchFactory
+from quantzoo_engine.proof import Freshness
+from quantzoo_engine.runtime import EngineRuntime, LeaseFactory, WatchFactory
 from quantzoo_engine.settings import ConfigError, EngineSettings
 
 log = logging.getLogger(__name__)
@@ -121,10 +124,39 @@ def create_app(
         bar_interval_seconds=feed.bar_interval_seconds if feed is not None else None,
         reconcile_interval_seconds=settings.reconcile_interval_seconds,
     )
+    lease_factory: LeaseFactory | None = None
     if watch_factory is None and settings.watch_kubernetes:
+        timeouts = WatchTimeouts(
+            server_seconds=settings.watch_timeout_seconds,
+            connect_seconds=settings.kube_request_timeout_seconds,
+            read_seconds=settings.kube_request_timeout_seconds,
+        )
 
         def watch_factory(on_action: Any) -> KubeWatch:
-            return KubeWatch(settings.namespace, settings.name, on_action, kubeconfig=settings.kubeconfig)
+            return KubeWatch(
+                settings.namespace,
+                settings.name,
+                on_action,
+                kubeconfig=settings.kubeconfig,
+                timeouts=timeouts,
+            )
+
+        def lease_factory(watch: KubeWatch, validity: Freshness, on_change: Any) -> LeaseKeeper:
+            lease = TradingLease(
+                watch.api_client(),
+                settings.namespace,
+                lease_name(settings.name),
+                holder_identity(settings.pod_name),
+                duration_seconds=settings.lease_duration_seconds,
+                request_timeout_seconds=settings.kube_request_timeout_seconds,
+            )
+            return LeaseKeeper(
+                lease,
+                validity,
+                on_change,
+                renew_seconds=settings.lease_renew_seconds,
+                margin_seconds=settings.lease_margin_seconds,
+            )
 
     admin_token = settings.admin_token_source()  # re-read on every request: rotation needs no restart
     runtime = EngineRuntime(
@@ -134,6 +166,8 @@ def create_app(
         shutdown_deadline_seconds=settings.shutdown_deadline_seconds,
         config_generation=settings.generation,
         watch_factory=watch_factory,
+        proof_timeout_seconds=settings.proof_timeout_seconds,
+        lease_factory=lease_factory,
     )
 
     @asynccontextmanager

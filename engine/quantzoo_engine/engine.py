@@ -8,9 +8,9 @@ that make the kill switch hold are:
    with no await, so nothing can be sent in between.
 2. `submit` has no await between the risk checks and the broker call, so an order either passed the
    checks before the engage (and is "in flight") or is refused.
-3. The kill path waits for in-flight submissions to land, then cancels every working order, then
-   flattens if asked, each step bounded by the kill deadline. Only then is the command acknowledged, so
-   after an acknowledged engage no position-increasing order reaches the broker.
+3. The kill path cancels every working order at once, then lets in-flight submissions land and cancels
+   again, then flattens if asked, each step bounded by the kill deadline. Only then is the command
+   acknowledged, so after an acknowledged engage no position-increasing order reaches the broker.
 4. A clean-up the broker did not finish inside the deadline (429, 5xx, no answer) is owed: housekeeping
    retries it every second while the switch stays engaged, and the ack lists what is still working.
 """
@@ -32,11 +32,12 @@ from quantzoo_engine.broker.base import Broker, BrokerError, BrokerRejected, Can
 from quantzoo_engine.clock import Clock, SystemClock
 from quantzoo_engine.feed.base import Bar
 from quantzoo_engine.feed.quality import BarVerdict, DataQualityGuard
-from quantzoo_engine.killswitch import KillSwitchLatch, LatchDecision
-from quantzoo_engine.kube_watch import ResourceDeleted, SpecObserved, ViewLost, WatchAction
+from quantzoo_engine.killswitch import KillSwitchLatch, KillSwitchStatus, LatchDecision, ReleaseRefused
+from quantzoo_engine.kube_watch import Proof, ResourceDeleted, SpecObserved, ViewLost, WatchAction
 from quantzoo_engine.metrics import EngineMetrics
 from quantzoo_engine.orders import Order, OrderBook, OrderRequest
 from quantzoo_engine.portfolio import Portfolio
+from quantzoo_engine.proof import Freshness, ProofOfState
 from quantzoo_engine.risk.checks import PreTradeContext, Rejection, RejectReason, RiskEngine
 from quantzoo_engine.state import TradingStateMachine, Transition
 from quantzoo_engine.strategy import Strategy, build_strategy
@@ -44,6 +45,12 @@ from quantzoo_engine.strategy import Strategy, build_strategy
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", CancelReport, FlattenReport)
+# A new engagement, or a stronger ask while engaged (ReduceOnly -> Halt, closePositions): carry it out.
+_ENFORCE = frozenset({LatchDecision.ENGAGED, LatchDecision.ESCALATED})
+
+
+def _held(s: KillSwitchStatus) -> tuple[object, ...]:
+    return (s.engaged, s.mode, s.close_positions, s.engagement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +129,8 @@ class TradingEngine:
         self.shutdown_report: ShutdownReport | None = None
         # Set by the app so a live symbol change reaches the feed.
         self.on_symbols_changed: Callable[[list[str]], Awaitable[None]] | None = None
+        # Set by the runtime: keeps the engagement on disk, so a restart is still held by it.
+        self.on_latch_changed: Callable[[KillSwitchStatus], None] | None = None
 
         self._inflight = 0
         self._idle_waiters: list[asyncio.Future[None]] = []
@@ -134,6 +143,11 @@ class TradingEngine:
         self._cleanup_backoff = 1.0
         self._last_reconcile_mono = self.clock.monotonic()
         self._shutdown_transition: Transition | None = None
+        # Set by the runtime when the engine watches Kubernetes (proof.py, lease.py): fences it trades behind.
+        self.proof: ProofOfState | None = None
+        self.lease_validity: Freshness | None = None
+        if hasattr(broker, "may_send"):  # a broker that sends from worker threads checks this there
+            broker.may_send = lambda: self.trading.state is not TradingState.HALTED
         self._sync_state(None)
 
     # --- state -----------------------------------------------------------------------------------------
@@ -168,6 +182,13 @@ class TradingEngine:
     def kill_switch_read(self) -> None:
         """The kill-switch state is known (config file read, or a watch snapshot applied)."""
         self._sync_state(self.trading.kill_switch_read())
+
+    def check_fences(self) -> None:
+        """Halt (or resume) on the proof of the kill switch's state and on the trading Lease. No await."""
+        now = self.clock.monotonic()
+        proven = self.proof is None or self.proof.fresh(now)
+        leased = self.lease_validity is None or self.lease_validity.valid(now)
+        self._sync_state(self.trading.fences(proven=proven, leased=leased))
 
     def defer_kill_switch_enforcement(self, close_positions: bool) -> None:
         """Cancel (and optionally flatten) once the broker is reconciled; for a switch engaged at start."""
@@ -272,6 +293,7 @@ class TradingEngine:
         self.metrics.orders_rejected.labels(reason=str(reason)).inc()
 
     async def submit(self, request: OrderRequest) -> SubmitResult:
+        self.check_fences()  # exact at the moment of sending, not only as fresh as the last timer tick
         rejection = self.risk.evaluate(request, self.pretrade_context(request), self.clock.monotonic())
         if rejection is not None:
             self._count_rejection(rejection.reason)
@@ -337,6 +359,7 @@ class TradingEngine:
     def apply_kill_switch_now(self, command: KillSwitchCommand) -> LatchDecision:
         """The in-memory half of a kill-switch command. In force when this returns; no await, no I/O."""
         started = time.perf_counter()
+        before = self.kill.status
         decision = self.kill.apply(command, self.clock.now())
         status = self.kill.status
         if not status.engaged:
@@ -344,6 +367,8 @@ class TradingEngine:
         self._sync_state(self.trading.kill_switch(status.engaged, status.mode))
         if command.engaged:
             self.metrics.kill_switch_engage_seconds.observe(time.perf_counter() - started)
+        if self.on_latch_changed is not None and _held(before) != _held(status):
+            self.on_latch_changed(status)  # after the block: the disk never delays a halt
         log.info(
             "kill-switch command: %s",
             decision,
@@ -362,12 +387,15 @@ class TradingEngine:
     async def apply_kill_switch(
         self, command: KillSwitchCommand, *, enforce_repeats: bool = True
     ) -> KillSwitchAck:
-        """Block, then cancel and flatten, then acknowledge. Idempotent."""
+        """Block, then cancel and flatten, then acknowledge. Idempotent. A release that does not name
+        the engagement held raises ReleaseRefused (nothing changed)."""
         decision = self.apply_kill_switch_now(command)
+        if decision is LatchDecision.RELEASE_REFUSED:
+            raise ReleaseRefused(self.kill.status.engagement, command.engagement)
         cancelled: list[str] = []
         closed: list[str] = []
         errors: list[str] = []
-        if command.engaged and (decision is LatchDecision.ENGAGED or enforce_repeats):
+        if command.engaged and (decision in _ENFORCE or enforce_repeats):
             covered = self.kill.version
             cancelled, closed, errors = await self._enforce_kill_switch(
                 close_positions=command.close_positions, cause="kill_switch"
@@ -426,21 +454,28 @@ class TradingEngine:
         return self._kill_lock
 
     async def _cancel_everything(self, deadline_at: float, cause: str) -> CancelReport:
-        loop = asyncio.get_running_loop()
+        """New orders are already blocked. Cancel at once (a slow submission must not hold up the cancel
+        of what already rests at the broker), then let the submissions that passed the checks before the
+        block land, then cancel again for what they placed."""
         report = CancelReport()
-        # Orders that passed the checks before the block are allowed to land, so they get cancelled too.
-        if not await self._wait_inflight(deadline_at - loop.time()):
-            report.errors.append(f"{self._inflight} order submissions still in flight at the deadline")
+        await self._cancel_round(report, deadline_at, cause)
+        if self._inflight:
+            loop = asyncio.get_running_loop()
+            if not await self._wait_inflight(deadline_at - loop.time()):
+                report.errors.append(f"{self._inflight} order submissions still in flight at the deadline")
+            await self._cancel_round(report, deadline_at, cause)
+        return report
+
+    async def _cancel_round(self, report: CancelReport, deadline_at: float, cause: str) -> None:
         result = await self._bounded(
             self.broker.cancel_all_orders, CancelReport(), deadline_at, "cancel all orders"
         )
         report.cancelled.extend(result.cancelled)
         report.errors.extend(result.errors)
-        self.orders.mark_cancelled(report.cancelled, self.clock.now())
-        self.counts.cancelled += len(report.cancelled)
-        if report.cancelled:
-            self.metrics.orders_cancelled.labels(cause=cause).inc(len(report.cancelled))
-        return report
+        self.orders.mark_cancelled(result.cancelled, self.clock.now())
+        self.counts.cancelled += len(result.cancelled)
+        if result.cancelled:
+            self.metrics.orders_cancelled.labels(cause=cause).inc(len(result.cancelled))
 
     async def _enforce_kill_switch(
         self, *, close_positions: bool, cause: str
@@ -509,18 +544,26 @@ class TradingEngine:
             await self.on_symbols_changed(list(spec.symbols))
         return changed
 
+    def _proven(self) -> None:
+        if self.proof is not None:
+            self.proof.prove(self.clock.monotonic())
+        self.check_fences()
+
     async def on_watch_action(self, action: WatchAction) -> None:
         if isinstance(action, SpecObserved):
             # The kill switch first: nothing (not even a feed re-subscription) may delay a halt.
             decision = self.apply_kill_switch_now(action.kill_switch)
             changed = self.apply_spec_now(action.spec)
             self.kill_switch_read()
+            self._proven()
             if "symbols" in changed and self.on_symbols_changed is not None:
                 await self.on_symbols_changed(list(action.spec.symbols))
-            if action.kill_switch.engaged and decision is LatchDecision.ENGAGED:
+            if action.kill_switch.engaged and decision in _ENFORCE:
                 await self._enforce_kill_switch(
                     close_positions=action.kill_switch.close_positions, cause="kill_switch"
                 )
+        elif isinstance(action, Proof):
+            self._proven()
         elif isinstance(action, ViewLost):
             # Fail closed: whatever the state was, it is not known any more (design.md, point 4).
             log.warning(

@@ -3,12 +3,18 @@
 Every path (operator push, the engine's own watch, the safety service's direct halt, and the config file
 of an engine run without Kubernetes) arrives here as a `KillSwitchCommand`. The latch decides what it means:
 
-- An engage always counts (a stale engage can only make the engine safer).
-- A release counts only if it is not older than the newest engage: a release whose `generation` is
-  lower than the newest engage generation seen is ignored, so a delayed push cannot undo a newer kill.
-- An engage without a generation (the safety service halting directly while the API server is down)
-  can only be released by a command carrying a generation newer than any seen when it arrived, i.e. by
-  a deliberate change to the TradingSystem; re-reading the unchanged spec does not resume trading.
+- An engage always counts (a stale engage can only make the engine safer). While engaged, an engage
+  never weakens it: the mode and closePositions in force are the stronger of current and asked (Halt
+  over ReduceOnly, closing over not), and a stronger ask is carried out (ESCALATED).
+- The engagement identity (contract.md): an engage names its engagement (`spec.killSwitch.engagedAt`,
+  or the safety service's own for a direct halt). The latch holds the newest one: an engage naming
+  another engagement replaces it if it is a direct command (no generation) or comes from a newer
+  generation than the one it was adopted at. A release counts ONLY if it names the engagement held;
+  anything else (an unrelated newer generation, a release of an earlier engagement in flight when the
+  safety service halted directly, a replayed old release record) is REFUSED.
+- Legacy, an engagement without identity (a hand-written patch without engagedAt, the config file):
+  a release counts only if not older than the newest engage generation, and an engage without a
+  generation only by a newer generation than any seen when it arrived.
 
 The broker work (cancel, flatten) is the engine's (engine.py); this module only decides.
 """
@@ -19,16 +25,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from quantzoo_api.killswitch import KillSwitchCommand
+from quantzoo_api.killswitch import KillSwitchCommand, engagement_id, stronger_mode
 from quantzoo_api.types import KillSwitchMode, KillSwitchSpec
 
 
 class LatchDecision(StrEnum):
-    ENGAGED = "engaged"  # was released (or in another mode), now engaged
-    REPEATED = "repeated"  # same engage again (idempotent)
+    ENGAGED = "engaged"  # was released, now engaged
+    ESCALATED = "escalated"  # engaged, and now asked for more (ReduceOnly -> Halt, closePositions)
+    REPEATED = "repeated"  # same engage again, or a weaker one (idempotent: nothing weakens it)
     RELEASED = "released"
     ALREADY_RELEASED = "already_released"
     STALE_RELEASE_IGNORED = "stale_release_ignored"
+    RELEASE_REFUSED = "release_refused"  # names another engagement than the one held
+
+
+class ReleaseRefused(Exception):
+    """A release that does not name the engagement holding the engine (the admin API answers 409)."""
+
+    def __init__(self, held: str | None, named: str | None) -> None:
+        super().__init__(
+            f"the kill switch is held by engagement {held}; a release must name it (release names {named})"
+        )
+        self.held, self.named = held, named
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +59,7 @@ class KillSwitchStatus:
     source: str | None = None
     generation: int | None = None
     since: datetime | None = None
+    engagement: str | None = None  # the engagement held (engagement_id); None: legacy, no identity
 
 
 class KillSwitchLatch:
@@ -52,6 +71,8 @@ class KillSwitchLatch:
         self._release_floor: int | None = None
         # Bumped on every change of engaged/mode, so observers can tell "the same engagement" apart.
         self.version = 0
+        # The generation the held engagement was adopted at (a direct halt: the newest seen then).
+        self._engagement_generation: int | None = None
 
     def release_allowed(self, generation: int | None) -> bool:
         if self._release_floor is None:
@@ -75,21 +96,39 @@ class KillSwitchLatch:
             floor = None if self.max_generation_seen is None else self.max_generation_seen + 1
         if floor is not None:
             self._release_floor = max(self._release_floor or 0, floor)
-        same = previous.engaged and previous.mode is cmd.mode
+        engagement = engagement_id(cmd.engagement)
+        held = previous.engagement if previous.engaged else None
+        if engagement is not None and engagement != held and self._may_replace(cmd.generation, previous):
+            held = engagement
+            self._engagement_generation = (
+                cmd.generation if cmd.generation is not None else self.max_generation_seen
+            )
+        if not previous.engaged:
+            mode, close, decision = cmd.mode, cmd.close_positions, LatchDecision.ENGAGED
+        else:
+            mode = stronger_mode(previous.mode, cmd.mode)
+            close = previous.close_positions or cmd.close_positions
+            stronger = mode is not previous.mode or close != previous.close_positions
+            decision = LatchDecision.ESCALATED if stronger else LatchDecision.REPEATED
         self.status = KillSwitchStatus(
             engaged=True,
-            mode=cmd.mode,
-            close_positions=cmd.close_positions,
+            mode=mode,
+            close_positions=close,
             reason=cmd.reason,
             operator=cmd.operator,
             source=cmd.source,
             generation=cmd.generation if cmd.generation is not None else previous.generation,
-            since=previous.since if same and previous.since else now,
+            since=previous.since if previous.engaged and previous.since else now,
+            engagement=held,
         )
-        if same:
-            return LatchDecision.REPEATED
-        self.version += 1
-        return LatchDecision.ENGAGED
+        if decision is not LatchDecision.REPEATED:
+            self.version += 1
+        return decision
+
+    def _may_replace(self, generation: int | None, previous: KillSwitchStatus) -> bool:
+        if not previous.engaged or previous.engagement is None or generation is None:
+            return True
+        return self._engagement_generation is None or generation > self._engagement_generation
 
     def _release(self, cmd: KillSwitchCommand, now: datetime) -> LatchDecision:
         if not self.status.engaged:
@@ -98,7 +137,11 @@ class KillSwitchLatch:
                     engaged=False, generation=cmd.generation, source=cmd.source, operator=cmd.operator
                 )
             return LatchDecision.ALREADY_RELEASED
-        if not self.release_allowed(cmd.generation):
+        held = self.status.engagement
+        if held is not None:
+            if engagement_id(cmd.engagement) != held:
+                return LatchDecision.RELEASE_REFUSED
+        elif not self.release_allowed(cmd.generation):
             return LatchDecision.STALE_RELEASE_IGNORED
         self.status = KillSwitchStatus(
             engaged=False,
@@ -109,6 +152,7 @@ class KillSwitchLatch:
             since=now,
         )
         self._release_floor = None
+        self._engagement_generation = None
         self.version += 1
         return LatchDecision.RELEASED
 
@@ -126,6 +170,7 @@ def command_from_spec(
             operator=spec.operator,
             source=spec.source or default_source,
             generation=generation,
+            engagement=engagement_id(spec.engaged_at),
         )
     release = spec.release
     return KillSwitchCommand(
@@ -134,4 +179,37 @@ def command_from_spec(
         operator=release.operator if release else None,
         source=default_source,
         generation=generation,
+        engagement=engagement_id(release.engaged_at) if release else None,
     )
+
+
+def persisted(status: KillSwitchStatus) -> dict[str, object]:
+    """What is kept on disk of the latch: the engagement and what it asks (killswitch persistence)."""
+    return {
+        "engaged": status.engaged,
+        "mode": str(status.mode),
+        "close_positions": status.close_positions,
+        "reason": status.reason,
+        "operator": status.operator,
+        "source": status.source,
+        "engagement": status.engagement,
+    }
+
+
+def command_from_persisted(data: object) -> KillSwitchCommand | None:
+    """The engage to re-apply at start from what `persisted` wrote; None if not engaged or unreadable."""
+    if not isinstance(data, dict) or data.get("engaged") is not True:
+        return None
+    try:
+        return KillSwitchCommand(
+            engaged=True,
+            mode=KillSwitchMode(data.get("mode", KillSwitchMode.HALT)),
+            close_positions=bool(data.get("close_positions", False)),
+            reason=data.get("reason"),
+            operator=data.get("operator"),
+            source=data.get("source") or "persisted",
+            engagement=data.get("engagement"),
+        )
+    except ValueError:
+        # Unreadable: fail closed with a plain halt rather than trade.
+        return KillSwitchCommand(engaged=True, reason="persisted kill switch unreadable", source="persisted")

@@ -2,12 +2,12 @@
 
 Two parts:
 - `interpret_event`: pure function from one watch event (type + object) to what the engine should do.
-- `KubeWatch`: a small class that GETs the object, then watches it, and hands each action to a callback
-  on the engine's event loop. On any failure it reports `ViewLost` (the engine goes HALTED until it has
-  read the state again: design.md, kill-switch contract point 4), backs off and starts over.
+- `KubeWatch`: runs the shared resumable list+watch loop (`quantzoo_api.watching`, client-side timeouts
+  included) in a daemon thread and hands each action to a callback on the engine's event loop. Every
+  read, event and bookmark is also proof of the switch's state (`Proof`); a failure is `ViewLost` (the
+  engine goes HALTED until it has read the state again: design.md, kill-switch contract point 4).
 
-The Kubernetes client is synchronous, so the GET/watch loop runs in a daemon thread. The `kubernetes`
-package is imported only when a KubeWatch is actually built.
+The `kubernetes` package is imported only when a KubeWatch actually runs.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from quantzoo_api import GROUP, PLURAL, VERSION
 from quantzoo_api.killswitch import KillSwitchCommand
 from quantzoo_api.types import TradingSystemSpec, parse_spec
+from quantzoo_api.watching import Backoff, ResumableWatch, WatchTimeouts
 
 from quantzoo_engine.killswitch import command_from_spec
 
@@ -59,11 +60,16 @@ class Relist:
 
 
 @dataclass(frozen=True, slots=True)
+class Proof:
+    """Nothing changed (a bookmark, or a watch the server ended cleanly): the engine's view is current."""
+
+
+@dataclass(frozen=True, slots=True)
 class Ignore:
     why: str
 
 
-WatchAction = SpecObserved | ViewLost | ResourceDeleted | Relist | Ignore
+WatchAction = SpecObserved | ViewLost | ResourceDeleted | Relist | Proof | Ignore
 
 
 def _generation(obj: Mapping[str, Any]) -> int | None:
@@ -93,12 +99,38 @@ def interpret_event(event_type: str, obj: Mapping[str, Any] | None) -> WatchActi
     if event_type == "DELETED":
         return ResourceDeleted()
     if event_type == "BOOKMARK":
-        return Ignore("bookmark")
+        return Proof()
     if event_type == "ERROR":
         if obj.get("code") == 410:
             return Relist()
         return ViewLost(f"watch error: {obj.get('reason') or obj.get('message') or 'unknown'}")
     return Ignore(f"unknown event type {event_type!r}")
+
+
+class _Emitter:
+    """The watch loop's reports, as engine actions."""
+
+    def __init__(self, emit: Callable[[WatchAction], None]) -> None:
+        self.emit = emit
+
+    def listed(self, items: list[dict[str, Any]]) -> None:
+        if not items:
+            # Not (yet) there, or not visible: the state is unknown, fail closed until it appears.
+            self.emit(ViewLost("TradingSystem not found"))
+            return
+        self.emit(interpret_event("ADDED", items[0]))
+
+    def event(self, event_type: str, obj: dict[str, Any]) -> None:
+        action = interpret_event(event_type, obj)
+        if not isinstance(action, Ignore | Relist):
+            self.emit(action)
+
+    def unchanged(self) -> None:
+        self.emit(Proof())
+
+    def failed(self, reason: str) -> None:
+        log.warning("lost the view of the TradingSystem; retrying", extra={"reason": reason})
+        self.emit(ViewLost(reason))
 
 
 class KubeWatch:
@@ -112,7 +144,7 @@ class KubeWatch:
         *,
         api_client: Any | None = None,
         kubeconfig: str | None = None,
-        watch_timeout_seconds: int = 60,
+        timeouts: WatchTimeouts | None = None,
         max_backoff_seconds: float = 10.0,
     ) -> None:
         self.namespace = namespace
@@ -120,28 +152,32 @@ class KubeWatch:
         self.on_action = on_action
         self._api_client = api_client
         self._kubeconfig = kubeconfig
-        self.watch_timeout_seconds = watch_timeout_seconds
+        self.timeouts = timeouts or WatchTimeouts()
         self.max_backoff_seconds = max_backoff_seconds
-        self._stop = threading.Event()
-        self._watch: Any | None = None
+        self._watch: ResumableWatch | None = None
+        self._stopped = False
         self._thread: threading.Thread | None = None
 
     def _custom_objects_api(self) -> Any:
+        from kubernetes import client
+
+        return client.CustomObjectsApi(self.api_client())
+
+    def api_client(self) -> Any:
+        """The Kubernetes API client (shared with the trading Lease)."""
         from kubernetes import client, config  # only engines that watch pay for the import
 
-        api_client = self._api_client
-        if api_client is None:
+        if self._api_client is None:
             if self._kubeconfig:
-                api_client = config.new_client_from_config(config_file=self._kubeconfig)
+                self._api_client = config.new_client_from_config(config_file=self._kubeconfig)
             else:
                 configuration = client.Configuration()
                 try:
                     config.load_incluster_config(client_configuration=configuration)
                 except config.ConfigException:
                     config.load_kube_config(client_configuration=configuration)
-                api_client = client.ApiClient(configuration)
-            self._api_client = api_client
-        return client.CustomObjectsApi(api_client)
+                self._api_client = client.ApiClient(configuration)
+        return self._api_client
 
     async def run(self) -> None:
         """Deliver actions until stop(); the blocking Kubernetes calls stay in a thread."""
@@ -161,61 +197,25 @@ class KubeWatch:
                 log.exception("handling a watch action failed", extra={"action": type(action).__name__})
 
     def stop(self) -> None:
-        self._stop.set()
-        watch = self._watch
-        if watch is not None:
-            watch.stop()
+        self._stopped = True
+        if self._watch is not None:
+            self._watch.stop()
 
     def _loop(self, emit: Callable[[WatchAction], None]) -> None:
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
-
-        backoff = 0.5
-        view_lost = False
-        while not self._stop.is_set():
-            try:
-                api = self._custom_objects_api()
-                obj = api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
-                action = interpret_event("ADDED", obj)
-                emit(action)
-                view_lost = isinstance(action, ViewLost)
-                resource_version = (obj.get("metadata") or {}).get("resourceVersion")
-                backoff = 0.5
-                self._watch = watch.Watch()
-                for event in self._watch.stream(
-                    api.list_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    self.namespace,
-                    PLURAL,
-                    field_selector=f"metadata.name={self.name}",
-                    resource_version=resource_version,
-                    timeout_seconds=self.watch_timeout_seconds,
-                    allow_watch_bookmarks=True,
-                ):
-                    if self._stop.is_set():
-                        return
-                    action = interpret_event(
-                        event.get("type", ""), event.get("raw_object") or event.get("object")
-                    )
-                    if isinstance(action, Relist):
-                        break
-                    if not isinstance(action, Ignore):
-                        emit(action)
-                        view_lost = isinstance(action, ViewLost)
-                # The server closed the watch (timeout): read the object again at once. Not a lost view.
-                continue
-            except ApiException as exc:
-                if exc.status == 410:
-                    continue
-                reason = f"kubernetes API: HTTP {exc.status} {exc.reason}"
-            except Exception as exc:
-                reason = f"kubernetes API unreachable: {type(exc).__name__}"
-            if self._stop.is_set():
-                return
-            if not view_lost:
-                emit(ViewLost(reason))
-                view_lost = True
-            log.warning("lost the view of the TradingSystem; retrying", extra={"reason": reason})
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, self.max_backoff_seconds)
+        emitter = _Emitter(emit)
+        try:
+            api = self._custom_objects_api()
+        except Exception as exc:
+            emitter.failed(f"no Kubernetes client: {type(exc).__name__}")
+            return
+        self._watch = ResumableWatch(
+            api.list_namespaced_custom_object,
+            (GROUP, VERSION, self.namespace, PLURAL),
+            emitter,
+            timeouts=self.timeouts,
+            backoff=Backoff(maximum=self.max_backoff_seconds),
+            field_selector=f"metadata.name={self.name}",
+        )
+        if self._stopped:
+            return
+        self._watch.run()

@@ -5,6 +5,10 @@ is read (config file, or the Kubernetes API when watching) and the broker reconc
 can pass. On SIGTERM, new orders stop at once (in the signal handler, in memory), working orders are
 cancelled while uvicorn drains connections, then the state is written to ENGINE_STATE_DIR, all inside
 `shutdown_deadline_seconds`.
+
+When it watches Kubernetes the engine also trades behind two fences (proof.py, lease.py): fresh proof of
+the kill switch's state, and the trading Lease; a timer re-checks both so the state (and /state) says so
+within a fraction of a second, and `submit` checks them itself at the moment of sending.
 """
 
 from __future__ import annotations
@@ -19,13 +23,23 @@ from typing import Any
 
 from quantzoo_engine.engine import ShutdownReport, TradingEngine
 from quantzoo_engine.feed.base import MarketDataFeed
-from quantzoo_engine.killswitch import command_from_spec
+from quantzoo_engine.killswitch import (
+    KillSwitchStatus,
+    command_from_persisted,
+    command_from_spec,
+    persisted,
+)
 from quantzoo_engine.kube_watch import KubeWatch, WatchAction
-from quantzoo_engine.persistence import write_state
+from quantzoo_engine.lease import LeaseKeeper
+from quantzoo_engine.persistence import KILL_SWITCH_FILE_NAME, read_json, write_json, write_state
+from quantzoo_engine.proof import Freshness, ProofOfState
 
 log = logging.getLogger(__name__)
 
 WatchFactory = Callable[[Callable[[WatchAction], Any]], KubeWatch]
+# (the watch, whose API client it shares; the Lease's validity; call on every change) -> keeper
+LeaseFactory = Callable[[KubeWatch, Freshness, Callable[[], None]], LeaseKeeper]
+FENCE_CHECK_SECONDS = 0.2
 
 
 class EngineRuntime:
@@ -39,6 +53,8 @@ class EngineRuntime:
         config_generation: int | None = None,
         watch_factory: WatchFactory | None = None,
         housekeeping_interval_seconds: float = 1.0,
+        proof_timeout_seconds: float = 15.0,
+        lease_factory: LeaseFactory | None = None,
     ) -> None:
         self.engine = engine
         self.feed = feed
@@ -48,6 +64,9 @@ class EngineRuntime:
         self.watch_factory = watch_factory
         self.housekeeping_interval_seconds = housekeeping_interval_seconds
         self.watch: KubeWatch | None = None
+        self.proof_timeout_seconds = proof_timeout_seconds
+        self.lease_factory = lease_factory
+        self.lease: LeaseKeeper | None = None
         self.exit_code = 0
         self.state_file: Path | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -61,6 +80,12 @@ class EngineRuntime:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         engine = self.engine
+        # Still held by the engagement of the previous run (say, a direct halt during an API-server
+        # outage): only a release naming it lifts it, whatever the first read says.
+        held = command_from_persisted(read_json(self.state_dir, KILL_SWITCH_FILE_NAME))
+        if held is not None:
+            engine.apply_kill_switch_now(held)
+        engine.on_latch_changed = self._persist_latch
         if self.watch_factory is None:
             # Standalone: the config file is the kill switch's source of truth at start.
             command = command_from_spec(
@@ -71,12 +96,25 @@ class EngineRuntime:
             if command.engaged:
                 engine.defer_kill_switch_enforcement(command.close_positions)
         else:
+            engine.proof = ProofOfState.with_bound(self.proof_timeout_seconds)
             self.watch = self.watch_factory(engine.on_watch_action)
             self._spawn(self.watch.run(), "kube-watch")
+            if self.lease_factory is not None:
+                engine.lease_validity = Freshness()
+                self.lease = self.lease_factory(self.watch, engine.lease_validity, engine.check_fences)
+                self._spawn(self.lease.run(), "trading-lease")
+            engine.check_fences()
+            self._spawn(self._fences(), "fences")
         self._spawn(engine.start(), "broker-reconcile")
         if self.feed is not None:
             self._spawn(self._run_feed(self.feed), "market-data")
         self._spawn(self._housekeeping(), "housekeeping")
+
+    def _persist_latch(self, status: KillSwitchStatus) -> None:
+        try:
+            write_json(self.state_dir, KILL_SWITCH_FILE_NAME, persisted(status), fsync=False)
+        except OSError:
+            log.exception("could not persist the kill-switch engagement", extra={"dir": str(self.state_dir)})
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
@@ -112,6 +150,11 @@ class EngineRuntime:
                 log.exception("housekeeping failed")
             await asyncio.sleep(self.housekeeping_interval_seconds)
 
+    async def _fences(self) -> None:
+        while True:
+            self.engine.check_fences()
+            await asyncio.sleep(FENCE_CHECK_SECONDS)
+
     # --- stop --------------------------------------------------------------------------------------------
     def request_terminate(self) -> None:
         """From the SIGTERM handler: block new orders now, start cancelling working orders at once.
@@ -146,6 +189,8 @@ class EngineRuntime:
             self.watch.stop()
         for t in self._tasks:
             t.cancel()
+        if self.lease is not None:
+            await self.lease.release()  # after the cancel: a successor starts from a quiet account
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(t, 1.0)

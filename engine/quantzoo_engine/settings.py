@@ -25,6 +25,14 @@ Environment (all optional):
   ENGINE_RECONCILE_INTERVAL_SECONDS        remote broker position/order sync (default 5)
   ENGINE_OUTLIER_PCT                       a bar moving more than this % is refused (default 10)
   ENGINE_FEED_INTERVAL_SECONDS             overrides spec.marketData.intervalSeconds (demos, tests)
+  ENGINE_PROOF_TIMEOUT_SECONDS             halt (no_proof_of_state) after this long without proof of the
+                                           kill switch's state: read, watch event, bookmark (default 15)
+  ENGINE_WATCH_TIMEOUT_SECONDS             the API server ends each watch after this (a bookmark first);
+                                           the client gives up a watch silent 5 s longer (default 5)
+  ENGINE_KUBE_REQUEST_TIMEOUT_SECONDS      client-side timeout of every other API call (default 3)
+  ENGINE_LEASE_DURATION_SECONDS            the trading Lease's duration (default 15)
+  ENGINE_LEASE_RENEW_SECONDS               renew it this often (default 5)
+  ENGINE_LEASE_MARGIN_SECONDS              stop submitting this long before it could expire (default 5)
   ALPACA_API_KEY_FILE, ALPACA_API_SECRET_FILE
                                            Alpaca credentials: files of spec.broker.credentialsSecret
                                            (re-read when they change; the Alpaca clients are rebuilt)
@@ -78,6 +86,12 @@ class EngineSettings(BaseModel):
     broker_timeout_seconds: float = Field(10.0, gt=0, le=300)
     reconcile_interval_seconds: float = Field(5.0, gt=0, le=3600)
     outlier_pct: float = Field(10.0, gt=0, le=1000)
+    proof_timeout_seconds: float = Field(15.0, gt=0, le=3600)
+    watch_timeout_seconds: int = Field(5, ge=1, le=3600)
+    kube_request_timeout_seconds: float = Field(3.0, gt=0, le=300)
+    lease_duration_seconds: int = Field(15, ge=2, le=3600)
+    lease_renew_seconds: float = Field(5.0, gt=0, le=3600)
+    lease_margin_seconds: float = Field(5.0, ge=0, le=3600)
     alpaca_api_key: SecretStr | None = None
     alpaca_api_secret: SecretStr | None = None
     alpaca_api_key_file: Path | None = None
@@ -122,6 +136,12 @@ class EngineSettings(BaseModel):
             "broker_timeout_seconds": "ENGINE_BROKER_TIMEOUT_SECONDS",
             "reconcile_interval_seconds": "ENGINE_RECONCILE_INTERVAL_SECONDS",
             "outlier_pct": "ENGINE_OUTLIER_PCT",
+            "proof_timeout_seconds": "ENGINE_PROOF_TIMEOUT_SECONDS",
+            "watch_timeout_seconds": "ENGINE_WATCH_TIMEOUT_SECONDS",
+            "kube_request_timeout_seconds": "ENGINE_KUBE_REQUEST_TIMEOUT_SECONDS",
+            "lease_duration_seconds": "ENGINE_LEASE_DURATION_SECONDS",
+            "lease_renew_seconds": "ENGINE_LEASE_RENEW_SECONDS",
+            "lease_margin_seconds": "ENGINE_LEASE_MARGIN_SECONDS",
         }
         for field, var in numbers.items():
             if env.get(var):
@@ -150,6 +170,14 @@ class EngineSettings(BaseModel):
         return settings
 
     def check_consistent(self) -> None:
+        if self.lease_renew_seconds + self.kube_request_timeout_seconds >= (
+            self.lease_duration_seconds - self.lease_margin_seconds
+        ):
+            raise ConfigError(
+                "ENGINE_LEASE_RENEW_SECONDS + ENGINE_KUBE_REQUEST_TIMEOUT_SECONDS must be shorter than "
+                "ENGINE_LEASE_DURATION_SECONDS - ENGINE_LEASE_MARGIN_SECONDS, or the engine would stop "
+                "trading between two healthy renewals"
+            )
         if self.watch_kubernetes and (not self.namespace or not self.name or self.name == "standalone"):
             raise ConfigError(
                 "QUANTZOO_WATCH_KUBERNETES=1 needs the TradingSystem's namespace and name "

@@ -7,6 +7,8 @@ events can leave the engine ACTIVE while one of the reasons to halt still holds:
                known (never read, or the view of it was lost), or the switch is engaged in Halt mode, or
                a kill-switch clean-up (cancel, flatten) is running: even in ReduceOnly nothing may be
                sent while the engine flattens, or a "reducing" order and the flatten would both sell;
+               or (when it watches Kubernetes) it has had no proof of the switch's state for too long,
+               or it does not hold the trading Lease (fencing: one engine per account);
   REDUCE_ONLY  if the switch is engaged in ReduceOnly mode;
   ACTIVE       otherwise.
 
@@ -28,6 +30,8 @@ class HaltReason(StrEnum):
     KILL_SWITCH_STATE_UNKNOWN = "kill_switch_state_unknown"
     KILL_SWITCH_ENGAGED = "kill_switch_engaged"
     KILL_SWITCH_CLEANUP = "kill_switch_cleanup"
+    NO_PROOF_OF_STATE = "no_proof_of_state"
+    NO_TRADING_LEASE = "no_trading_lease"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +42,9 @@ class TradingFacts:
     kill_switch_mode: KillSwitchMode = KillSwitchMode.HALT
     shutting_down: bool = False
     kill_switch_cleanup: bool = False
+    # Both stay True for an engine that does not watch Kubernetes (no proof to wait for, no Lease).
+    state_proven: bool = True
+    lease_held: bool = True
 
 
 def halt_reasons(facts: TradingFacts) -> tuple[HaltReason, ...]:
@@ -52,6 +59,10 @@ def halt_reasons(facts: TradingFacts) -> tuple[HaltReason, ...]:
         reasons.append(HaltReason.KILL_SWITCH_ENGAGED)
     if facts.kill_switch_cleanup:
         reasons.append(HaltReason.KILL_SWITCH_CLEANUP)
+    if not facts.state_proven:
+        reasons.append(HaltReason.NO_PROOF_OF_STATE)
+    if not facts.lease_held:
+        reasons.append(HaltReason.NO_TRADING_LEASE)
     return tuple(reasons)
 
 
@@ -123,6 +134,14 @@ class TradingStateMachine:
         return self._set(
             f"kill-switch clean-up {'started' if running else 'finished'}", kill_switch_cleanup=running
         )
+
+    def fences(self, *, proven: bool, leased: bool) -> Transition | None:
+        if (proven, leased) == (self._facts.state_proven, self._facts.lease_held):
+            return None
+        cause = "fresh proof of the kill-switch state" if proven else "no proof of the kill-switch state"
+        if leased != self._facts.lease_held:
+            cause = "trading Lease held" if leased else "trading Lease not held"
+        return self._set(cause, state_proven=proven, lease_held=leased)
 
     def begin_shutdown(self) -> Transition | None:
         return self._set("shutdown", shutting_down=True)

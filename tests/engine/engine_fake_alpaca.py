@@ -1,8 +1,9 @@
 """A local server that speaks Alpaca's wire format, for the real alpaca-py client to talk to.
 
 REST (trading API v2): `/v2/account`, `/v2/orders` GET/POST/DELETE (DELETE answers 207, one status per
-order), `/v2/orders/{id}` DELETE, `/v2/positions` GET and DELETE with `cancel_orders` (207, one status
-per symbol). Amounts are strings, as Alpaca sends them. Auth headers APCA-API-KEY-ID/-SECRET-KEY.
+order), `/v2/orders:by_client_order_id` GET, `/v2/orders/{id}` DELETE, `/v2/positions` GET and DELETE
+with `cancel_orders` (207, one status per symbol). Amounts are strings, as Alpaca sends them. Auth
+headers APCA-API-KEY-ID/-SECRET-KEY.
 A `rate_limited` switch answers every REST call with 429. `faults` injects failures per route
 ("DELETE /v2/orders" -> `Fault`): an HTTP status (429 with Retry-After, 500, ...) and/or a hanging answer.
 
@@ -41,11 +42,14 @@ def _now() -> str:
 @dataclass
 class Fault:
     """What a route does instead of its job: hang first (until the client hangs up, at most
-    `hang_seconds`), then answer `status` if set, else do the job late."""
+    `hang_seconds`), then answer `status` if set, else do the job late. `lose_answer`: do the job, then
+    answer `status` anyway (the order was placed, the client cannot tell). `times`: only the first N hits."""
 
     status: int | None = None
     retry_after: int | None = None
     hang_seconds: float = 0.0
+    lose_answer: bool = False
+    times: int | None = None
 
 
 class FakeAlpaca:
@@ -194,16 +198,19 @@ class FakeAlpaca:
                 return error(429, 42910000, "rate limit exceeded")
             route = f"{request.method} {request.url.path}"
             fault = self.faults.get(route)
+            if fault is not None and fault.times is not None and self.fault_hits.get(route, 0) >= fault.times:
+                fault = None
             if fault is not None:
                 self.fault_hits[route] = self.fault_hits.get(route, 0) + 1
                 if fault.hang_seconds:
+                    await request.body()  # read (and keep for the route) before listening for a hang-up
                     # Hang until the client gives up (closes the connection) or the time is over.
                     end = asyncio.get_running_loop().time() + fault.hang_seconds
                     while asyncio.get_running_loop().time() < end:
                         if await request.is_disconnected():
                             return Response(status_code=499)
                         await asyncio.sleep(0.05)
-                if fault.status is not None:
+                if fault.status is not None and not fault.lose_answer:
                     response = error(fault.status, fault.status * 100000, "injected fault")
                     if fault.retry_after is not None:
                         response.headers["Retry-After"] = str(fault.retry_after)
@@ -213,7 +220,10 @@ class FakeAlpaca:
                 self.refused.append((key_id, route))
                 return error(401, 40110000, "request is not authorized")
             self.accepted.append((key_id, route))
-            return await call_next(request)
+            response = await call_next(request)
+            if fault is not None and fault.lose_answer and fault.status is not None:
+                return error(fault.status, fault.status * 100000, "injected fault (the job was done)")
+            return response
 
         @app.get("/v2/account")
         async def account() -> dict[str, Any]:
@@ -261,6 +271,13 @@ class FakeAlpaca:
                 return error(422, 40010001, "qty must be > 0")
             o = self._new_order(symbol, qty, side, type_, limit, coid)
             return JSONResponse(self._order_json(o))
+
+        @app.get("/v2/orders:by_client_order_id")
+        async def by_client_order_id(client_order_id: str) -> Response:
+            for o in self.orders.values():
+                if o["client_order_id"] == client_order_id:
+                    return JSONResponse(self._order_json(o))
+            return error(404, 40410000, "order not found")
 
         @app.delete("/v2/orders")
         async def cancel_all() -> JSONResponse:

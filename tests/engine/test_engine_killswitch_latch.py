@@ -69,10 +69,11 @@ def test_repeated_engage_is_idempotent_and_keeps_since() -> None:
     assert latch.version == version
 
 
-def test_mode_change_is_a_new_engagement() -> None:
+def test_a_stronger_mode_escalates_the_engagement() -> None:
     latch = KillSwitchLatch()
     latch.apply(engage_command(mode=KillSwitchMode.REDUCE_ONLY, generation=2), T0)
-    assert latch.apply(engage_command(mode=KillSwitchMode.HALT, generation=3), T1) is LatchDecision.ENGAGED
+    decision = latch.apply(engage_command(mode=KillSwitchMode.HALT, generation=3), T1)
+    assert decision is LatchDecision.ESCALATED
     assert latch.status.mode is KillSwitchMode.HALT
 
 

@@ -16,6 +16,7 @@ from quantzoo_engine.clock import ManualClock
 from quantzoo_engine.kube_watch import (
     Ignore,
     KubeWatch,
+    Proof,
     Relist,
     ResourceDeleted,
     SpecObserved,
@@ -57,7 +58,7 @@ def test_added_or_modified_is_a_spec_observation() -> None:
     ("event_type", "obj", "expected"),
     [
         ("DELETED", ts(), ResourceDeleted),
-        ("BOOKMARK", {"metadata": {"resourceVersion": "9"}}, Ignore),
+        ("BOOKMARK", {"metadata": {"resourceVersion": "9"}}, Proof),
         ("ERROR", {"code": 410, "reason": "Expired"}, Relist),
         ("ERROR", {"code": 500, "reason": "InternalError"}, ViewLost),
         ("MODIFIED", ts(risk={"maxOrderQuantity": "lots"}), ViewLost),
@@ -127,21 +128,20 @@ async def test_engine_in_watch_mode_starts_halted_until_the_first_read(clock: Ma
 
 
 class FakeCustomObjects:
-    """Stands in for kubernetes.client.CustomObjectsApi: GET answers, the watch call fails."""
+    """Stands in for kubernetes.client.CustomObjectsApi: the list answers, the watch call fails."""
 
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj = obj
-        self.gets = 0
-        self.get_fails = threading.Event()
-
-    def get_namespaced_custom_object(self, group: str, version: str, ns: str, plural: str, name: str) -> dict:
-        self.gets += 1
-        if self.get_fails.is_set():
-            raise ConnectionError("API server down")
-        return self.obj
+        self.lists = 0
+        self.list_fails = threading.Event()
 
     def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
-        raise ConnectionError("watch connection reset")
+        if kwargs.get("watch"):
+            raise ConnectionError("watch connection reset")
+        self.lists += 1
+        if self.list_fails.is_set():
+            raise ConnectionError("API server down")
+        return {"items": [self.obj], "metadata": {"resourceVersion": "1"}}
 
 
 @pytest.mark.anyio

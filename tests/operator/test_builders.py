@@ -274,9 +274,13 @@ def test_image_resources_env_and_restart_fields_roll_the_engine(change: dict[str
 
 def test_rbac_limits_each_workload_to_its_own_tradingsystem() -> None:
     children = by_kind(rbac.build(system()))
-    (engine_rule,) = children[("Role", "demo-engine")]["rules"]
+    engine_rule, lease_rule, lease_create = children[("Role", "demo-engine")]["rules"]
     assert engine_rule["resourceNames"] == ["demo"]
     assert engine_rule["verbs"] == ["get", "list", "watch"]
+    # Its own trading Lease only (create cannot be limited by name; a new Lease fences nothing it holds).
+    assert (lease_rule["resources"], lease_rule["resourceNames"]) == (["leases"], ["demo-trading"])
+    assert lease_rule["verbs"] == ["get", "update"]
+    assert (lease_create["resources"], lease_create["verbs"]) == (["leases"], ["create"])
     safety_rules = children[("Role", "demo-safety")]["rules"]
     ts_rule = next(r for r in safety_rules if r["resources"] == ["tradingsystems"])
     assert ts_rule["resourceNames"] == ["demo"]

@@ -14,13 +14,14 @@ from quantzoo_api.killswitch import ENGINE_KILL_SWITCH_PATH, KillSwitchAck, Kill
 from quantzoo_engine.api.auth import AdminAuth
 from quantzoo_engine.api.deps import EngineDep
 from quantzoo_engine.api.schemas import (
-    ADMIN_RESPONSES,
+    KILL_SWITCH_RESPONSES,
     ORDER_RESPONSES,
     ManualOrder,
     body_schema,
     parse_body,
     status_for,
 )
+from quantzoo_engine.killswitch import ReleaseRefused
 from quantzoo_engine.orders import OrderOrigin, OrderRequest, new_client_order_id
 
 router = APIRouter(tags=["admin"])
@@ -29,13 +30,18 @@ router = APIRouter(tags=["admin"])
 @router.post(
     ENGINE_KILL_SWITCH_PATH,
     response_model=KillSwitchAck,
-    responses=ADMIN_RESPONSES,
+    responses=KILL_SWITCH_RESPONSES,
     openapi_extra=body_schema(KillSwitchCommand),
 )
 async def kill_switch(_: AdminAuth, request: Request, engine: EngineDep) -> KillSwitchAck:
     """Engage or release. Answers after new orders are blocked and the broker clean-up has run."""
     command = await parse_body(request, KillSwitchCommand)
-    return await engine.apply_kill_switch(command)
+    try:
+        return await engine.apply_kill_switch(command)
+    except ReleaseRefused as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, {"reason": "engagement_mismatch", "message": str(exc)}
+        ) from None
 
 
 @router.post(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fastapi import HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -60,6 +60,17 @@ class Refusal(BaseModel):
     message: str
 
 
+class ReleaseConflict(BaseModel):
+    reason: Literal["engagement_mismatch"]
+    message: str
+
+
+class ReleaseRefusedBody(BaseModel):
+    """409 for a release that does not name the engagement holding the engine (contract.md)."""
+
+    detail: ReleaseConflict
+
+
 class OrderRefused(BaseModel):
     """A well-formed order the engine refused: the pre-trade check (or broker) that said no, and why."""
 
@@ -100,6 +111,13 @@ ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     status.HTTP_503_SERVICE_UNAVAILABLE: {
         "model": ErrorMessage,
         "description": "Admin API disabled: no admin token configured",
+    },
+}
+KILL_SWITCH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ADMIN_RESPONSES,
+    status.HTTP_409_CONFLICT: {
+        "model": ReleaseRefusedBody,
+        "description": "A release that does not name the engagement holding the engine",
     },
 }
 ORDER_RESPONSES: dict[int | str, dict[str, Any]] = {

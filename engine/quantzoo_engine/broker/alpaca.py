@@ -3,12 +3,14 @@
 alpaca-py is synchronous (requests), so every call runs in a worker thread under a deadline; the
 engine's loop never blocks on Alpaca. The kill path (cancel all, close all) has its own client, its
 own threads and its own deadline: alpaca-py retries HTTP 429 three times with 3 s waits (about 9 s),
-which is too slow for an emergency stop, so the kill client's built-in retries are switched off and it
-retries on a short backoff that ends at the deadline. alpaca-py sets no socket timeout, so a hanging
-Alpaca would hold a worker thread forever and, once both kill threads hang, starve every later cancel:
-each request here carries a timeout, on the kill path the time left before its deadline. New orders
-are already blocked in memory before any of this runs (engine.py), so a slow or rate-limiting Alpaca
-delays the clean-up, never the halt.
+which is too slow for an emergency stop, so the built-in retries are switched off (on both clients) and
+the kill path retries on a short backoff that ends at the deadline. A submit is never re-sent: after an
+ambiguous answer (timeout, 5xx) the order is looked up by its client order id instead, and a submit that
+reaches its worker thread after new orders were blocked is not sent at all. alpaca-py sets no socket
+timeout, so a hanging Alpaca would hold a worker thread forever and, once both kill threads hang,
+starve every later cancel: each request here carries a timeout, on the kill path the time left before
+its deadline. New orders are already blocked in memory before any of this runs (engine.py), so a slow
+or rate-limiting Alpaca delays the clean-up, never the halt.
 
 Credentials rotate without a restart: before every call the broker asks `credentials()` (the mounted
 Secret's files, a cheap stat when nothing changed) and, when the pair changed, rebuilds both clients.
@@ -138,9 +140,21 @@ def _status_code(exc: APIError) -> int | None:
         return None
 
 
+class _Blocked(Exception):
+    """The send gate was closed when the worker thread got to the submit."""
+
+
+def _ambiguous(exc: BrokerError) -> bool:
+    """Might the order have been placed? Not after a 429 (refused unprocessed) or another 4xx."""
+    return not isinstance(exc, BrokerRejected) and exc.status != 429
+
+
 class AlpacaBroker:
     name = "alpaca"
     needs_polling = True
+    # Set by the engine: False once new orders are blocked (checked in the worker thread, right before
+    # the request goes out).
+    may_send: Callable[[], bool] | None = None
 
     def __init__(
         self,
@@ -171,9 +185,12 @@ class AlpacaBroker:
     def _make_clients(self, api_key: str, secret_key: str) -> tuple[TradingClient, TradingClient]:
         client = self._factory(api_key, secret_key, paper=self.paper, url_override=self._url_override)
         kill_client = self._factory(api_key, secret_key, paper=self.paper, url_override=self._url_override)
-        # alpaca-py has no public switch for this on TradingClient; RESTClient keeps the count here.
-        if hasattr(kill_client, "_retry"):
-            kill_client._retry = 0
+        # alpaca-py re-sends on 429/504 (3 x 3 s): on the kill path too slow, on submit a second order
+        # that may land after a halt was acknowledged. Off on both clients; TradingClient has no public
+        # switch, RESTClient keeps the count here. Our own callers retry where it is safe.
+        for c in (client, kill_client):
+            if hasattr(c, "_retry"):
+                c._retry = 0
         self._sessions = {
             id(client): _with_timeouts(client, self.timeout_seconds),
             id(kill_client): _with_timeouts(kill_client, self.timeout_seconds),
@@ -200,13 +217,21 @@ class AlpacaBroker:
         return getattr(self._kill_client if kill else self._client, name)
 
     async def _call(
-        self, fn: Callable[..., T], *args: Any, timeout: float, executor: ThreadPoolExecutor | None = None
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        timeout: float,
+        executor: ThreadPoolExecutor | None = None,
+        gate: Callable[[], bool] | None = None,
     ) -> T:
         loop = asyncio.get_running_loop()
         name = _name(fn)
         session = self._session_of(fn)
 
         def run() -> T:
+            # A submit that waited for a free thread until after a halt is not sent.
+            if gate is not None and not gate():
+                raise _Blocked
             # The request gives up when the caller does, so the worker thread is free again.
             if session is not None:
                 session.per_thread.timeout = max(timeout, 0.05)
@@ -225,7 +250,7 @@ class AlpacaBroker:
             code = _status_code(exc)
             if code is not None and 400 <= code < 500 and code != 429:
                 raise BrokerRejected(f"alpaca {name}: HTTP {code}: {str(exc)[:200]}") from exc
-            raise BrokerError(f"alpaca {name}: HTTP {code}") from exc
+            raise BrokerError(f"alpaca {name}: HTTP {code}", status=code) from exc
         except requests.RequestException as exc:
             raise BrokerError(f"alpaca {name}: {type(exc).__name__}") from exc
 
@@ -291,11 +316,34 @@ class AlpacaBroker:
             if request.order_type is OrderType.LIMIT
             else MarketOrderRequest(**common)
         )
-        raw = await self._call(self._method("submit_order"), alpaca_request, timeout=self.timeout_seconds)
+        try:
+            raw = await self._call(
+                self._method("submit_order"), alpaca_request, timeout=self.timeout_seconds, gate=self.may_send
+            )
+        except _Blocked:
+            raise BrokerRejected("alpaca submit_order: not sent, trading was halted meanwhile") from None
+        except BrokerError as exc:
+            if not _ambiguous(exc):
+                raise
+            raw = await self._find_by_client_order_id(request.client_order_id, exc)
         order = order_from_alpaca(raw)
         order.origin = request.origin
         self._note_fill(order)
         return order
+
+    async def _find_by_client_order_id(self, client_order_id: str, cause: BrokerError) -> Any:
+        """After an answer that does not say whether the order was placed (timeout, 5xx, cut connection):
+        ask Alpaca by client order id, once. Found: it was placed. Not found: it was not."""
+        try:
+            return await self._call(
+                self._method("get_order_by_client_id"), client_order_id, timeout=self.timeout_seconds
+            )
+        except BrokerRejected as exc:  # 404: never placed
+            raise BrokerError(f"{cause} (order not placed: {exc})", retryable=False) from cause
+        except BrokerError as exc:
+            # Still unknown: the periodic reconcile adopts it if it did land (and a kill cancels it).
+            log.warning("order outcome unknown after %s; lookup failed: %s", cause, exc)
+            raise BrokerError(f"{cause} (outcome unknown: {exc})") from cause
 
     def _note_fill(self, order: Order) -> None:
         # Alpaca may answer a market order already filled; report that fill once. Later fills are

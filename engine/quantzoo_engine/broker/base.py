@@ -13,9 +13,10 @@ from quantzoo_engine.portfolio import Position
 class BrokerError(Exception):
     """The broker failed (network, 5xx, rate limit). `retryable` says whether trying again may help."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, status: int | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.status = status  # the HTTP status, when the broker answered one
 
 
 class BrokerRejected(BrokerError):

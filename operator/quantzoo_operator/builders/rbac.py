@@ -2,7 +2,8 @@
 
 - engine: get/list/watch its TradingSystem (the independent kill-switch path: it watches spec.killSwitch
   itself, so a kill reaches it while the operator is down). list/watch with resourceNames works for a
-  watch that selects `metadata.name=<name>` with a field selector.
+  watch that selects `metadata.name=<name>` with a field selector. And its trading Lease
+  (`<name>-trading`, coordination.k8s.io): get/update by name; create cannot be limited by name.
 - safety: get/list/watch/patch its TradingSystem (activation patches spec.killSwitch: one source of truth),
   and create Events (its audit trail shows up in `kubectl describe ts`).
 The operator can grant these because it holds them itself (RBAC escalation check).
@@ -25,7 +26,14 @@ def engine_rules(system: System) -> list[dict[str, Any]]:
             "resources": [PLURAL],
             "resourceNames": [system.name],
             "verbs": ["get", "list", "watch"],
-        }
+        },
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [f"{system.name}-trading"],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
     ]
 
 
