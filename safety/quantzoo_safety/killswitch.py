@@ -178,9 +178,7 @@ class KillSwitchService:
     # ----------------------------------------------------------------------------------- engine path
     async def _push(self, command: KillSwitchCommand) -> PathResult:
         try:
-            ack = await push_kill_switch(
-                self.http, self.engine_url, self._engine_token.current(), command, timeout=self.engine_timeout
-            )
+            ack = await self._push_with_tokens(command)
         except EngineUnreachable as exc:
             self.metrics.engine_up.set(0)
             return _engine_failure(exc)
@@ -197,6 +195,20 @@ class KillSwitchService:
         if not command.engaged:
             state = "released"
         return PathResult(state, None, ack=ack)
+
+    async def _push_with_tokens(self, command: KillSwitchCommand) -> KillSwitchAck:
+        """Push with the current engine admin token; refused (401), with the previous one while it is in
+        its rotation overlap window -- the engine's kubelet may not have synced the new Secret yet."""
+        tokens = self._engine_token.candidates() or [""]
+        for i, token in enumerate(tokens):
+            try:
+                return await push_kill_switch(
+                    self.http, self.engine_url, token, command, timeout=self.engine_timeout
+                )
+            except EngineUnreachable as exc:
+                if i == len(tokens) - 1 or "HTTP 401" not in str(exc):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _command(
