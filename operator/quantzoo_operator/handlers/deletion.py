@@ -7,7 +7,7 @@ from typing import Any
 import kopf
 from quantzoo_api import GROUP, PLURAL, VERSION
 
-from quantzoo_operator.halt_on_delete import halt_before_delete
+from quantzoo_operator.killswitch.finalizer import halt_before_delete
 from quantzoo_operator.metrics import METRICS
 from quantzoo_operator.runtime import Runtime
 

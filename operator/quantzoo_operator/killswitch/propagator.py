@@ -35,14 +35,15 @@ from typing import Any
 from kubernetes import client
 from quantzoo_api.killswitch import TradingState
 
-from quantzoo_operator import KILLSWITCH_STATUS_MANAGER, events, propagation, status
+from quantzoo_operator import KILLSWITCH_STATUS_MANAGER, events, status
 from quantzoo_operator.events import EventRecorder
+from quantzoo_operator.killswitch import planning as propagation
+from quantzoo_operator.killswitch.planning import Ack, Intent, Outcome
+from quantzoo_operator.killswitch.pushing import Pusher
+from quantzoo_operator.killswitch.watching import TradingSystemWatch
 from quantzoo_operator.kube import Kube, KubeError
 from quantzoo_operator.metrics import OperatorMetrics
-from quantzoo_operator.propagation import Ack, Intent, Outcome
-from quantzoo_operator.pushing import Pusher
 from quantzoo_operator.settings import OperatorConfig
-from quantzoo_operator.watch import TradingSystemWatch
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,18 @@ class Propagator:
                 if state.unacknowledged:
                     state.unacknowledged = False
                     self._update_gauges()
+                await self._refresh(state)
+                return
+            if propagation.release_refused(intent, outcome.failures):
+                # The engine is held by another engagement: never re-push this release (finding 4).
+                await self._write_status(state, intent, outcome, None)
+                self.recorder.post(
+                    state.body,
+                    events.WARNING,
+                    events.KILL_SWITCH_UNACKNOWLEDGED,
+                    propagation.summary(intent, outcome).replace("; retrying", "")
+                    + "; the release names another engagement than the one holding the engine: not retried",
+                )
                 await self._refresh(state)
                 return
             if not warned:
