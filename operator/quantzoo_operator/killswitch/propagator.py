@@ -38,6 +38,7 @@ from quantzoo_api.killswitch import TradingState
 from quantzoo_operator import KILLSWITCH_STATUS_MANAGER, events, status
 from quantzoo_operator.events import EventRecorder
 from quantzoo_operator.killswitch import planning as propagation
+from quantzoo_operator.killswitch import tombstone
 from quantzoo_operator.killswitch.planning import Ack, Intent, Outcome
 from quantzoo_operator.killswitch.pushing import Pusher
 from quantzoo_operator.killswitch.watching import TradingSystemWatch
@@ -224,6 +225,8 @@ class Propagator:
     # -- one TradingSystem ---------------------------------------------------------------------------
     async def _run(self, state: SystemState, intent: Intent, arrived: float, push: bool) -> None:
         try:
+            if push and not intent.engaged and intent.release:
+                await self._disarm_tombstone(state)
             if push:
                 state.acks = {}
                 await self._propagate(state, intent, arrived, measure=True)
@@ -235,6 +238,13 @@ class Propagator:
             raise
         except Exception:
             log.exception("kill-switch propagation failed", extra=state.extra)
+
+    async def _disarm_tombstone(self, state: SystemState) -> None:
+        """A release of the live object ends a halt carried over a delete-and-recreate (tombstone.py)."""
+        try:
+            await tombstone.disarm(self.kube, state.body)
+        except Exception as exc:  # the next release (or resume) tries again; the release itself stands
+            log.warning("kill tombstone not disarmed: %s", exc, extra=state.extra)
 
     async def _propagate(self, state: SystemState, intent: Intent, arrived: float, *, measure: bool) -> None:
         """Push until every ready replica has acknowledged `intent` (or a newer intent cancels this)."""
