@@ -375,6 +375,7 @@ class KillSwitchService:
                     reason=wanted.get("reason"),
                     operator=wanted.get("operator"),
                     source=wanted.get("source") or intent.source,
+                    engagement=engagement_id(wanted.get("engagedAt")),
                 )
             )
             if not engine.ok:
@@ -557,9 +558,17 @@ class KillSwitchService:
                 raise KillSwitchError(
                     409, "kill switch is not engaged; nothing to release", engine="unchanged"
                 )
-            patch = plan_release({"engaged": True}, operator=operator, reason=reason)
+            # The engagement to end: ours, or (engaged by another path) the one the engine reports.
+            held = self.local.get("engagedAt") or engine_view.kill_switch.get("engagement")
+            patch = plan_release({"engaged": True, "engagedAt": held}, operator=operator, reason=reason)
             engine = await self._push(
-                KillSwitchCommand(engaged=False, reason=reason, operator=operator, source=API_SOURCE)
+                KillSwitchCommand(
+                    engaged=False,
+                    reason=reason,
+                    operator=operator,
+                    source=API_SOURCE,
+                    engagement=engagement_id(held),
+                )
             )
             if not engine.ok:
                 raise KillSwitchError(
