@@ -8,19 +8,31 @@ from a plain env var and never changes.
 
 Values are never logged: log lines name the file, not what it holds. A file that cannot be read (mid-swap,
 unmounted) keeps the last good value rather than locking everyone out.
+
+Rotation overlap (issue #15, finding 9): each pod's kubelet syncs a rotated Secret on its own schedule
+(up to a minute or two apart), so for a while one side holds the new token and the other the old one.
+A value rotated out stays valid for `overlap_seconds` after this process saw the new one:
+- a server accepts it (`accepts`: the current and the recent previous values, compared in constant time);
+- a client that is refused with the current value tries the previous ones (`candidates`).
+So no rotation refuses a kill; after the window the old value is refused.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
 FILE_SUFFIX = "_FILE"
 _REMEMBERED = 8  # previous values kept for redaction (a rotated-out secret is still a secret)
+# How long a rotated-out value stays valid: longer than the kubelet's Secret sync (its sync period plus
+# the Secret cache TTL, about 1-2 minutes), so both sides hold a common value throughout a rotation.
+DEFAULT_OVERLAP_SECONDS = 180.0
 
 Stamp = tuple[int, int, int, int]
 
@@ -34,9 +46,18 @@ class SecretFile:
     """The value in force: the file's content (re-read when it changes) if a file is set, else `fallback`."""
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, fallback: str = "", *, label: str = ""
+        self,
+        path: str | os.PathLike[str] | None = None,
+        fallback: str = "",
+        *,
+        label: str = "",
+        overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = os.fspath(path) if path else None
+        self.overlap_seconds = overlap_seconds
+        self._clock = clock
+        self._retired: list[tuple[str, float]] = []  # (value rotated out, when), newest first
         self.label = label or (os.path.basename(self.path) if self.path else "secret")
         self._fallback = fallback.strip()
         self._lock = threading.Lock()
@@ -86,6 +107,8 @@ class SecretFile:
                     )
                     return self._value or self._fallback
                 changed = self._stamp is not None and value != self._value
+                if changed and self._value:
+                    self._retired = [(self._value, self._clock()), *self._retired][:_REMEMBERED]
                 self._value, self._stamp = value, stamp
                 self.reloads += 1
                 if value and value not in self._seen:
@@ -93,6 +116,24 @@ class SecretFile:
                 if changed:
                     log.info("%s: new value read from %s (rotation picked up)", self.label, self.path)
             return self._value or self._fallback
+
+    def candidates(self) -> list[str]:
+        """The values valid now: the current one first, then those rotated out less than
+        `overlap_seconds` ago (newest first). A client tries them in order when refused."""
+        current = self.current()
+        now = self._clock()
+        recent = [v for v, at in self._retired if now - at < self.overlap_seconds and v and v != current]
+        return [v for v in [current, *recent] if v]
+
+    def accepts(self, presented: str | None) -> bool:
+        """Whether `presented` is a valid value now (the current one or one still in its overlap window).
+        Constant-time against every candidate, so the answer's timing says nothing about which matched."""
+        if not presented:
+            return False
+        matched = False
+        for value in self.candidates():
+            matched |= secrets.compare_digest(presented.encode("utf-8"), value.encode("utf-8"))
+        return matched
 
     def known(self) -> list[str]:
         """Every value this process has held (current and rotated out), for redaction."""

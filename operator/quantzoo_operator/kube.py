@@ -176,6 +176,21 @@ class Kube:
     ) -> dict[str, Any] | None:
         return await self.get(API_VERSION, "TradingSystem", namespace, name, kill=kill)
 
+    async def merge_patch_tradingsystem(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, kill: bool = True
+    ) -> dict[str, Any]:
+        """JSON merge patch of a TradingSystem (the kill path: re-engaging from a tombstone)."""
+        obj = await self.run(
+            self.request,
+            "PATCH",
+            object_path(API_VERSION, "TradingSystem", namespace, name),
+            body=dict(patch),
+            content_type="application/merge-patch+json",
+            kill=kill,
+        )
+        obj.pop("_status", None)
+        return obj
+
     async def apply(self, manifest: Mapping[str, Any], field_manager: str) -> Applied:
         """Server-side apply with `force`: the operator owns every field it sets, whoever edited it."""
         meta = manifest["metadata"]
@@ -217,6 +232,18 @@ class Kube:
         )
         obj.pop("_status", None)
         return obj
+
+    async def list_objects(
+        self, api_version: str, kind: str, namespace: str, label_selector: str, *, kill: bool = False
+    ) -> list[dict[str, Any]]:
+        obj = await self.run(
+            self.request,
+            "GET",
+            collection_path(api_version, kind, namespace),
+            query=[("labelSelector", label_selector)],
+            kill=kill,
+        )
+        return list(obj.get("items") or [])
 
     async def list_pods(
         self, namespace: str, label_selector: str, *, kill: bool = False

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from quantzoo_operator.builders import BuildOptions
 from quantzoo_operator.events import EventRecorder
 from quantzoo_operator.health import HealthServer
+from quantzoo_operator.killswitch.propagator import Propagator
+from quantzoo_operator.killswitch.pushing import Pusher
 from quantzoo_operator.kube import Kube, new_api_client
 from quantzoo_operator.metrics import METRICS, OperatorMetrics
-from quantzoo_operator.propagator import Propagator
-from quantzoo_operator.pushing import Pusher
 from quantzoo_operator.reconciler import Reconciler
 from quantzoo_operator.settings import OperatorConfig
 from quantzoo_operator.status_writer import StatusWriter

@@ -20,7 +20,7 @@ from quantzoo_safety.auth import optional_token, require_token
 from quantzoo_safety.context import get_context
 from quantzoo_safety.engagement import EngageIntent
 from quantzoo_safety.errors import AUTH_RESPONSES, BODY_RESPONSES, ErrorMessage
-from quantzoo_safety.killswitch import API_SOURCE, KillSwitchError
+from quantzoo_safety.killswitch import API_SOURCE, KillSwitchError, outcome_fields
 from quantzoo_safety.status import full_view, public_view, safety_checks
 
 runbook = APIRouter(tags=["runbook"])
@@ -44,27 +44,24 @@ def _refusal(request: Request, exc: KillSwitchError) -> HTTPException:
 
 
 def _audited(request: Request, answer: dict[str, Any]) -> dict[str, Any]:
-    """Record an engage or release outcome, and the path each side took, in the call's audit entry."""
+    """Record an engage or release outcome in the call's audit entry: the path each side took, the
+    engagement, and what the engine did (its ack: cancelled, closed, still working)."""
     request.state.audit_result = answer["status"]
     request.state.audit_detail = answer["message"]
-    request.state.audit = {
-        **request.state.audit,
-        "kubernetes": answer["kubernetes"],
-        "engine": answer["engine"],
-    }
+    request.state.audit = {**request.state.audit, **outcome_fields(answer)}
     return answer
 
 
 @runbook.post("/kill-switch/activate", dependencies=[Depends(require_token)], responses=BODY_RESPONSES)
 async def activate(body: ActivateRequest, request: Request) -> dict[str, Any]:
-    """Engage the kill switch: patch the TradingSystem and halt the engine directly, at once."""
+    """Engage the kill switch: patch the TradingSystem and halt the engine directly, at once. Never refused
+    for a missing or long reason/operator or the mode's spelling (defaulted, shortened, normalised)."""
     request.state.audit = {
         "operator": body.operator,
         "reason": body.reason,
         "close_positions": body.close_positions,
         "mode": str(body.mode),
     }
-    _not_blank(request, operator=body.operator, reason=body.reason)
     ctx = get_context(request)
     intent = EngageIntent(
         reason=body.reason,
@@ -107,11 +104,16 @@ async def deactivate(body: DeactivateRequest, request: Request) -> dict[str, Any
     openapi_extra={"security": [{}]},
 )
 async def status(request: Request, authenticated: bool = Depends(optional_token)) -> dict[str, Any]:
-    """Without a token: engaged or not, trading state, service health. With the token: everything."""
+    """Without a token: engaged or not, trading state, service health -- from the watchdog's last snapshot
+    (no call to the engine or the API server, not audited: a flood of anonymous calls is no load on
+    either). With the token: everything, read live, audited."""
     ctx = get_context(request)
+    if not authenticated:
+        request.state.unaudited = True
+        return public_view(ctx, *ctx.observer.snapshot())
     engine, cluster = await ctx.observer.both()
-    request.state.audit = {"view": "full" if authenticated else "public"}
-    return full_view(ctx, engine, cluster) if authenticated else public_view(ctx, engine, cluster)
+    request.state.audit = {"view": "full"}
+    return full_view(ctx, engine, cluster)
 
 
 @runbook.get("/test/safety-check", dependencies=[Depends(require_token)], responses=AUTH_RESPONSES)

@@ -62,9 +62,12 @@ def build_context(
     http: httpx.AsyncClient,
     kube: TradingSystemClient | None,
 ) -> SafetyContext:
-    tokens = TokenSource(settings.api_token, settings.api_token_file)
+    tokens = TokenSource(settings.api_token, settings.api_token_file, settings.token_overlap_seconds)
     engine_token = SecretFile(
-        settings.engine_admin_token_file, settings.engine_admin_token, label=ENGINE_ADMIN_TOKEN_ENV
+        settings.engine_admin_token_file,
+        settings.engine_admin_token,
+        label=ENGINE_ADMIN_TOKEN_ENV,
+        overlap_seconds=settings.token_overlap_seconds,
     )
     metrics = SafetyMetrics()
     audit = AuditLog(

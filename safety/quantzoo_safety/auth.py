@@ -9,14 +9,13 @@ rotated Secret takes effect without a restart) or from `SAFETY_API_TOKEN`. It is
 from __future__ import annotations
 
 import logging
-import secrets
 from enum import StrEnum
 from typing import Annotated
 
 from fastapi import HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from quantzoo_api.killswitch import SAFETY_API_TOKEN_ENV
-from quantzoo_api.secret_file import SecretFile
+from quantzoo_api.secret_file import DEFAULT_OVERLAP_SECONDS, SecretFile
 
 from quantzoo_safety.context import get_context
 
@@ -39,8 +38,10 @@ class TokenCheck(StrEnum):
 class TokenSource(SecretFile):
     """The currently valid API token. With a file, the file wins and is re-read when it changes."""
 
-    def __init__(self, token: str = "", token_file: str | None = None) -> None:
-        super().__init__(token_file, token, label=SAFETY_API_TOKEN_ENV)
+    def __init__(
+        self, token: str = "", token_file: str | None = None, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS
+    ) -> None:
+        super().__init__(token_file, token, label=SAFETY_API_TOKEN_ENV, overlap_seconds=overlap_seconds)
 
     def all_known(self) -> list[str]:
         """Every token value this process has held (rotated-out ones too), for redaction."""
@@ -58,14 +59,16 @@ def presented_token(authorization: str | None) -> str | None:
     return value or None
 
 
-def check_token(authorization: str | None, expected: str) -> TokenCheck:
-    """Constant-time check of a presented Authorization header against the expected token."""
+def check_token(authorization: str | None, expected: str | SecretFile) -> TokenCheck:
+    """Constant-time check of a presented Authorization header against the expected token (a SecretFile:
+    its current value, or a previous one still inside the rotation overlap window)."""
     presented = presented_token(authorization)
     if presented is None:
         return TokenCheck.MISSING
-    if not expected:
+    source = expected if isinstance(expected, SecretFile) else SecretFile(None, expected)
+    if not source.current():
         return TokenCheck.UNCONFIGURED
-    if secrets.compare_digest(presented.encode("utf-8"), expected.encode("utf-8")):
+    if source.accepts(presented):
         return TokenCheck.OK
     return TokenCheck.INVALID
 
@@ -87,7 +90,7 @@ def _refuse(request: Request, result: TokenCheck) -> HTTPException:
 
 def _verify(request: Request) -> TokenCheck:
     ctx = get_context(request)
-    return check_token(request.headers.get("authorization"), ctx.tokens.current())
+    return check_token(request.headers.get("authorization"), ctx.tokens)
 
 
 async def require_token(request: Request, _: Bearer = None) -> None:

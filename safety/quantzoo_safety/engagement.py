@@ -56,7 +56,11 @@ class EngagePlan:
         return None if self.already_engaged else ks.get("engagedAt")
 
 
-def plan_engage(current: dict[str, Any] | None, intent: EngageIntent, *, at: str | None = None) -> EngagePlan:
+def plan_engage(
+    current: dict[str, Any] | None, intent: EngageIntent, *, at: str | None = None, adopt: bool = False
+) -> EngagePlan:
+    """`adopt`: an engaged switch takes `at` as its engagedAt -- the engagement a direct halt made while the
+    API server was down, which the engine holds; a release must name that one."""
     patch = ks_api.plan_engage(
         current,
         reason=intent.reason,
@@ -68,6 +72,9 @@ def plan_engage(current: dict[str, Any] | None, intent: EngageIntent, *, at: str
     )
     if not (current or {}).get("engaged"):
         return EngagePlan(already_engaged=False, patch=patch)
+    if adopt and at and (current or {}).get("engagedAt") != at:
+        patch = patch or {"spec": {"killSwitch": {}}}
+        patch["spec"]["killSwitch"].update(engagedAt=at, release=None)
     changed = ((patch or {}).get("spec") or {}).get("killSwitch") or {}
     escalations = tuple(k for k in ("closePositions", "mode") if k in changed)
     return EngagePlan(already_engaged=True, patch=patch, escalations=escalations)

@@ -1,13 +1,17 @@
 """Activate and deactivate: the safety service's two state changes, used by the API and the watchdog.
 
-Activate (both paths at once, so the faster one stops trading):
+Activate (both paths at once, so the faster one stops trading), after one bounded read of the
+TradingSystem, so neither path sends anything weaker than what is engaged (issue #15, finding 5):
+  0. read `spec.killSwitch` (at most READ_DEADLINE_SECONDS); the engine gets the stronger of current and
+     asked, and the engagement: the current engagedAt while engaged, else a fresh one that step 1 writes;
   1. merge-patch `spec.killSwitch` of the TradingSystem (the one source of truth), with a resourceVersion
      precondition so concurrent activations leave the FIRST who/why in place ("already engaged");
   2. push the halt straight to the engine's admin endpoint.
   If the API server cannot be reached within the deadline the engine halt still stands; the answer says
-  `"kubernetes": "unreachable"` and the engagement is kept as *pending* and patched into the TradingSystem
-  as soon as the API server answers again (`sync_pending`, run by the watchdog loop), so the source of
-  truth catches up and a later release works. If neither path worked: 503, nothing changed.
+  `"kubernetes": "unreachable"` and the engagement (its own fresh engagedAt, pushed with the halt) is kept
+  as *pending*, persisted, and patched into the TradingSystem with that same engagedAt as soon as the API
+  server answers again (`sync_pending`, run by the watchdog loop), so the source of truth catches up and
+  only a release naming that engagement resumes trading. If neither path worked: 503, nothing changed.
 
 Deactivate: writes the release record (`release_patch`) to the TradingSystem and nothing else; the
 operator and the engine's own watch carry it to the engine. API server unreachable -> 503. The engine is
@@ -21,12 +25,20 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from quantzoo_api.engine_client import EngineUnreachable, push_kill_switch
-from quantzoo_api.killswitch import KillSwitchAck, KillSwitchCommand, TradingState
+from quantzoo_api.killswitch import (
+    KillSource,
+    KillSwitchAck,
+    KillSwitchCommand,
+    TradingState,
+    engagement_id,
+    normalise_mode,
+    now_engagement,
+    stronger_mode,
+)
 from quantzoo_api.secret_file import SecretFile
 from quantzoo_api.types import KillSwitchMode
 
@@ -54,10 +66,33 @@ from quantzoo_safety.pending_store import PendingStore
 
 log = logging.getLogger(__name__)
 
-API_SOURCE = "safety-api"
-AUTO_SOURCE = "auto"
+API_SOURCE = KillSource.SAFETY_API
+AUTO_SOURCE = KillSource.WATCHDOG
+# How long an activate waits to read the current switch before it pushes to the engine (so it never
+# sends something weaker than what is engaged); past it, the direct halt goes out without the read.
+READ_DEADLINE_SECONDS = 0.5
 RELEASE_UNREACHABLE = "release must be recorded in the TradingSystem; API server unreachable"
 _CONFLICT_RETRIES = 4
+
+
+def outcome_fields(answer: dict[str, Any]) -> dict[str, Any]:
+    """What an audit entry keeps of an activate/deactivate answer: each path's result, the engagement,
+    and the engine's ack (what the engagement cancelled and closed)."""
+    out: dict[str, Any] = {"kubernetes": answer.get("kubernetes"), "engine": answer.get("engine")}
+    if answer.get("engagement"):
+        out["engagement"] = answer["engagement"]
+    ack = answer.get("engine_ack")
+    if ack:
+        keys = (
+            "pod",
+            "trading_state",
+            "engagement",
+            "cancelled_orders",
+            "closed_positions",
+            "working_orders",
+        )
+        out["engine_ack"] = {k: ack.get(k) for k in (*keys, "errors") if ack.get(k) is not None}
+    return out
 
 
 class KillSwitchError(Exception):
@@ -89,10 +124,6 @@ class PathResult:
             "acknowledged",
             "released",
         }
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _engine_failure(exc: EngineUnreachable) -> PathResult:
@@ -135,7 +166,7 @@ class KillSwitchService:
         self.pending_store = pending_store or PendingStore(None)
         restored = self.pending_store.load()
         if restored is not None:  # a restart in the middle of an API server outage
-            self.pending, self.pending_since = restored[0], restored[1] or _now()
+            self.pending, self.pending_since = restored[0], restored[1] or now_engagement()
             self.metrics.pending_engage.set(1)
         # Standalone mode's record of the switch (camelCase, shaped like spec.killSwitch).
         self.local: dict[str, Any] = {"engaged": False}
@@ -147,9 +178,7 @@ class KillSwitchService:
     # ----------------------------------------------------------------------------------- engine path
     async def _push(self, command: KillSwitchCommand) -> PathResult:
         try:
-            ack = await push_kill_switch(
-                self.http, self.engine_url, self._engine_token.current(), command, timeout=self.engine_timeout
-            )
+            ack = await self._push_with_tokens(command)
         except EngineUnreachable as exc:
             self.metrics.engine_up.set(0)
             return _engine_failure(exc)
@@ -167,23 +196,79 @@ class KillSwitchService:
             state = "released"
         return PathResult(state, None, ack=ack)
 
+    async def _push_with_tokens(self, command: KillSwitchCommand) -> KillSwitchAck:
+        """Push with the current engine admin token; refused (401), with the previous one while it is in
+        its rotation overlap window -- the engine's kubelet may not have synced the new Secret yet."""
+        tokens = self._engine_token.candidates() or [""]
+        for i, token in enumerate(tokens):
+            try:
+                return await push_kill_switch(
+                    self.http, self.engine_url, token, command, timeout=self.engine_timeout
+                )
+            except EngineUnreachable as exc:
+                if i == len(tokens) - 1 or "HTTP 401" not in str(exc):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
     @staticmethod
-    def _command(intent: EngageIntent) -> KillSwitchCommand:
+    def _command(
+        intent: EngageIntent, engagement: str | None, current: dict[str, Any] | None = None
+    ) -> KillSwitchCommand:
+        """The engine command for `intent`: while `current` (spec.killSwitch) is engaged, the stronger of it
+        and the intent, with its who/why -- nothing but a release weakens an engaged switch."""
+        ks = current or {}
+        if ks.get("engaged"):
+            return KillSwitchCommand(
+                engaged=True,
+                mode=stronger_mode(ks.get("mode"), intent.mode),
+                close_positions=bool(ks.get("closePositions")) or intent.close_positions,
+                reason=ks.get("reason") or intent.reason,
+                operator=ks.get("operator") or intent.operator,
+                source=intent.source,
+                engagement=engagement_id(ks.get("engagedAt")) or engagement,
+            )
         return KillSwitchCommand(
             engaged=True,
-            mode=intent.mode,
+            mode=normalise_mode(intent.mode),
             close_positions=intent.close_positions,
             reason=intent.reason,
             operator=intent.operator,
             source=intent.source,
+            engagement=engagement,
         )
 
-    # ------------------------------------------------------------------------------- Kubernetes path
-    async def _engage_cr(self, intent: EngageIntent) -> PathResult:
-        """Engage (or escalate) spec.killSwitch; never overwrites the who/why of an engaged switch."""
+    async def _read(self) -> tuple[dict[str, Any] | None, bool]:
+        """(the TradingSystem or None, whether the API server answered within READ_DEADLINE_SECONDS)."""
         assert self.kube is not None
         try:
-            return await asyncio.wait_for(self._engage_cr_loop(intent), self.kube_deadline)
+            return await asyncio.wait_for(
+                self.kube.get(), min(READ_DEADLINE_SECONDS, self.kube_deadline)
+            ), True
+        except (TimeoutError, ApiServerUnreachable):
+            return None, False
+        except KubeError:  # refused or not found: an answer; the patch path reports it
+            return None, True
+
+    def _last_known(self) -> dict[str, Any] | None:
+        """spec.killSwitch as the watchdog last saw it (for a direct halt while the API server is down)."""
+        view = self.observer.last_cluster
+        return view.spec_kill_switch if view is not None and view.found else None
+
+    # ------------------------------------------------------------------------------- Kubernetes path
+    async def _engage_cr(
+        self,
+        intent: EngageIntent,
+        *,
+        at: str,
+        adopt: bool = False,
+        first: dict[str, Any] | None = None,
+    ) -> PathResult:
+        """Engage (or escalate) spec.killSwitch; never overwrites the who/why of an engaged switch. A new
+        engagement is written with engagedAt `at`; `adopt`: an engaged switch takes `at` as its engagedAt
+        (the direct halt's engagement, which the engine holds)."""
+        assert self.kube is not None
+        try:
+            return await asyncio.wait_for(self._engage_cr_loop(intent, at, adopt, first), self.kube_deadline)
         except TimeoutError:
             result = PathResult("unreachable", f"API server did not answer within {self.kube_deadline:g}s")
         except ApiServerUnreachable as exc:
@@ -197,11 +282,13 @@ class KillSwitchService:
         self.metrics.apiserver_up.set(0 if result.result == "unreachable" else 1)
         return result
 
-    async def _engage_cr_loop(self, intent: EngageIntent) -> PathResult:
+    async def _engage_cr_loop(
+        self, intent: EngageIntent, at: str, adopt: bool, first: dict[str, Any] | None
+    ) -> PathResult:
         assert self.kube is not None
         for attempt in range(_CONFLICT_RETRIES + 1):
-            obj = await self.kube.get()
-            plan = plan_engage(kill_switch_of(obj), intent)
+            obj = first if attempt == 0 and first is not None else await self.kube.get()
+            plan = plan_engage(kill_switch_of(obj), intent, at=at, adopt=adopt)
             if plan.patch is None:
                 self.metrics.apiserver_up.set(1)
                 return PathResult("already engaged", None, obj, plan)
@@ -228,10 +315,21 @@ class KillSwitchService:
             self.metrics.activate_duration.observe(time.perf_counter() - started)
 
     async def _activate_kubernetes(self, intent: EngageIntent) -> dict[str, Any]:
-        engine_task = asyncio.create_task(self._push(self._command(intent)))
+        obj, answered = await self._read()
+        earlier = self.pending  # a direct halt still waiting to be recorded: the engine holds its engagement
+        at = (self.pending_since if earlier is not None else None) or now_engagement()
+        current = kill_switch_of(obj) if obj is not None else self._last_known()
+        if (not answered or earlier is not None) and (current or {}).get("engaged"):
+            current = {**(current or {}), "engagedAt": at}  # the direct halt's own engagement
+        command = self._command(earlier or intent, at, current)
+        engine_task = asyncio.create_task(self._push(command))
         async with self._lock:
-            earlier = self.pending  # a direct halt still waiting to be recorded
-            kube = await self._engage_cr(intent)
+            if answered:
+                kube = await self._engage_cr(intent, at=at, adopt=earlier is not None, first=obj)
+            else:
+                late = f"API server did not answer within {READ_DEADLINE_SECONDS:g}s"
+                kube = PathResult("unreachable", late)
+                self.metrics.apiserver_up.set(0)
             engine = await engine_task
             if not kube.ok and not engine.ok:
                 raise KillSwitchError(
@@ -243,7 +341,7 @@ class KillSwitchService:
                 )
             if kube.result == "unreachable":
                 # The halt is in force on the engine only: record it in the TradingSystem when possible.
-                self._set_pending(intent)
+                self._set_pending(intent, command.engagement or at)
             elif kube.ok:
                 self._clear_pending()
         already = kube.result in {"already engaged", "escalated"}
@@ -253,11 +351,11 @@ class KillSwitchService:
             already = True  # engaged earlier through the direct path; that who/why stands
             ks = describe({**self._intent_spec(earlier), "engagedAt": self.pending_since})
         else:
-            ks = describe(self._intent_spec(intent))
+            ks = describe({**self._intent_spec(intent), "engagedAt": command.engagement})
         if not already:
             self._count_activation(intent)
         self.metrics.kill_switch_engaged.set(1)
-        return self._answer(already, ks, kube, engine)
+        return self._answer(already, ks, kube, engine, engagement=command.engagement)
 
     async def _activate_standalone(self, intent: EngageIntent) -> dict[str, Any]:
         async with self._lock:
@@ -277,6 +375,7 @@ class KillSwitchService:
                     reason=wanted.get("reason"),
                     operator=wanted.get("operator"),
                     source=wanted.get("source") or intent.source,
+                    engagement=engagement_id(wanted.get("engagedAt")),
                 )
             )
             if not engine.ok:
@@ -301,6 +400,8 @@ class KillSwitchService:
         kube: PathResult,
         engine: PathResult,
         escalations: tuple[str, ...] = (),
+        *,
+        engagement: str | None = None,
     ) -> dict[str, Any]:
         escalations = escalations or (kube.plan.escalations if kube.plan else ())
         if kube.result in {"patched", "escalated", "already engaged"}:
@@ -324,6 +425,7 @@ class KillSwitchService:
             "engine": engine.result,
             "engine_detail": engine.detail,
             "engine_ack": engine.ack.model_dump(mode="json") if engine.ack else None,
+            "engagement": engagement or ks.get("engaged_at"),
         }
 
     @staticmethod
@@ -333,10 +435,12 @@ class KillSwitchService:
     def _count_activation(self, intent: EngageIntent) -> None:
         self.metrics.activations.labels(source="auto" if intent.source == AUTO_SOURCE else "api").inc()
 
-    def _set_pending(self, intent: EngageIntent) -> None:
+    def _set_pending(self, intent: EngageIntent, engagement: str) -> None:
+        """`pending_since` is the direct halt's engagement (its engagedAt), pushed to the engine and
+        written into spec by `sync_pending`."""
         if self.pending is None:
-            self.pending, self.pending_since = intent, _now()
-            self.pending_store.save(intent, self.pending_since)
+            self.pending, self.pending_since = intent, engagement
+            self.pending_store.save(intent, engagement)
         self.metrics.pending_engage.set(1)
 
     def _clear_pending(self) -> None:
@@ -350,7 +454,7 @@ class KillSwitchService:
         intent = self.pending
         if intent is None:
             return None
-        pushed = await self._push(self._command(intent))
+        pushed = await self._push(self._command(intent, self.pending_since))
         self.audit.record(
             "kill-switch.restore-pending",
             result=pushed.result,
@@ -374,7 +478,8 @@ class KillSwitchService:
         intent = self.pending
         if intent is None:
             return None
-        result = await self._engage_cr(intent)
+        engagement = self.pending_since or now_engagement()
+        result = await self._engage_cr(intent, at=engagement, adopt=True)
         if result.ok:
             since = self.pending_since
             self._clear_pending()
@@ -453,9 +558,17 @@ class KillSwitchService:
                 raise KillSwitchError(
                     409, "kill switch is not engaged; nothing to release", engine="unchanged"
                 )
-            patch = plan_release({"engaged": True}, operator=operator, reason=reason)
+            # The engagement to end: ours, or (engaged by another path) the one the engine reports.
+            held = self.local.get("engagedAt") or engine_view.kill_switch.get("engagement")
+            patch = plan_release({"engaged": True, "engagedAt": held}, operator=operator, reason=reason)
             engine = await self._push(
-                KillSwitchCommand(engaged=False, reason=reason, operator=operator, source=API_SOURCE)
+                KillSwitchCommand(
+                    engaged=False,
+                    reason=reason,
+                    operator=operator,
+                    source=API_SOURCE,
+                    engagement=engagement_id(held),
+                )
             )
             if not engine.ok:
                 raise KillSwitchError(

@@ -89,7 +89,7 @@ class RequestRecorder:
         route = scope.get("route")
         endpoint = getattr(route, "path", None) or "other"
         ctx.metrics.requests.labels(endpoint=endpoint, code=str(status)).inc()
-        if path in UNAUDITED:
+        if path in UNAUDITED or state.get("unaudited"):
             return
         client = scope.get("client")
         entry: dict[str, Any] = {

@@ -127,6 +127,12 @@ class Observer:
         self.last_cluster = view
         return view
 
+    def snapshot(self) -> tuple[EngineView, ClusterView]:
+        """The last views the watchdog's loop read (no I/O); "unknown" before its first check."""
+        engine = self.last_engine or EngineView(False, None, "not observed yet")
+        cluster = self.last_cluster or ClusterView(enabled=self.kube is not None, reachable=None)
+        return engine, cluster
+
     async def both(self) -> tuple[EngineView, ClusterView]:
         engine, cluster = await asyncio.gather(self.engine(), self.cluster())
         return engine, cluster

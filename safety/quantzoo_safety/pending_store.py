@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from quantzoo_api.killswitch import KillSource
 from quantzoo_api.types import KillSwitchMode
 
 from quantzoo_safety.engagement import EngageIntent
@@ -29,10 +30,11 @@ class PendingStore:
     def __init__(self, path: str | Path | None) -> None:
         self.path = Path(path) if path else None
 
-    def save(self, intent: EngageIntent, since: str) -> None:
+    def save(self, intent: EngageIntent, engagement: str) -> None:
+        """`engagement`: the direct halt's engagedAt (pushed to the engine, written into spec later)."""
         if self.path is None:
             return
-        record = {**asdict(intent), "mode": str(intent.mode), "since": since}
+        record = {**asdict(intent), "mode": str(intent.mode), "engagement": engagement}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".pending-", dir=self.path.parent)
         try:
@@ -53,18 +55,18 @@ class PendingStore:
             intent = EngageIntent(
                 reason=str(record["reason"]),
                 operator=str(record["operator"]),
-                source=str(record["source"]),
+                source=KillSource.parse(record["source"], KillSource.SAFETY_API),
                 close_positions=bool(record.get("close_positions", False)),
                 mode=KillSwitchMode(record.get("mode", KillSwitchMode.HALT)),
             )
-            return intent, str(record["since"])
+            return intent, str(record.get("engagement") or record["since"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # Unreadable: keep the halt anyway (fail closed) rather than forget it.
             log.error("pending engagement file %s unreadable (%s): keeping a generic halt", self.path, exc)
             return EngageIntent(
                 reason="pending direct halt (record unreadable)",
                 operator="quantzoo-safety",
-                source="safety-api",
+                source=KillSource.SAFETY_API,
             ), ""
 
     def clear(self) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from quantzoo_api import SAFETY_PORT
 from quantzoo_api.killswitch import ENGINE_ADMIN_TOKEN_ENV, SAFETY_API_TOKEN_ENV
+from quantzoo_api.secret_file import DEFAULT_OVERLAP_SECONDS
 from quantzoo_api.types import TradingSystemSpec, parse_spec
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class Settings:
     # The safety API token: from a file (re-read on change, so a rotated Secret needs no restart) or env.
     api_token: str = field(default="", repr=False)
     api_token_file: str | None = None
+    # How long a rotated-out token (API or engine admin) stays valid after the new one is seen.
+    token_overlap_seconds: float = DEFAULT_OVERLAP_SECONDS
     kubernetes_enabled: bool = True
     kubeconfig: str | None = None
     # Deadline for one call to the API server and one call to the engine.
@@ -146,6 +149,7 @@ class Settings:
             engine_admin_token_file=env.get(ENGINE_ADMIN_TOKEN_FILE_ENV) or None,
             api_token=env.get(SAFETY_API_TOKEN_ENV, ""),
             api_token_file=env.get(SAFETY_API_TOKEN_FILE_ENV) or None,
+            token_overlap_seconds=float(env.get("SAFETY_TOKEN_OVERLAP_SECONDS") or DEFAULT_OVERLAP_SECONDS),
             kubernetes_enabled=kube_enabled,
             kubeconfig=env.get("KUBECONFIG") or None,
             kube_timeout_seconds=_parse(

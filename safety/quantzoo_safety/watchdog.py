@@ -32,7 +32,7 @@ from quantzoo_api.types import TradingSystemSpec, parse_spec
 
 from quantzoo_safety.audit import AuditLog
 from quantzoo_safety.engagement import EngageIntent
-from quantzoo_safety.killswitch import AUTO_SOURCE, KillSwitchError, KillSwitchService
+from quantzoo_safety.killswitch import AUTO_SOURCE, KillSwitchError, KillSwitchService, outcome_fields
 from quantzoo_safety.metrics import SafetyMetrics
 from quantzoo_safety.observe import Observer
 
@@ -350,9 +350,8 @@ class Watchdog:
             operator=WATCHDOG_OPERATOR,
             source=AUTO_SOURCE,
             reason=trip.reason,
-            kubernetes=answer["kubernetes"],
-            engine=answer["engine"],
             detail=answer["message"],
+            **outcome_fields(answer),
         )
 
     async def run(self) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from quantzoo_api.killswitch import KillSwitchAck, KillSwitchCommand, TradingState
 from quantzoo_api.types import KillSwitchMode
-from quantzoo_operator import propagation
+from quantzoo_operator.killswitch import planning as propagation
+from quantzoo_operator.killswitch.planning import Ack, Intent, Outcome, Target, permitted
+from quantzoo_operator.killswitch.propagator import Propagator
 from quantzoo_operator.metrics import OperatorMetrics
-from quantzoo_operator.propagation import Ack, Intent, Outcome, Target, permitted
-from quantzoo_operator.propagator import Propagator
 from quantzoo_operator.settings import OperatorConfig
 
 NOW = "2026-01-01T00:00:00.000Z"
@@ -101,11 +101,13 @@ def test_the_command_carries_who_why_and_the_generation() -> None:
 
 
 # -- which replicas -------------------------------------------------------------------------------
-def test_targets_are_every_ready_running_not_terminating_pod_with_an_endpoint() -> None:
+def test_targets_are_every_running_not_terminating_pod_with_an_endpoint_ready_or_not() -> None:
+    """Issue #15, finding 1 (operator side): a NotReady engine pod may still trade (a partitioned engine
+    fails its readiness probe); it is pushed to by pod IP like the others."""
     pods = [
         pod("demo-engine-1", annotation="http://127.0.0.1:9999/"),
         pod("demo-engine-0"),
-        pod("not-ready", ready=False),
+        pod("not-ready", ready=False, ip="10.244.0.10"),
         pod("no-ip", ip=None),
         pod("going", deletionTimestamp="2026-01-01T00:00:00Z"),
     ]
@@ -113,6 +115,7 @@ def test_targets_are_every_ready_running_not_terminating_pod_with_an_endpoint() 
     assert targets == [
         Target("demo-engine-0", "uid-demo-engine-0", "http://10.244.0.9:8001"),
         Target("demo-engine-1", "uid-demo-engine-1", "http://127.0.0.1:9999"),
+        Target("not-ready", "uid-not-ready", "http://10.244.0.10:8001"),
     ]
 
 
@@ -390,3 +393,25 @@ def test_a_replica_refused_by_policy_is_retried_at_the_keep_halt_cadence_not_the
 
     assert asyncio.run(scenario(refused=True)) == 1
     assert asyncio.run(scenario(refused=False)) > 5
+
+
+def test_a_release_names_its_engagement_and_a_409_refusal_is_not_retried() -> None:
+    """Issue #15, finding 4 (operator side): the release command names the engagement it ends; a replica
+    held by another engagement refuses it with 409, and the operator does not push it again."""
+    body = {
+        "metadata": {"generation": 7},
+        "spec": {
+            "killSwitch": {
+                "engaged": False,
+                "release": {"operator": "bob", "reason": "ok", "engagedAt": "2026-12-05T18:00:00.5Z"},
+            }
+        },
+    }
+    intent = Intent.from_body(body)
+    cmd = propagation.command(intent)
+    assert (cmd.engaged, cmd.engagement, cmd.generation) == (False, "2026-12-05T18:00:00.500Z", 7)
+    refused = {"demo-engine-0": "http://10.0.0.1:8001: HTTP 409"}
+    assert propagation.release_refused(intent, refused)
+    assert not propagation.release_refused(intent, {"demo-engine-0": "http://10.0.0.1:8001: ConnectError"})
+    engaged = Intent.from_body({"spec": {"killSwitch": {"engaged": True}}})
+    assert not propagation.release_refused(engaged, refused)

@@ -9,8 +9,8 @@ import base64
 from typing import Any
 
 from quantzoo_api.killswitch import KillSwitchCommand
-from quantzoo_operator.propagation import Target
-from quantzoo_operator.pushing import Pusher
+from quantzoo_operator.killswitch.planning import Target
+from quantzoo_operator.killswitch.pushing import Pusher
 
 
 class RecordingKube:

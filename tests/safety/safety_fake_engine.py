@@ -49,6 +49,7 @@ class FakeEngineState:
         self.commands: list[KillSwitchCommand] = []
         self.admin_delay = 0.0
         self.state_status = 200  # set to 503 to make /state fail
+        self.state_calls = 0  # GET /state served (load the safety service puts on the engine)
 
     def state(self) -> dict[str, Any]:
         now = datetime.now(UTC)
@@ -120,6 +121,7 @@ def build_app(engine: FakeEngineState) -> FastAPI:
 
     @app.get("/state")
     async def state() -> dict[str, Any]:
+        engine.state_calls += 1
         if engine.state_status != 200:
             raise HTTPException(engine.state_status, "state unavailable")
         return engine.state()

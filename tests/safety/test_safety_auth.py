@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from quantzoo_safety import auth
+from quantzoo_api import secret_file
 from quantzoo_safety.auth import TokenCheck, TokenSource, check_token, presented_token
 from safety_support import ACTIVATE, AUTH, TOKEN
 
@@ -37,13 +37,13 @@ def test_presented_token():
 
 def test_comparison_is_constant_time(monkeypatch):
     calls = []
-    real = auth.secrets.compare_digest
+    real = secret_file.secrets.compare_digest
 
     def spy(a, b):
         calls.append((type(a), type(b)))
         return real(a, b)
 
-    monkeypatch.setattr(auth.secrets, "compare_digest", spy)
+    monkeypatch.setattr(secret_file.secrets, "compare_digest", spy)
     assert check_token("Bearer nope", TOKEN) is TokenCheck.INVALID
     assert check_token(f"Bearer {TOKEN}", TOKEN) is TokenCheck.OK
     assert calls == [(bytes, bytes), (bytes, bytes)]
@@ -123,9 +123,10 @@ def test_auth_failures_are_counted(client):
 
 
 def test_rotation_through_the_running_service(make_client, fake_kube, tmp_path):
+    """Without an overlap window the old token is refused at once (test_safety_secret_rotation.py: with)."""
     path = tmp_path / "token"
     path.write_text("old-token")
-    with make_client(fake_kube, api_token="", api_token_file=str(path)) as c:
+    with make_client(fake_kube, api_token="", api_token_file=str(path), token_overlap_seconds=0) as c:
         assert c.get("/test/safety-check", headers=c.auth("old-token")).status_code == 200
         path.write_text("new-token-after-rotation")
         assert c.get("/test/safety-check", headers=c.auth("old-token")).status_code == 401

@@ -11,9 +11,14 @@ def checks(client) -> dict[str, dict]:
 
 
 def test_public_status_shape(client, engine):
+    """The public view is the watchdog's snapshot: each `observer.both()` here stands for one of its ticks."""
+    r = client.get("/status")
+    assert r.json() == {"service": "degraded", "kill_switch_engaged": False, "trading_state": None}
+    client.portal.call(client.ctx.observer.both)
     r = client.get("/status")
     assert r.json() == {"service": "ok", "kill_switch_engaged": False, "trading_state": "ACTIVE"}
     client.post("/kill-switch/activate", json=ACTIVATE, headers=AUTH)
+    client.portal.call(client.ctx.observer.both)
     assert client.get("/status").json() == {
         "service": "ok",
         "kill_switch_engaged": True,
@@ -156,7 +161,7 @@ def test_unexpected_errors_are_json_503_without_traceback(client, monkeypatch):
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(client.ctx.observer, "both", boom)
-    r = client.get("/status")
+    r = client.get("/status", headers=AUTH)
     assert r.status_code == 503
     assert r.json() == {"detail": "internal error in the safety service; see its log"}
     assert "secret internals" not in r.text

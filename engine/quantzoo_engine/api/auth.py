@@ -1,15 +1,15 @@
 """Where the engine checks the admin token (a FastAPI dependency).
 
 The token comes from ENGINE_ADMIN_TOKEN_FILE (the mounted `<name>-engine-admin` Secret; not the safety
-token), re-read whenever the file changes, so a rotated Secret is in force without a restart and the old
-token is refused from then on; or from ENGINE_ADMIN_TOKEN outside Kubernetes. It is compared in constant
-time. Without a configured token the admin API refuses everything (fail closed). Refusals say nothing
-about the token. The OpenAPI schema declares it as an HTTP bearer scheme.
+token), re-read whenever the file changes, so a rotated Secret is in force without a restart; the old
+token stays valid for the rotation overlap window (quantzoo_api.secret_file), then is refused; or from
+ENGINE_ADMIN_TOKEN outside Kubernetes. It is compared in constant time. Without a configured token the
+admin API refuses everything (fail closed). Refusals say nothing about the token. The OpenAPI schema
+declares it as an HTTP bearer scheme.
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, status
@@ -31,7 +31,8 @@ def require_admin_token(
             status.HTTP_503_SERVICE_UNAVAILABLE, "admin API disabled: no admin token configured"
         )
     presented = credentials.credentials if credentials is not None else ""
-    if not (presented and secrets.compare_digest(presented.encode(), expected.encode())):
+    # The current token, or the previous one inside its rotation overlap window (secret_file.py).
+    if not source.accepts(presented):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "unauthorized", headers={"WWW-Authenticate": "Bearer"}
         )

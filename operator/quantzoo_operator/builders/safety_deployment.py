@@ -42,6 +42,9 @@ def secret_mounts(system: System) -> list[SecretMount]:
 
 
 PENDING_FILE = "/tmp/pending-engagement.json"  # noqa: S108 - the pod's own emptyDir
+# The durable audit (append-only JSONL, rolled at a bounded size) on the pod's emptyDir: it outlives a
+# container restart, and the safety service reads its history back on start.
+AUDIT_FILE = "/tmp/audit.jsonl"  # noqa: S108 - the pod's own emptyDir
 
 
 def env(system: System) -> list[dict[str, Any]]:
@@ -54,6 +57,7 @@ def env(system: System) -> list[dict[str, Any]]:
         {"name": "QUANTZOO_CONFIG", "value": CONFIG_PATH},
         # On the pod's emptyDir: a pending direct halt outlives a container restart.
         {"name": "SAFETY_PENDING_FILE", "value": PENDING_FILE},
+        {"name": "SAFETY_AUDIT_LOG", "value": AUDIT_FILE},
     ]
     reserved = {item["name"] for item in out}.union(*(m.reserved_env() for m in mounts))
     return out + user_env(list(system.spec.safety.env), reserved)

@@ -7,7 +7,8 @@ from typing import Any
 import kopf
 from quantzoo_api import GROUP, PLURAL, VERSION
 
-from quantzoo_operator.halt_on_delete import halt_before_delete
+from quantzoo_operator.killswitch import tombstone
+from quantzoo_operator.killswitch.finalizer import halt_before_delete
 from quantzoo_operator.metrics import METRICS
 from quantzoo_operator.runtime import Runtime
 
@@ -22,6 +23,9 @@ async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await runtime.status.refresh(ns, name)  # phase Terminating while the halt goes out
     except Exception as exc:
         kopf.warn(raw, reason="StatusRefreshFailed", message=str(exc)[:200])
+    # An engaged halt outlives the object (a recreate is re-engaged): recorded before anything lets go;
+    # a failure raises, so kopf retries the finalizer rather than forget the halt.
+    await tombstone.record(runtime.kube, raw)
     await halt_before_delete(raw, runtime.pusher, runtime.recorder, runtime.config)
     runtime.status.forget(ns, name)
     runtime.reconciler.forget(ns, name)

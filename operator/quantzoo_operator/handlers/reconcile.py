@@ -7,6 +7,7 @@ from typing import Any
 import kopf
 from quantzoo_api import GROUP, PLURAL, VERSION
 
+from quantzoo_operator.killswitch import tombstone
 from quantzoo_operator.metrics import METRICS
 from quantzoo_operator.reconciler import InvalidTradingSystem, ReconcileError
 from quantzoo_operator.runtime import Runtime
@@ -21,10 +22,13 @@ def backoff_seconds(base: float, retry: int, ceiling: float = RESYNC_SECONDS) ->
     return min(base * 2 ** min(retry, 20), max(base, ceiling))
 
 
-async def _reconcile(body: kopf.Body, memo: kopf.Memo, retry: int = 0) -> None:
+async def _reconcile(body: kopf.Body, memo: kopf.Memo, retry: int = 0, *, reengage: bool = False) -> None:
     runtime: Runtime = memo["runtime"]
+    raw: dict[str, Any] = dict(body)
     try:
-        await runtime.reconciler.reconcile(dict(body))
+        if reengage:  # created (or resumed) after a delete while engaged: engaged before any engine exists
+            raw = dict(await tombstone.reengage(runtime.kube, raw))
+        await runtime.reconciler.reconcile(raw)
     except InvalidTradingSystem as exc:
         raise kopf.PermanentError(str(exc)) from None
     except ReconcileError as exc:
@@ -35,7 +39,7 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, retry: int = 0) -> None:
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-create")
 @METRICS.instrument("reconcile")
 async def reconcile_create(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    await _reconcile(body, memo, retry)
+    await _reconcile(body, memo, retry, reengage=True)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update")
@@ -48,7 +52,7 @@ async def reconcile_update(body: kopf.Body, memo: kopf.Memo, retry: int, **_: An
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume")
 @METRICS.instrument("reconcile")
 async def reconcile_resume(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    await _reconcile(body, memo, retry)
+    await _reconcile(body, memo, retry, reengage=True)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, id="resync", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)

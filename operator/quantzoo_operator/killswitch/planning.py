@@ -4,6 +4,7 @@ No I/O here (pushing.py does the HTTP, propagator.py the watching and the status
 decision below is unit-tested in milliseconds.
 
 When is a command pushed?
+- Targets: every live engine pod (Ready or not), by pod IP.
 - An ENGAGED switch: on every change of `spec.killSwitch` and on the operator's first sight of the
   object (so an operator restart re-asserts every halt); while it stays engaged, replicas that have not
   acknowledged it (a new pod) or that report ACTIVE are pushed again (the operator keeps the halt).
@@ -24,15 +25,23 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import ValidationError
 from quantzoo_api import ENGINE_PORT
-from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION, KillSwitchAck, KillSwitchCommand, TradingState
-from quantzoo_api.types import KillSwitchMode
+from quantzoo_api.killswitch import (
+    ADMIN_ENDPOINT_ANNOTATION,
+    KillSource,
+    KillSwitchAck,
+    KillSwitchCommand,
+    TradingState,
+    to_command,
+)
+from quantzoo_api.types import KillSwitchMode, KillSwitchSpec
 
 from quantzoo_operator import status as st
 
-OPERATOR_SOURCE = "operator"
+OPERATOR_SOURCE = KillSource.OPERATOR
 REFUSED_BY_POLICY = "outside the permitted push networks"
-FINALIZER_SOURCE = "operator:finalizer"
+FINALIZER_SOURCE = KillSource.FINALIZER
 
 
 # -- what the spec asks for -----------------------------------------------------------------------
@@ -78,27 +87,25 @@ def should_push(previous: Intent | None, new: Intent) -> bool:
     return previous.engaged or previous.release != new.release
 
 
-def command(intent: Intent, *, source: str = OPERATOR_SOURCE) -> KillSwitchCommand:
-    if intent.engaged:
-        return KillSwitchCommand(
-            engaged=True,
-            mode=intent.mode,
-            close_positions=intent.close_positions,
-            reason=(intent.reason or "kill switch engaged")[:1024],
-            operator=(intent.operator or "unknown")[:128],
-            source=source,
-            generation=intent.generation,
+def command(intent: Intent, *, source: KillSource = OPERATOR_SOURCE) -> KillSwitchCommand:
+    """The command for this version of the spec (quantzoo_api.killswitch.to_command: one builder for every
+    path); a release names the engagement it ends, so an engine held by another one refuses it."""
+    raw: dict[str, Any] = {
+        "engaged": intent.engaged,
+        "mode": intent.mode,
+        "closePositions": intent.close_positions,
+        "reason": intent.reason,
+        "operator": intent.operator,
+        "engagedAt": intent.engaged_at,
+        "release": dict(intent.release) if intent.release else None,
+    }
+    try:
+        spec = KillSwitchSpec.model_validate({k: v for k, v in raw.items() if v is not None})
+    except ValidationError:  # a hand-written oddity the CRD let through: fail closed, never open
+        spec = KillSwitchSpec(
+            engaged=intent.engaged, mode=intent.mode, close_positions=intent.close_positions
         )
-    release = intent.release or {}
-    return KillSwitchCommand(
-        engaged=False,
-        mode=intent.mode,
-        close_positions=False,
-        reason=(release.get("reason") or intent.reason or "kill switch released")[:1024],
-        operator=(release.get("operator") or intent.operator or "unknown")[:128],
-        source=source,
-        generation=intent.generation,
-    )
+    return to_command(spec, generation=intent.generation, source=source)
 
 
 def deletion_command(*, close_positions: bool, generation: int) -> KillSwitchCommand:
@@ -149,24 +156,21 @@ def permitted(endpoint: str, networks: Iterable[str]) -> bool:
     return any(address in ipaddress.ip_network(n) for n in networks)
 
 
-def is_ready(pod: Mapping[str, Any]) -> bool:
+def is_live(pod: Mapping[str, Any]) -> bool:
+    """A pod whose engine may be running: not terminating, not finished. Readiness does not matter -- a
+    partitioned or overloaded engine fails its probe but may still trade, so it is pushed to as well."""
     if (pod.get("metadata") or {}).get("deletionTimestamp"):
         return False
-    pod_status = pod.get("status") or {}
-    if pod_status.get("phase") != "Running":
-        return False
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in pod_status.get("conditions") or ()
-    )
+    return (pod.get("status") or {}).get("phase") in {"Running", "Pending"}
 
 
 def select_targets(pods: Iterable[Mapping[str, Any]]) -> list[Target]:
-    """Every ready, not terminating engine pod with an endpoint -- each one pushed to directly, never
-    through the load-balanced Service (which would reach one replica of many)."""
+    """Every live engine pod with an endpoint, Ready or not -- each one pushed to directly by pod IP, never
+    through the load-balanced Service (which reaches one Ready replica of many)."""
     out = []
     for pod in pods:
         endpoint = endpoint_of(pod)
-        if endpoint and is_ready(pod):
+        if endpoint and is_live(pod):
             meta = pod.get("metadata") or {}
             out.append(Target(pod=meta.get("name", ""), uid=meta.get("uid", ""), endpoint=endpoint))
     return sorted(out, key=lambda t: t.pod)
@@ -379,6 +383,13 @@ def only_refused_by_policy(failures: Mapping[str, str]) -> bool:
     replica cannot become reachable until its pod changes, so retrying it every fraction of a second
     only adds API load -- N systems' pod lists during a kill-all of N."""
     return bool(failures) and all(why.endswith(REFUSED_BY_POLICY) for why in failures.values())
+
+
+def release_refused(intent: Intent, failures: Mapping[str, str]) -> bool:
+    """A release every unacknowledging replica refused with 409: the engine is held by ANOTHER engagement
+    (e.g. the safety service's direct halt) than the one this release names. Pushing it again cannot
+    succeed and must not be tried: only a release naming the holding engagement resumes trading."""
+    return not intent.engaged and bool(failures) and all("HTTP 409" in why for why in failures.values())
 
 
 def retry_delays(initial: float, maximum: float) -> Iterator[float]:

@@ -35,14 +35,16 @@ from typing import Any
 from kubernetes import client
 from quantzoo_api.killswitch import TradingState
 
-from quantzoo_operator import KILLSWITCH_STATUS_MANAGER, events, propagation, status
+from quantzoo_operator import KILLSWITCH_STATUS_MANAGER, events, status
 from quantzoo_operator.events import EventRecorder
+from quantzoo_operator.killswitch import planning as propagation
+from quantzoo_operator.killswitch import tombstone
+from quantzoo_operator.killswitch.planning import Ack, Intent, Outcome
+from quantzoo_operator.killswitch.pushing import Pusher
+from quantzoo_operator.killswitch.watching import TradingSystemWatch
 from quantzoo_operator.kube import Kube, KubeError
 from quantzoo_operator.metrics import OperatorMetrics
-from quantzoo_operator.propagation import Ack, Intent, Outcome
-from quantzoo_operator.pushing import Pusher
 from quantzoo_operator.settings import OperatorConfig
-from quantzoo_operator.watch import TradingSystemWatch
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +225,8 @@ class Propagator:
     # -- one TradingSystem ---------------------------------------------------------------------------
     async def _run(self, state: SystemState, intent: Intent, arrived: float, push: bool) -> None:
         try:
+            if push and not intent.engaged and intent.release:
+                await self._disarm_tombstone(state)
             if push:
                 state.acks = {}
                 await self._propagate(state, intent, arrived, measure=True)
@@ -234,6 +238,13 @@ class Propagator:
             raise
         except Exception:
             log.exception("kill-switch propagation failed", extra=state.extra)
+
+    async def _disarm_tombstone(self, state: SystemState) -> None:
+        """A release of the live object ends a halt carried over a delete-and-recreate (tombstone.py)."""
+        try:
+            await tombstone.disarm(self.kube, state.body)
+        except Exception as exc:  # the next release (or resume) tries again; the release itself stands
+            log.warning("kill tombstone not disarmed: %s", exc, extra=state.extra)
 
     async def _propagate(self, state: SystemState, intent: Intent, arrived: float, *, measure: bool) -> None:
         """Push until every ready replica has acknowledged `intent` (or a newer intent cancels this)."""
@@ -270,6 +281,18 @@ class Propagator:
                 if state.unacknowledged:
                     state.unacknowledged = False
                     self._update_gauges()
+                await self._refresh(state)
+                return
+            if propagation.release_refused(intent, outcome.failures):
+                # The engine is held by another engagement: never re-push this release (finding 4).
+                await self._write_status(state, intent, outcome, None)
+                self.recorder.post(
+                    state.body,
+                    events.WARNING,
+                    events.KILL_SWITCH_UNACKNOWLEDGED,
+                    propagation.summary(intent, outcome).replace("; retrying", "")
+                    + "; the release names another engagement than the one holding the engine: not retried",
+                )
                 await self._refresh(state)
                 return
             if not warned:

@@ -18,10 +18,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from quantzoo_operator import events, propagation
+from quantzoo_operator import events
 from quantzoo_operator.events import EventRecorder
-from quantzoo_operator.propagation import Ack, Outcome
-from quantzoo_operator.pushing import Pusher
+from quantzoo_operator.killswitch import planning as propagation
+from quantzoo_operator.killswitch.planning import Ack, Outcome
+from quantzoo_operator.killswitch.pushing import Pusher
 from quantzoo_operator.settings import FLATTEN_ON_DELETE_ANNOTATION, OperatorConfig
 
 log = logging.getLogger(__name__)

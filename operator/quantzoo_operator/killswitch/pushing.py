@@ -19,8 +19,8 @@ from quantzoo_api.killswitch import KillSwitchCommand, TradingState
 
 from quantzoo_operator import labels, names
 from quantzoo_operator.builders.admin_secret import read_token
+from quantzoo_operator.killswitch.planning import REFUSED_BY_POLICY, Ack, Target, permitted, select_targets
 from quantzoo_operator.kube import Kube, KubeError
-from quantzoo_operator.propagation import REFUSED_BY_POLICY, Ack, Target, permitted, select_targets
 
 log = logging.getLogger(__name__)
 
