@@ -49,6 +49,10 @@ R = TypeVar("R", CancelReport, FlattenReport)
 _ENFORCE = frozenset({LatchDecision.ENGAGED, LatchDecision.ESCALATED})
 
 
+def _extend_unique(into: list[str], items: list[str]) -> None:
+    into.extend(i for i in items if i not in into)
+
+
 def _held(s: KillSwitchStatus) -> tuple[object, ...]:
     return (s.engaged, s.mode, s.close_positions, s.engagement)
 
@@ -129,6 +133,10 @@ class TradingEngine:
         self.shutdown_report: ShutdownReport | None = None
         # Set by the app so a live symbol change reaches the feed.
         self.on_symbols_changed: Callable[[list[str]], Awaitable[None]] | None = None
+        # What the engagement in force has cancelled and closed, by whichever path (push, watch, retry):
+        # every ack of it reports these, so status and the audit show what the engagement did.
+        self._engagement_cancelled: list[str] = []
+        self._engagement_closed: list[str] = []
         # Set by the runtime: keeps the engagement on disk, so a restart is still held by it.
         self.on_latch_changed: Callable[[KillSwitchStatus], None] | None = None
 
@@ -367,6 +375,8 @@ class TradingEngine:
         self._sync_state(self.trading.kill_switch(status.engaged, status.mode))
         if command.engaged:
             self.metrics.kill_switch_engage_seconds.observe(time.perf_counter() - started)
+        if decision in (LatchDecision.ENGAGED, LatchDecision.RELEASED):
+            self._engagement_cancelled, self._engagement_closed = [], []
         if self.on_latch_changed is not None and _held(before) != _held(status):
             self.on_latch_changed(status)  # after the block: the disk never delays a halt
         log.info(
@@ -410,11 +420,14 @@ class TradingEngine:
 
     def acknowledge(self, cancelled: list[str], closed: list[str], errors: list[str]) -> KillSwitchAck:
         status = self.kill.status
+        if status.engaged:  # the engagement's totals, not only this call's share of the work
+            cancelled, closed = list(self._engagement_cancelled), list(self._engagement_closed)
         return KillSwitchAck(
             pod=self.pod,
             engaged=status.engaged,
             trading_state=self.trading.state,
             generation=status.generation,
+            engagement=status.engagement if status.engaged else None,
             acknowledged_at=self.clock.now(),
             cancelled_orders=cancelled,
             closed_positions=closed,
@@ -512,6 +525,9 @@ class TradingEngine:
             else:
                 self._cleanup_owed = None
                 self._cleanup_backoff = 1.0
+            if self.kill.status.engaged:
+                _extend_unique(self._engagement_cancelled, cancel.cancelled)
+                _extend_unique(self._engagement_closed, closed)
             return cancel.cancelled, closed, errors
 
     # --- the TradingSystem, live -------------------------------------------------------------------------

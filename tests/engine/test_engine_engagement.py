@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import build_engine, engage_command, market, ready_engine, release_command
+from engine_helpers import build_engine, engage_command, limit, market, ready_engine, release_command
 from fastapi.testclient import TestClient
 from quantzoo_api.killswitch import KillSwitchCommand, TradingState
 from quantzoo_api.types import KillSwitchMode
@@ -149,3 +149,20 @@ async def test_nothing_but_a_release_weakens_an_engaged_switch(clock: ManualCloc
     assert ack.trading_state is TradingState.HALTED, "a ReduceOnly ask weakened the Halt"
     assert engine.kill.status.mode is KillSwitchMode.HALT
     assert engine.kill.status.close_positions
+
+
+@pytest.mark.anyio
+async def test_a_repeated_engage_reports_what_the_engagement_did(clock: ManualClock) -> None:
+    engine = await ready_engine(clock=clock)
+    resting = (await engine.submit(limit("AAPL", Side.BUY, 5, 97.0))).order
+    await engine.submit(market("MSFT", Side.BUY, 10))
+    assert resting is not None
+    # The engine's own watch gets there first and does the work ...
+    engaged = {"engaged": True, "closePositions": True, "engagedAt": A}
+    await engine.on_watch_action(interpret_event("MODIFIED", ts(2, **engaged)))
+    # ... and the operator's push of the same engagement reports it, not "0 cancelled, 0 closed".
+    push = engage_command(close_positions=True, generation=2).model_copy(update={"engagement": A})
+    ack = await engine.apply_kill_switch(push)
+    assert ack.cancelled_orders == [resting.id]
+    assert ack.closed_positions == ["MSFT"]
+    assert ack.engagement == A
