@@ -36,11 +36,6 @@ class MarketDataKind(StrEnum):
     ALPACA = "alpaca"
 
 
-class StrategyName(StrEnum):
-    MA_CROSSOVER = "maCrossover"
-    NOOP = "noop"
-
-
 class KillSwitchMode(StrEnum):
     HALT = "Halt"
     REDUCE_ONLY = "ReduceOnly"
@@ -61,21 +56,16 @@ class BrokerSpec(_Model):
         return self
 
 
-class StrategyParams(_Model):
-    fast_window: int = Field(5, ge=2, le=200)
-    slow_window: int = Field(20, ge=3, le=1000)
-    order_quantity: int = Field(10, ge=1, le=1_000_000)
-
-
 class StrategySpec(_Model):
-    name: StrategyName = StrategyName.MA_CROSSOVER
-    params: StrategyParams = StrategyParams()
+    """Which strategy runs, and its parameters.
 
-    @model_validator(mode="after")
-    def _fast_below_slow(self) -> StrategySpec:
-        if self.params.fast_window >= self.params.slow_window:
-            raise ValueError("strategy.params.fastWindow must be smaller than slowWindow")
-        return self
+    `name` is looked up in the `quantzoo.strategies` entry-point group of the engine's image; `params` is
+    free-form here and validated by that strategy's own pydantic model (quantzoo_engine.sdk.registry),
+    so a team's strategy brings its own parameters without a change to the CRD.
+    """
+
+    name: str = Field("maCrossover", min_length=1, max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class MarketDataSpec(_Model):

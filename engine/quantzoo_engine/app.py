@@ -28,6 +28,7 @@ from quantzoo_engine.feed.simulated import SimulatedFeed
 from quantzoo_engine.kube_watch import KubeWatch
 from quantzoo_engine.metrics import EngineMetrics
 from quantzoo_engine.runtime import EngineRuntime, WatchFactory
+from quantzoo_engine.sdk import registry
 from quantzoo_engine.settings import ConfigError, EngineSettings
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,11 @@ def create_app(
     spec = settings.spec
     if feed is None and with_feed:
         feed = build_feed(settings)
+    try:
+        # An unknown strategy or a bad parameter: refuse to start (the message names the field).
+        registry.validate_params(spec.strategy.name, dict(spec.strategy.params))
+    except registry.StrategyConfigError as exc:
+        raise ConfigError(str(exc)) from None
     engine = TradingEngine(
         spec=spec,
         broker=broker or build_broker(settings, clock),
@@ -120,6 +126,7 @@ def create_app(
         outlier_pct=settings.outlier_pct,
         bar_interval_seconds=feed.bar_interval_seconds if feed is not None else None,
         reconcile_interval_seconds=settings.reconcile_interval_seconds,
+        isolate_strategy=settings.isolate_strategy,
     )
     if watch_factory is None and settings.watch_kubernetes:
 

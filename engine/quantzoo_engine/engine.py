@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -38,8 +38,16 @@ from quantzoo_engine.metrics import EngineMetrics
 from quantzoo_engine.orders import Order, OrderBook, OrderRequest
 from quantzoo_engine.portfolio import Portfolio
 from quantzoo_engine.risk.checks import PreTradeContext, Rejection, RejectReason, RiskEngine
+from quantzoo_engine.sdk import OrderIntent, Strategy, StrategyContext
+from quantzoo_engine.sdk.registry import StrategyConfigError
 from quantzoo_engine.state import TradingStateMachine, Transition
-from quantzoo_engine.strategy import Strategy, build_strategy
+from quantzoo_engine.strategy.runner import (
+    InlineRunner,
+    ProcessRunner,
+    RunnerStatus,
+    StrategyRunner,
+    inline_runner,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +93,8 @@ class TradingEngine:
         broker: Broker,
         metrics: EngineMetrics | None = None,
         clock: Clock | None = None,
-        strategy: Strategy | None = None,
+        strategy: Strategy[Any] | None = None,
+        isolate_strategy: bool = False,
         pod: str = "engine",
         namespace: str = "default",
         name: str = "standalone",
@@ -98,7 +107,12 @@ class TradingEngine:
         self.broker = broker
         self.metrics = metrics or EngineMetrics()
         self.clock = clock or SystemClock()
-        self.strategy = strategy or build_strategy(spec.strategy, spec.risk)
+        # Live engines run the strategy in a process of its own (strategy/runner.py); a backtest or a
+        # unit test calls it inline. Either way its intents pass `submit`, like a manual order.
+        self.isolate_strategy = isolate_strategy
+        self.strategy_runner: StrategyRunner = (
+            InlineRunner(strategy, spec.strategy.name) if strategy is not None else self._new_runner(spec)
+        )
         self.pod, self.namespace, self.name = pod, namespace, name
         self.kill_deadline_seconds = kill_deadline_seconds
         self.reconcile_interval_seconds = reconcile_interval_seconds
@@ -134,7 +148,9 @@ class TradingEngine:
         self._cleanup_backoff = 1.0
         self._last_reconcile_mono = self.clock.monotonic()
         self._shutdown_transition: Transition | None = None
+        self._strategy_stopping: asyncio.Task[None] | None = None
         self._sync_state(None)
+        self.strategy_runner.bind(self.strategy_context, self.submit_intents, self._strategy_error)
 
     # --- state -----------------------------------------------------------------------------------------
     @property
@@ -194,6 +210,7 @@ class TradingEngine:
 
     async def start(self, retry_max_seconds: float = 10.0) -> None:
         """Connect and reconcile before trading; retry until it works (HALTED meanwhile)."""
+        self.strategy_runner.start()
         backoff = 0.5
         while not self.trading.facts.shutting_down:
             try:
@@ -238,14 +255,58 @@ class TradingEngine:
         self.portfolio.mark(bar.symbol, bar.close)
         self.broker.on_price(bar.symbol, bar.close, bar.timestamp)
         self._apply_fills()
-        position = self.portfolio.quantity(bar.symbol) + self.orders.working_net(bar.symbol)
-        requests = self.strategy.on_bar(bar, position)
-        # While HALTED the strategy keeps its indicators current but is not asked to trade: its orders
-        # would all be refused, and a stream of refusals would only look like a reject spike.
-        if not requests or self.trading.state is TradingState.HALTED:
+        await self.strategy_runner.on_bar(bar)
+
+    # --- the strategy ------------------------------------------------------------------------------------
+    def strategy_context(self, bar: Bar) -> StrategyContext:
+        """What the strategy may read with a bar: a snapshot, taken when the bar is handed to it."""
+        p = self.portfolio
+        return StrategyContext(
+            now=self.clock.now(),
+            position=p.quantity(bar.symbol) + self.orders.working_net(bar.symbol),
+            cash=p.cash,
+            equity=p.equity,
+            limits=self.risk.limits,
+        )
+
+    async def submit_intents(self, intents: Sequence[OrderIntent]) -> None:
+        # While HALTED the strategy keeps its indicators current but its orders are not sent: they would
+        # all be refused, and a stream of refusals would only look like a reject spike.
+        if self.trading.state is TradingState.HALTED:
             return
-        for request in requests:
-            await self.submit(request)
+        for intent in intents:
+            await self.submit(intent.to_request())
+
+    def _strategy_error(self, _: str) -> None:
+        self.count_error("strategy")
+
+    def _new_runner(self, spec: TradingSystemSpec) -> StrategyRunner:
+        """Raises StrategyConfigError (naming the field) for an unknown strategy or a bad parameter."""
+        if self.isolate_strategy:
+            from quantzoo_engine.sdk.registry import validate_params
+
+            validate_params(spec.strategy.name, dict(spec.strategy.params))
+            return ProcessRunner(spec.strategy)
+        return inline_runner(spec.strategy)
+
+    def _replace_strategy(self, spec: TradingSystemSpec) -> None:
+        """A live change of spec.strategy: the new one starts afresh; a bad one trades nothing."""
+        old = self.strategy_runner
+        try:
+            runner = self._new_runner(spec)
+        except StrategyConfigError as exc:
+            log.error("strategy spec refused: the strategy sends no orders", extra={"error": str(exc)})
+            runner = InlineRunner(_Refused(), spec.strategy.name)
+            runner.health.status = RunnerStatus.FAILED
+            runner.health.last_error = str(exc)
+        runner.bind(self.strategy_context, self.submit_intents, self._strategy_error)
+        self.strategy_runner = runner
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        runner.start()
+        self._strategy_stopping = loop.create_task(old.stop(), name="strategy-stop")
 
     # --- orders ------------------------------------------------------------------------------------------
     def pretrade_context(self, request: OrderRequest) -> PreTradeContext:
@@ -485,14 +546,13 @@ class TradingEngine:
         old, changed = self.spec, []
         if spec.risk != old.risk:
             self.risk.update_limits(spec.risk)
-            self.strategy.update_limits(spec.risk)
             changed.append("risk")
         if spec.symbols != old.symbols:
             self._symbols = frozenset(spec.symbols)
             self.data.set_symbols(list(spec.symbols))
             changed.append("symbols")
         if spec.strategy != old.strategy:
-            self.strategy = build_strategy(spec.strategy, spec.risk)
+            self._replace_strategy(spec)
             changed.append("strategy")
         needs_restart = [f for f in ("mode", "broker", "market_data") if getattr(spec, f) != getattr(old, f)]
         if needs_restart:
@@ -623,7 +683,8 @@ class TradingEngine:
             "started_at": self.started_at,
             "mode": str(self.spec.mode),
             "broker": self.broker.name,
-            "strategy": self.strategy.name,
+            "strategy": self.spec.strategy.name,
+            "strategy_health": self.strategy_runner.health.view(),
             "symbols": list(self.spec.symbols),
             "pnl": {
                 "realized": round(p.realized_pnl, 6),
@@ -721,3 +782,10 @@ class TradingEngine:
         for symbol in self.data.symbols:
             m.data_staleness_seconds.labels(symbol=symbol).set(self.data.staleness(symbol, now))
         self._sync_state(None)
+
+
+class _Refused(Strategy[Any]):
+    """Stands in for a strategy whose spec was refused: it is never called (its runner is FAILED)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
