@@ -54,6 +54,7 @@ class Reason(StrEnum):
     CHILD_REJECTED = "ChildRejected"
     CREDENTIALS_SECRET_MISSING = "CredentialsSecretMissing"  # noqa: S105 - a reason
     CREDENTIALS_SECRET_INVALID = "CredentialsSecretInvalid"  # noqa: S105 - a reason
+    STRATEGY_INVALID = "StrategyInvalid"
     # EngineReady
     ENGINE_RUNNING = "EngineRunning"
     ENGINE_MISSING = "EngineMissing"
