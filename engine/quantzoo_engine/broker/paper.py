@@ -32,6 +32,8 @@ class PaperBroker:
         self.received: deque[Order] = deque(maxlen=10_000)
         # Called with each order the moment it reaches the broker, before it touches the book.
         self.on_order_reached: Callable[[Order], None] | None = None
+        # Every fill, kept when set (the backtester's report lists them; the engine drains _fills).
+        self.fill_log: list[Fill] | None = None
 
     async def connect(self) -> None:
         return None
@@ -105,6 +107,8 @@ class PaperBroker:
         self._open.pop(order.id, None)
         self.ledger.apply_fill(fill)
         self._fills.append(fill)
+        if self.fill_log is not None:
+            self.fill_log.append(fill)
 
     def on_price(self, symbol: str, price: float, at: datetime) -> None:
         self.ledger.mark(symbol, price)
