@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from quantzoo_api.sessions import UnknownCalendar, sessions_for
 from quantzoo_api.types import BrokerKind, MarketDataKind, TradingMode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -70,7 +71,9 @@ def build_feed(settings: EngineSettings) -> MarketDataFeed:
         credentials = settings.alpaca_credentials()
         key, secret = credentials.current()
         return AlpacaFeed(symbols, key, secret, url_override=md.base_url, credentials=credentials.current)
-    return SimulatedFeed(symbols, seed=md.seed, interval_seconds=md.interval_seconds)
+    # The simulated market keeps the calendar's hours: no bars while it is closed.
+    sessions = sessions_for(settings.spec.calendar)
+    return SimulatedFeed(symbols, seed=md.seed, interval_seconds=md.interval_seconds, sessions=sessions)
 
 
 class LatencyMiddleware:
@@ -107,13 +110,16 @@ def create_app(
     clock = clock or SystemClock()
     metrics = EngineMetrics()
     spec = settings.spec
-    if feed is None and with_feed:
-        feed = build_feed(settings)
     try:
         # An unknown strategy or a bad parameter: refuse to start (the message names the field).
         registry.validate_params(spec.strategy.name, dict(spec.strategy.params))
+        sessions_for(spec.calendar)
     except registry.StrategyConfigError as exc:
         raise ConfigError(str(exc)) from None
+    except UnknownCalendar as exc:
+        raise ConfigError(f"session.calendar: {exc}") from None
+    if feed is None and with_feed:
+        feed = build_feed(settings)
     engine = TradingEngine(
         spec=spec,
         broker=broker or build_broker(settings, clock),

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from quantzoo_api.killswitch import KillSwitchAck, KillSwitchCommand, TradingState
+from quantzoo_api.sessions import UnknownCalendar, sessions_for
 from quantzoo_api.types import KillSwitchMode, TradingSystemSpec
 
 from quantzoo_engine.broker.base import Broker, BrokerError, BrokerRejected, CancelReport, FlattenReport
@@ -122,9 +123,12 @@ class TradingEngine:
         self.risk = RiskEngine(spec.risk)
         self.portfolio = Portfolio(cash=spec.broker.initial_cash)
         self.orders = OrderBook()
+        # The market's sessions (spec.session.calendar; raises UnknownCalendar): outside one, no order
+        # is sent, the strategy is not asked and data is not stale.
+        self.sessions = sessions_for(spec.calendar)
         self.data = DataQualityGuard(
             list(spec.symbols),
-            bar_interval_seconds or spec.market_data.interval_seconds,
+            bar_interval_seconds or spec.bar_interval_seconds,
             outlier_pct,
             started_mono=self.clock.monotonic(),
         )
@@ -255,7 +259,26 @@ class TradingEngine:
         self.portfolio.mark(bar.symbol, bar.close)
         self.broker.on_price(bar.symbol, bar.close, bar.timestamp)
         self._apply_fills()
-        await self.strategy_runner.on_bar(bar)
+        if self.trades_now():
+            await self.strategy_runner.on_bar(bar)
+
+    # --- the market's sessions -----------------------------------------------------------------------------
+    def market_open(self) -> bool:
+        return self.sessions.is_open(self.clock.now())
+
+    def trades_now(self) -> bool:
+        """Whether orders may be sent now as far as the calendar goes (the risk checks decide the rest)."""
+        return self.spec.session.allow_outside_session or self.market_open()
+
+    def staleness(self, symbol: str, now_mono: float) -> float:
+        """Seconds the symbol's data is overdue, counting only time the market was open: zero while it is
+        closed, and at most the time since this session opened (no bar is due before the open)."""
+        raw = self.data.staleness(symbol, now_mono)
+        now = self.clock.now()
+        if not self.sessions.is_open(now):
+            return 0.0
+        opened = self.sessions.session_open(now)
+        return raw if opened is None else min(raw, (now - opened).total_seconds())
 
     # --- the strategy ------------------------------------------------------------------------------------
     def strategy_context(self, bar: Bar) -> StrategyContext:
@@ -312,13 +335,16 @@ class TradingEngine:
     def pretrade_context(self, request: OrderRequest) -> PreTradeContext:
         symbol = request.symbol
         now = self.clock.monotonic()
-        staleness = self.data.staleness(symbol, now)
+        staleness = self.staleness(symbol, now)
+        limit = self.spec.stale_data_limit
         return PreTradeContext(
             trading_state=self.trading.state,
             symbol_known=symbol in self._symbols,
             last_price=self.data.last_price(symbol),
-            data_stale=staleness > self.risk.limits.stale_data_seconds,
+            data_stale=staleness > limit,
             staleness_seconds=staleness,
+            stale_limit_seconds=limit,
+            market_open=self.trades_now(),
             data_suspect=self.data.is_suspect(symbol),
             position=self.portfolio.quantity(symbol),
             working_same_side=self.orders.working_quantity(symbol, request.side),
@@ -554,6 +580,14 @@ class TradingEngine:
         if spec.strategy != old.strategy:
             self._replace_strategy(spec)
             changed.append("strategy")
+        if spec.calendar != old.calendar:
+            try:
+                self.sessions = sessions_for(spec.calendar)
+                changed.append("session")
+            except UnknownCalendar as exc:
+                log.error(
+                    "calendar change refused; keeping %s", self.sessions.name, extra={"error": str(exc)}
+                )
         needs_restart = [f for f in ("mode", "broker", "market_data") if getattr(spec, f) != getattr(old, f)]
         if needs_restart:
             log.warning("spec change needs an engine restart to apply", extra={"fields": needs_restart})
@@ -666,8 +700,8 @@ class TradingEngine:
 
     def state_view(self) -> dict[str, Any]:
         now = self.clock.monotonic()
-        limit = self.risk.limits.stale_data_seconds
-        staleness = {s: self.data.staleness(s, now) for s in self.data.symbols}
+        limit = self.spec.stale_data_limit
+        staleness = {s: self.staleness(s, now) for s in self.data.symbols}
         p = self.portfolio
         return {
             "namespace": self.namespace,
@@ -686,6 +720,7 @@ class TradingEngine:
             "strategy": self.spec.strategy.name,
             "strategy_health": self.strategy_runner.health.view(),
             "symbols": list(self.spec.symbols),
+            "market": self.market_view(),
             "pnl": {
                 "realized": round(p.realized_pnl, 6),
                 "unrealized": round(p.unrealized_pnl, 6),
@@ -714,6 +749,16 @@ class TradingEngine:
             "errors_total": self.errors_total,
         }
 
+    def market_view(self) -> dict[str, Any]:
+        now = self.clock.now()
+        return {
+            "calendar": self.sessions.name,
+            "open": self.sessions.is_open(now),
+            "next_open": self.sessions.next_open(now),
+            "allow_outside_session": self.spec.session.allow_outside_session,
+            "stale_data_limit_seconds": self.spec.stale_data_limit,
+        }
+
     def positions_view(self) -> dict[str, Any]:
         p = self.portfolio
         rows = []
@@ -740,10 +785,10 @@ class TradingEngine:
 
     def symbols_view(self) -> list[dict[str, Any]]:
         now = self.clock.monotonic()
-        limit = self.risk.limits.stale_data_seconds
+        limit = self.spec.stale_data_limit
         rows = []
         for symbol, d in self.data.symbols.items():
-            staleness = self.data.staleness(symbol, now)
+            staleness = self.staleness(symbol, now)
             rows.append(
                 {
                     "symbol": symbol,
@@ -780,7 +825,7 @@ class TradingEngine:
         now = self.clock.monotonic()
         m.data_staleness_seconds.clear()
         for symbol in self.data.symbols:
-            m.data_staleness_seconds.labels(symbol=symbol).set(self.data.staleness(symbol, now))
+            m.data_staleness_seconds.labels(symbol=symbol).set(self.staleness(symbol, now))
         self._sync_state(None)
 
 

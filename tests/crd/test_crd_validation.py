@@ -58,7 +58,8 @@ def test_minimal_resource_gets_defaults(crs, namespace):
     assert spec["strategy"] == {"name": "maCrossover", "params": {}}
     assert spec["marketData"]["kind"] == "simulated"
     assert spec["risk"]["maxOrderNotional"] == 100000
-    assert spec["risk"]["staleDataSeconds"] == 10
+    assert "staleDataSeconds" not in spec["risk"]  # by default three bar intervals of the feed
+    assert spec["session"] == {"allowOutsideSession": False}
     assert spec["killSwitch"] == {"engaged": False, "mode": "Halt", "closePositions": False}
     assert spec["safety"]["autoTrip"]["heartbeatTimeoutSeconds"] == 15
 

@@ -28,6 +28,7 @@ class RejectReason(StrEnum):
     INVALID_ORDER = "invalid_order"
     DUPLICATE_CLIENT_ORDER_ID = "duplicate_client_order_id"
     STALE_DATA = "stale_data"
+    MARKET_CLOSED = "market_closed"
     OUTLIER_PRICE = "outlier_price"
     MAX_ORDER_QUANTITY = "max_order_quantity"
     MAX_ORDER_NOTIONAL = "max_order_notional"
@@ -67,6 +68,9 @@ class PreTradeContext:
     gross_exposure: float
     daily_drawdown_pct: float
     staleness_seconds: float = 0.0
+    stale_limit_seconds: float = 10.0
+    # The TradingSystem's calendar has a session now (or it allows orders outside sessions).
+    market_open: bool = True
     # Filled in by RiskEngine.evaluate from its own state:
     limits: RiskLimits = _DEFAULT_LIMITS
     increases_exposure: bool = True
@@ -128,7 +132,16 @@ def check_data_fresh(order: OrderRequest, ctx: PreTradeContext) -> Rejection | N
         return Rejection(
             RejectReason.STALE_DATA,
             f"market data for {order.symbol} is {ctx.staleness_seconds:.1f}s old "
-            f"(limit {ctx.limits.stale_data_seconds:g}s)",
+            f"(limit {ctx.stale_limit_seconds:g}s)",
+        )
+    return None
+
+
+def check_market_open(order: OrderRequest, ctx: PreTradeContext) -> Rejection | None:
+    if not ctx.market_open:
+        return Rejection(
+            RejectReason.MARKET_CLOSED,
+            "the market is closed (spec.session.calendar): no orders outside a session",
         )
     return None
 
@@ -249,6 +262,7 @@ class RiskEngine:
         check_symbol_known,
         check_order_valid,
         check_duplicate_client_order_id,
+        check_market_open,
         check_data_fresh,
         check_price_sane,
         check_order_quantity,
