@@ -286,7 +286,8 @@ class TradingEngine:
         p = self.portfolio
         return StrategyContext(
             now=self.clock.now(),
-            position=p.quantity(bar.symbol) + self.orders.working_net(bar.symbol),
+            position=p.quantity(bar.symbol),
+            working=self.orders.working_net(bar.symbol),
             cash=p.cash,
             equity=p.equity,
             limits=self.risk.limits,

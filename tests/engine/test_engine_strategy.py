@@ -16,7 +16,9 @@ LIMITS = RiskLimits()
 
 
 def ctx(position: float = 0.0, limits: RiskLimits = LIMITS) -> StrategyContext:
-    return StrategyContext(now=Bars().start, position=position, cash=1e6, equity=1e6, limits=limits)
+    return StrategyContext(
+        now=Bars().start, position=position, working=0.0, cash=1e6, equity=1e6, limits=limits
+    )
 
 
 def feed(strategy: Strategy[Any], prices: list[float], position: float = 0.0) -> list[list[tuple]]:

@@ -9,7 +9,7 @@ kill switch before anything is sent. Strategies are found by name through the Py
 """
 
 from quantzoo_engine.feed.base import Bar
-from quantzoo_engine.orders import OrderType, Side
+from quantzoo_engine.orders import OrderType, Side, TimeInForce
 from quantzoo_engine.sdk.context import StrategyContext
 from quantzoo_engine.sdk.intents import OrderIntent
 from quantzoo_engine.sdk.registry import ENTRY_POINT_GROUP
@@ -25,5 +25,6 @@ __all__ = [
     "Strategy",
     "StrategyContext",
     "StrategyParams",
+    "TimeInForce",
     "reversal_size",
 ]

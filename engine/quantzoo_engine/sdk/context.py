@@ -12,9 +12,16 @@ from quantzoo_api.types import RiskLimits
 class StrategyContext:
     # The engine's clock: wall time live, the bar's time in a backtest (a strategy never calls time.time).
     now: datetime
-    # The bar symbol's position plus its working orders, so a strategy does not double up.
+    # The bar symbol's position (filled), and the net quantity of its working orders (+ buy, - sell).
     position: float
+    working: float
     cash: float
     equity: float
     # The live risk limits, for sizing inside them (the checks run regardless).
     limits: RiskLimits
+
+    @property
+    def net_position(self) -> float:
+        """Position plus working orders: what to size against so a strategy does not double up (a
+        strategy that keeps protective stops resting sizes against `position` instead)."""
+        return self.position + self.working

@@ -65,14 +65,14 @@ class BollingerReversion(Strategy[BollingerReversionParams]):
             return ()
         lower, mean, upper = bands
         size = reversal_size(self.params.order_quantity, price, ctx.limits)
-        target = ctx.position
+        target = ctx.net_position
         if price < lower:
             target = size
         elif price > upper:
             target = -size
         elif self.params.exit_at_mean and (
-            (ctx.position > 0 and price >= mean) or (ctx.position < 0 and price <= mean)
+            (ctx.net_position > 0 and price >= mean) or (ctx.net_position < 0 and price <= mean)
         ):
             target = 0
-        intent = OrderIntent.toward(bar.symbol, target, ctx.position)
+        intent = OrderIntent.toward(bar.symbol, target, ctx.net_position)
         return (intent,) if intent else ()

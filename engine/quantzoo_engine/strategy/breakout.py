@@ -47,7 +47,7 @@ class Breakout(Strategy[BreakoutParams]):
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> Sequence[OrderIntent]:
         ch = self._by_symbol.setdefault(bar.symbol, _Channel())
         p = self.params
-        target = ctx.position
+        target = ctx.net_position
         if len(ch.highs) >= p.window:
             # Channels of the bars before this one: a bar cannot break its own high.
             entry_high, entry_low = max(ch.highs), min(ch.lows)
@@ -57,8 +57,8 @@ class Breakout(Strategy[BreakoutParams]):
                 target = size
             elif bar.close < entry_low and p.allow_short:
                 target = -size
-            elif (ctx.position > 0 and bar.close < min(exit_lows)) or (
-                ctx.position < 0 and bar.close > max(exit_highs)
+            elif (ctx.net_position > 0 and bar.close < min(exit_lows)) or (
+                ctx.net_position < 0 and bar.close > max(exit_highs)
             ):
                 target = 0
         ch.highs.append(bar.high)
@@ -66,5 +66,5 @@ class Breakout(Strategy[BreakoutParams]):
         if len(ch.highs) > p.window:
             ch.highs.popleft()
             ch.lows.popleft()
-        intent = OrderIntent.toward(bar.symbol, target, ctx.position)
+        intent = OrderIntent.toward(bar.symbol, target, ctx.net_position)
         return (intent,) if intent else ()

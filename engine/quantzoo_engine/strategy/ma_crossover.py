@@ -75,5 +75,5 @@ class MovingAverageCrossover(Strategy[MovingAverageCrossoverParams]):
             # The first regime seen is not a crossover: do not trade on warm-up.
             return ()
         target = regime * reversal_size(self.params.order_quantity, bar.close, ctx.limits)
-        intent = OrderIntent.toward(bar.symbol, target, ctx.position)
+        intent = OrderIntent.toward(bar.symbol, target, ctx.net_position)
         return (intent,) if intent else ()
