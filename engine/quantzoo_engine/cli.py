@@ -72,6 +72,34 @@ def backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def sample_bars(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from quantzoo_api.sessions import UnknownCalendar
+
+    from quantzoo_engine.backtest.synthetic import synthetic_bars, write_bars
+
+    symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    try:
+        start = datetime.fromisoformat(args.start)
+        bars = list(
+            synthetic_bars(
+                args.bars,
+                symbols,
+                start=start,
+                seed=args.seed,
+                interval_seconds=args.interval,
+                calendar=args.calendar,
+            )
+        )
+        write_bars(bars, Path(args.out))
+    except (ValueError, UnknownCalendar, OSError) as exc:
+        print(f"quantzoo sample-bars: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(bars)} bars of {','.join(symbols)} to {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="quantzoo", description="QuantZoo command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,7 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     bt.add_argument("--symbols", help="comma-separated; default: the spec's, else every symbol in the bars")
     bt.add_argument("--initial-cash", type=float, default=None)
     bt.add_argument("--out", default="backtest-report", help="directory for report.json and report.html")
+    sample = sub.add_parser("sample-bars", help="write seeded synthetic bars (CSV, or Parquet for .parquet)")
+    sample.add_argument("--out", required=True)
+    sample.add_argument("--symbols", default="AAPL")
+    sample.add_argument("--bars", type=int, default=5_000, help="time steps (one bar per symbol each)")
+    sample.add_argument("--interval", type=float, default=60.0, help="seconds between bars")
+    sample.add_argument("--calendar", default="24/7", help="only while this calendar's market is open")
+    sample.add_argument("--start", default="2026-01-05T14:30:00+00:00")
+    sample.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
+    if args.command == "sample-bars":
+        return sample_bars(args)
     if args.command == "strategies":
         from quantzoo_engine.sdk import registry
 
