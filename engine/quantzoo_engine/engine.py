@@ -1,8 +1,9 @@
 """The trading engine: bars in, risk-checked orders out, and the kill switch in between.
 
 One object owns the book (portfolio, orders), the state machine, the kill-switch latch, the risk
-engine, the data guard, the strategy and the broker. Everything runs on one asyncio loop; the rules
-that make the kill switch hold are:
+engine, the data guard, the strategy runner and the broker. Everything runs on one asyncio loop, except
+the strategy's own code: a live engine runs it in a process of its own (strategy/runner.py), so it cannot
+hold the loop. The rules that make the kill switch hold are:
 
 1. Blocking is in memory and synchronous: `apply_kill_switch_now` changes the state before it returns,
    with no await, so nothing can be sent in between.
