@@ -275,6 +275,8 @@ class TradingEngine:
         """Seconds the symbol's data is overdue, counting only time the market was open: zero while it is
         closed, and at most the time since this session opened (no bar is due before the open)."""
         raw = self.data.staleness(symbol, now_mono)
+        if self.spec.session.allow_outside_session:
+            return raw  # it trades around the clock, so data is due around the clock
         now = self.clock.now()
         if not self.sessions.is_open(now):
             return 0.0

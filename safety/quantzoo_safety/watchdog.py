@@ -76,7 +76,8 @@ def resolve_limits(spec: TradingSystemSpec, overrides: Mapping[str, Any] | None 
         max_errors_per_minute=auto.max_errors_per_minute,
         max_daily_drawdown_pct=spec.risk.max_daily_drawdown_pct,
         stale_data_seconds=spec.stale_data_limit,
-        calendar=spec.calendar,
+        # Trading outside the sessions too: data is due around the clock.
+        calendar=ALWAYS_OPEN if spec.session.allow_outside_session else spec.calendar,
     )
     return replace(limits, **dict(overrides or {}))
 

@@ -99,6 +99,9 @@ async def test_allow_outside_session_trades_on_a_saturday() -> None:
     engine = await ready_engine(spec, clock=clock, strategy=registry.build(spec.strategy), bars=bars)
     await _trade_zigzag(engine, clock, bars)
     assert engine.counts.submitted >= 1
+    clock.advance(60)  # and its data goes stale on a Saturday, since it trades on one
+    assert engine.state_view()["data"]["stale"] is True
+    assert resolve_limits(spec).calendar == "24/7"
 
 
 def test_the_watchdog_does_not_trip_on_stale_data_while_the_market_is_closed() -> None:
