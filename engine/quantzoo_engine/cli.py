@@ -25,8 +25,8 @@ def _spec_from_args(args: argparse.Namespace, bar_symbols: list[str]) -> Any:
         doc = yaml.safe_load(Path(args.spec).read_text()) or {}
         raw = dict(doc.get("spec", doc) if doc.get("kind") == "TradingSystem" else doc)
     strategy = dict(raw.get("strategy") or {})
-    if args.strategy:
-        strategy = {"name": args.strategy, "params": strategy.get("params", {}) if not args.params else {}}
+    if args.strategy and args.strategy != strategy.get("name"):
+        strategy = {"name": args.strategy, "params": {}}  # another strategy: the spec's params are not its
     if args.params:
         strategy["params"] = json.loads(args.params)
     if strategy:
