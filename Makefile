@@ -67,7 +67,14 @@ demo-down: ## stop a demo left running with KEEP=1
 bench: setup ## benchmarks; figures in bench/results/*.json
 	$(PY) -m bench.engine_bench
 	$(PY) -m bench.kill_switch_bench
+	$(PY) -m bench.kill_switch_bench --cpu-burner
+	$(PY) -m bench.strategy_isolation_bench
 	$(PY) -m bench.scale_bench --n "$(SCALE_N)"
+
+.PHONY: bench-backtest
+bench-backtest: venv ## backtest speed against backtrader and NautilusTrader (installs the bench extra)
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m bench.backtest_bench
 
 .PHONY: bench-scale
 bench-scale: setup ## scale and cost: N TradingSystems (SCALE_N="10 100 300"); bench/results/scale.json

@@ -72,7 +72,7 @@ async def ready_engine() -> TradingEngine:
         spec=spec,
         broker=PaperBroker(spec.broker.initial_cash, clock),
         clock=clock,
-        strategy=NoopStrategy(),
+        strategy=NoopStrategy(NoopStrategy.Params()),
         metrics=EngineMetrics(),
     )
     engine.apply_kill_switch_now(KillSwitchCommand(engaged=False, source="bench"))

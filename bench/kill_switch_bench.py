@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -98,7 +99,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--cpu-burner",
+        action="store_true",
+        help="run the engine's strategy as one that burns CPU for 5 s on every bar (test strategies from "
+        "tests/engine/engine_plugins.py); results to kill_switch_cpu_burner.json unless --out",
+    )
     args = parser.parse_args(argv)
+    spec, engine_env = SPEC, None
+    if args.cpu_burner:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engine"))
+        from engine_plugins import install_test_strategies
+
+        plugins = install_test_strategies(Path(tempfile.mkdtemp(prefix="qz-bench-plugins-")))
+        engine_env = {"PYTHONPATH": str(plugins)}
+        # A team's image in the spec: the operator leaves a strategy it does not know to the engine.
+        spec = {
+            **SPEC,
+            "strategy": {"name": "cpuBurner", "params": {"burnSeconds": 5}},
+            "engine": {"image": "quantzoo/test-strategies:0.1.0"},
+        }
+        if args.out == RESULTS:
+            args.out = RESULTS.with_name("kill_switch_cpu_burner.json")
 
     plane = controlplane.start(Path(tempfile.mkdtemp(prefix="qz-bench-")))
     runner = None
@@ -118,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         operator = start_operator(plane.kubeconfig, [ns])
         runner = PodRunner(plane, plane.kubeconfig, api)
         stack = TradingSystemStack(api, runner, ns, f"bench-{uuid.uuid4().hex[:4]}")
-        stack.create(SPEC)
-        stack.run_engine()
+        stack.create(spec)
+        stack.run_engine(extra_env=engine_env)
         stack.run_safety()
         http = httpx.Client(timeout=5)
         wait_for(lambda: stack.engine_state()["trading_state"] == "ACTIVE", timeout=30)
@@ -170,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                 "patch_to_halt_p99_within_50ms_of_floor_p99": halt["p99"] - floor_pct["p99"] <= 50,
                 "patch_to_ack_p99_under_500ms": ack["p99"] < 500,
             },
+            "strategy": spec["strategy"]["name"],
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "kube_apiserver": plane.versions()["kube-apiserver"],
         }

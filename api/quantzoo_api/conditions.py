@@ -36,6 +36,7 @@ class Reason(StrEnum):
     # Ready and Degraded, when the TradingSystem itself is at fault (retrying as it is cannot help)
     INVALID_SPEC = "InvalidSpec"
     CHILD_REJECTED = "ChildRejected"
+    STRATEGY_INVALID = "StrategyInvalid"
     CREDENTIALS_SECRET_MISSING = "CredentialsSecretMissing"  # noqa: S105 - a reason
     CREDENTIALS_SECRET_INVALID = "CredentialsSecretInvalid"  # noqa: S105 - a reason
     # EngineReady

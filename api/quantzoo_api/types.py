@@ -36,11 +36,6 @@ class MarketDataKind(StrEnum):
     ALPACA = "alpaca"
 
 
-class StrategyName(StrEnum):
-    MA_CROSSOVER = "maCrossover"
-    NOOP = "noop"
-
-
 class KillSwitchMode(StrEnum):
     HALT = "Halt"
     REDUCE_ONLY = "ReduceOnly"
@@ -61,21 +56,16 @@ class BrokerSpec(_Model):
         return self
 
 
-class StrategyParams(_Model):
-    fast_window: int = Field(5, ge=2, le=200)
-    slow_window: int = Field(20, ge=3, le=1000)
-    order_quantity: int = Field(10, ge=1, le=1_000_000)
-
-
 class StrategySpec(_Model):
-    name: StrategyName = StrategyName.MA_CROSSOVER
-    params: StrategyParams = StrategyParams()
+    """Which strategy runs, and its parameters.
 
-    @model_validator(mode="after")
-    def _fast_below_slow(self) -> StrategySpec:
-        if self.params.fast_window >= self.params.slow_window:
-            raise ValueError("strategy.params.fastWindow must be smaller than slowWindow")
-        return self
+    `name` is looked up in the `quantzoo.strategies` entry-point group of the engine's image; `params` is
+    free-form here and validated by that strategy's own pydantic model (quantzoo_engine.sdk.registry),
+    so a team's strategy brings its own parameters without a change to the CRD.
+    """
+
+    name: str = Field("maCrossover", min_length=1, max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class MarketDataSpec(_Model):
@@ -96,7 +86,18 @@ class RiskLimits(_Model):
     price_collar_pct: float = Field(5.0, gt=0, le=50)
     max_orders_per_second: int = Field(10, ge=1, le=10_000)
     max_orders_per_minute: int = Field(300, ge=1, le=600_000)
-    stale_data_seconds: float = Field(10.0, gt=0, le=86_400)
+    # Unset: three bar intervals of the feed, at least 10 s (TradingSystemSpec.stale_data_limit).
+    stale_data_seconds: float | None = Field(None, gt=0, le=86_400)
+
+
+class SessionSpec(_Model):
+    """When the market is open (quantzoo_api.sessions): outside a session no order is sent, the strategy
+    is not asked, and data is not stale."""
+
+    # An exchange-calendars code (XNYS, XLON, CMES, ...) or "24/7". Unset: XNYS for the alpaca feed,
+    # 24/7 for the simulated and replay feeds.
+    calendar: str | None = Field(None, min_length=2, max_length=32, pattern=r"^[A-Za-z0-9_/]+$")
+    allow_outside_session: bool = False
 
 
 class ReleaseRecord(_Model):
@@ -151,9 +152,29 @@ class TradingSystemSpec(_Model):
     strategy: StrategySpec = StrategySpec()
     market_data: MarketDataSpec = MarketDataSpec()
     risk: RiskLimits = RiskLimits()
+    session: SessionSpec = SessionSpec()
     kill_switch: KillSwitchSpec = KillSwitchSpec()
     engine: WorkloadSpec = WorkloadSpec()
     safety: SafetySpec = SafetySpec()
+
+    @property
+    def calendar(self) -> str:
+        if self.session.calendar:
+            return self.session.calendar
+        return "XNYS" if self.market_data.kind is MarketDataKind.ALPACA else "24/7"
+
+    @property
+    def bar_interval_seconds(self) -> float:
+        """Seconds between two bars of one symbol: Alpaca streams one-minute bars."""
+        return 60.0 if self.market_data.kind is MarketDataKind.ALPACA else self.market_data.interval_seconds
+
+    @property
+    def stale_data_limit(self) -> float:
+        """risk.staleDataSeconds, or by default three bar intervals (at least 10 s): data is stale when a
+        bar is overdue, not merely because the feed's bars are a minute apart."""
+        if self.risk.stale_data_seconds is not None:
+            return self.risk.stale_data_seconds
+        return max(10.0, 3 * self.bar_interval_seconds)
 
     @model_validator(mode="after")
     def _live_needs_real_broker(self) -> TradingSystemSpec:

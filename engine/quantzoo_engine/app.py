@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from quantzoo_api.sessions import UnknownCalendar, sessions_for
 from quantzoo_api.types import BrokerKind, MarketDataKind, TradingMode
 from quantzoo_api.watching import WatchTimeouts
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,6 +32,7 @@ from quantzoo_engine.lease import LeaseKeeper, TradingLease, holder_identity, le
 from quantzoo_engine.metrics import EngineMetrics
 from quantzoo_engine.proof import Freshness
 from quantzoo_engine.runtime import EngineRuntime, LeaseFactory, WatchFactory
+from quantzoo_engine.sdk import registry
 from quantzoo_engine.settings import ConfigError, EngineSettings
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,9 @@ def build_feed(settings: EngineSettings) -> MarketDataFeed:
         credentials = settings.alpaca_credentials()
         key, secret = credentials.current()
         return AlpacaFeed(symbols, key, secret, url_override=md.base_url, credentials=credentials.current)
-    return SimulatedFeed(symbols, seed=md.seed, interval_seconds=md.interval_seconds)
+    # The simulated market keeps the calendar's hours: no bars while it is closed.
+    sessions = sessions_for(settings.spec.calendar)
+    return SimulatedFeed(symbols, seed=md.seed, interval_seconds=md.interval_seconds, sessions=sessions)
 
 
 class LatencyMiddleware:
@@ -109,6 +113,14 @@ def create_app(
     clock = clock or SystemClock()
     metrics = EngineMetrics()
     spec = settings.spec
+    try:
+        # An unknown strategy or a bad parameter: refuse to start (the message names the field).
+        registry.validate_params(spec.strategy.name, dict(spec.strategy.params))
+        sessions_for(spec.calendar)
+    except registry.StrategyConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    except UnknownCalendar as exc:
+        raise ConfigError(f"session.calendar: {exc}") from None
     if feed is None and with_feed:
         feed = build_feed(settings)
     engine = TradingEngine(
@@ -123,6 +135,7 @@ def create_app(
         outlier_pct=settings.outlier_pct,
         bar_interval_seconds=feed.bar_interval_seconds if feed is not None else None,
         reconcile_interval_seconds=settings.reconcile_interval_seconds,
+        isolate_strategy=settings.isolate_strategy,
     )
     lease_factory: LeaseFactory | None = None
     if watch_factory is None and settings.watch_kubernetes:

@@ -41,3 +41,10 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         self._mono += seconds
         self._wall += timedelta(seconds=seconds)
+
+    def advance_to(self, when: datetime) -> None:
+        """Move to `when` (the backtester's simulated clock follows the bars); never backwards."""
+        delta = (when - self._wall).total_seconds()
+        if delta > 0:
+            self._mono += delta
+            self._wall = when

@@ -1,8 +1,9 @@
 """The trading engine: bars in, risk-checked orders out, and the kill switch in between.
 
 One object owns the book (portfolio, orders), the state machine, the kill-switch latch, the risk
-engine, the data guard, the strategy and the broker. Everything runs on one asyncio loop; the rules
-that make the kill switch hold are:
+engine, the data guard, the strategy runner and the broker. Everything runs on one asyncio loop, except
+the strategy's own code: a live engine runs it in a process of its own (strategy/runner.py), so it cannot
+hold the loop. The rules that make the kill switch hold are:
 
 1. Blocking is in memory and synchronous: `apply_kill_switch_now` changes the state before it returns,
    with no await, so nothing can be sent in between.
@@ -20,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from quantzoo_api.killswitch import KillSwitchAck, KillSwitchCommand, TradingState
+from quantzoo_api.sessions import UnknownCalendar, sessions_for
 from quantzoo_api.types import KillSwitchMode, TradingSystemSpec
 
 from quantzoo_engine.broker.base import Broker, BrokerError, BrokerRejected, CancelReport, FlattenReport
@@ -39,8 +41,16 @@ from quantzoo_engine.orders import Order, OrderBook, OrderRequest
 from quantzoo_engine.portfolio import Portfolio
 from quantzoo_engine.proof import Freshness, ProofOfState
 from quantzoo_engine.risk.checks import PreTradeContext, Rejection, RejectReason, RiskEngine
+from quantzoo_engine.sdk import OrderIntent, Strategy, StrategyContext
+from quantzoo_engine.sdk.registry import StrategyConfigError
 from quantzoo_engine.state import TradingStateMachine, Transition
-from quantzoo_engine.strategy import Strategy, build_strategy
+from quantzoo_engine.strategy.runner import (
+    InlineRunner,
+    ProcessRunner,
+    RunnerStatus,
+    StrategyRunner,
+    inline_runner,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +106,8 @@ class TradingEngine:
         broker: Broker,
         metrics: EngineMetrics | None = None,
         clock: Clock | None = None,
-        strategy: Strategy | None = None,
+        strategy: Strategy[Any] | None = None,
+        isolate_strategy: bool = False,
         pod: str = "engine",
         namespace: str = "default",
         name: str = "standalone",
@@ -109,7 +120,12 @@ class TradingEngine:
         self.broker = broker
         self.metrics = metrics or EngineMetrics()
         self.clock = clock or SystemClock()
-        self.strategy = strategy or build_strategy(spec.strategy, spec.risk)
+        # Live engines run the strategy in a process of its own (strategy/runner.py); a backtest or a
+        # unit test calls it inline. Either way its intents pass `submit`, like a manual order.
+        self.isolate_strategy = isolate_strategy
+        self.strategy_runner: StrategyRunner = (
+            InlineRunner(strategy, spec.strategy.name) if strategy is not None else self._new_runner(spec)
+        )
         self.pod, self.namespace, self.name = pod, namespace, name
         self.kill_deadline_seconds = kill_deadline_seconds
         self.reconcile_interval_seconds = reconcile_interval_seconds
@@ -119,9 +135,12 @@ class TradingEngine:
         self.risk = RiskEngine(spec.risk)
         self.portfolio = Portfolio(cash=spec.broker.initial_cash)
         self.orders = OrderBook()
+        # The market's sessions (spec.session.calendar; raises UnknownCalendar): outside one, no order
+        # is sent, the strategy is not asked and data is not stale.
+        self.sessions = sessions_for(spec.calendar)
         self.data = DataQualityGuard(
             list(spec.symbols),
-            bar_interval_seconds or spec.market_data.interval_seconds,
+            bar_interval_seconds or spec.bar_interval_seconds,
             outlier_pct,
             started_mono=self.clock.monotonic(),
         )
@@ -156,7 +175,9 @@ class TradingEngine:
         self.lease_validity: Freshness | None = None
         if hasattr(broker, "may_send"):  # a broker that sends from worker threads checks this there
             broker.may_send = lambda: self.trading.state is not TradingState.HALTED
+        self._strategy_stopping: asyncio.Task[None] | None = None
         self._sync_state(None)
+        self.strategy_runner.bind(self.strategy_context, self.submit_intents, self._strategy_error)
 
     # --- state -----------------------------------------------------------------------------------------
     @property
@@ -223,6 +244,7 @@ class TradingEngine:
 
     async def start(self, retry_max_seconds: float = 10.0) -> None:
         """Connect and reconcile before trading; retry until it works (HALTED meanwhile)."""
+        self.strategy_runner.start()
         backoff = 0.5
         while not self.trading.facts.shutting_down:
             try:
@@ -267,26 +289,95 @@ class TradingEngine:
         self.portfolio.mark(bar.symbol, bar.close)
         self.broker.on_price(bar.symbol, bar.close, bar.timestamp)
         self._apply_fills()
-        position = self.portfolio.quantity(bar.symbol) + self.orders.working_net(bar.symbol)
-        requests = self.strategy.on_bar(bar, position)
-        # While HALTED the strategy keeps its indicators current but is not asked to trade: its orders
-        # would all be refused, and a stream of refusals would only look like a reject spike.
-        if not requests or self.trading.state is TradingState.HALTED:
+        if self.trades_now():
+            await self.strategy_runner.on_bar(bar)
+
+    # --- the market's sessions -----------------------------------------------------------------------------
+    def market_open(self) -> bool:
+        return self.sessions.is_open(self.clock.now())
+
+    def trades_now(self) -> bool:
+        """Whether orders may be sent now as far as the calendar goes (the risk checks decide the rest)."""
+        return self.spec.session.allow_outside_session or self.market_open()
+
+    def staleness(self, symbol: str, now_mono: float) -> float:
+        """Seconds the symbol's data is overdue, counting only time the market was open: zero while it is
+        closed, and at most the time since this session opened (no bar is due before the open)."""
+        raw = self.data.staleness(symbol, now_mono)
+        if self.spec.session.allow_outside_session:
+            return raw  # it trades around the clock, so data is due around the clock
+        now = self.clock.now()
+        if not self.sessions.is_open(now):
+            return 0.0
+        opened = self.sessions.session_open(now)
+        return raw if opened is None else min(raw, (now - opened).total_seconds())
+
+    # --- the strategy ------------------------------------------------------------------------------------
+    def strategy_context(self, bar: Bar) -> StrategyContext:
+        """What the strategy may read with a bar: a snapshot, taken when the bar is handed to it."""
+        p = self.portfolio
+        return StrategyContext(
+            now=self.clock.now(),
+            position=p.quantity(bar.symbol),
+            working=self.orders.working_net(bar.symbol),
+            cash=p.cash,
+            equity=p.equity,
+            limits=self.risk.limits,
+        )
+
+    async def submit_intents(self, intents: Sequence[OrderIntent]) -> None:
+        # While HALTED the strategy keeps its indicators current but its orders are not sent: they would
+        # all be refused, and a stream of refusals would only look like a reject spike.
+        if self.trading.state is TradingState.HALTED:
             return
-        for request in requests:
-            await self.submit(request)
+        for intent in intents:
+            await self.submit(intent.to_request())
+
+    def _strategy_error(self, _: str) -> None:
+        self.count_error("strategy")
+
+    def _new_runner(self, spec: TradingSystemSpec) -> StrategyRunner:
+        """Raises StrategyConfigError (naming the field) for an unknown strategy or a bad parameter."""
+        if self.isolate_strategy:
+            from quantzoo_engine.sdk.registry import validate_params
+
+            validate_params(spec.strategy.name, dict(spec.strategy.params))
+            return ProcessRunner(spec.strategy)
+        return inline_runner(spec.strategy)
+
+    def _replace_strategy(self, spec: TradingSystemSpec) -> None:
+        """A live change of spec.strategy: the new one starts afresh; a bad one trades nothing."""
+        old = self.strategy_runner
+        try:
+            runner = self._new_runner(spec)
+        except StrategyConfigError as exc:
+            log.error("strategy spec refused: the strategy sends no orders", extra={"error": str(exc)})
+            runner = InlineRunner(_Refused(), spec.strategy.name)
+            runner.health.status = RunnerStatus.FAILED
+            runner.health.last_error = str(exc)
+        runner.bind(self.strategy_context, self.submit_intents, self._strategy_error)
+        self.strategy_runner = runner
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        runner.start()
+        self._strategy_stopping = loop.create_task(old.stop(), name="strategy-stop")
 
     # --- orders ------------------------------------------------------------------------------------------
     def pretrade_context(self, request: OrderRequest) -> PreTradeContext:
         symbol = request.symbol
         now = self.clock.monotonic()
-        staleness = self.data.staleness(symbol, now)
+        staleness = self.staleness(symbol, now)
+        limit = self.spec.stale_data_limit
         return PreTradeContext(
             trading_state=self.trading.state,
             symbol_known=symbol in self._symbols,
             last_price=self.data.last_price(symbol),
-            data_stale=staleness > self.risk.limits.stale_data_seconds,
+            data_stale=staleness > limit,
             staleness_seconds=staleness,
+            stale_limit_seconds=limit,
+            market_open=self.trades_now(),
             data_suspect=self.data.is_suspect(symbol),
             position=self.portfolio.quantity(symbol),
             working_same_side=self.orders.working_quantity(symbol, request.side),
@@ -536,15 +627,22 @@ class TradingEngine:
         old, changed = self.spec, []
         if spec.risk != old.risk:
             self.risk.update_limits(spec.risk)
-            self.strategy.update_limits(spec.risk)
             changed.append("risk")
         if spec.symbols != old.symbols:
             self._symbols = frozenset(spec.symbols)
             self.data.set_symbols(list(spec.symbols))
             changed.append("symbols")
         if spec.strategy != old.strategy:
-            self.strategy = build_strategy(spec.strategy, spec.risk)
+            self._replace_strategy(spec)
             changed.append("strategy")
+        if spec.calendar != old.calendar:
+            try:
+                self.sessions = sessions_for(spec.calendar)
+                changed.append("session")
+            except UnknownCalendar as exc:
+                log.error(
+                    "calendar change refused; keeping %s", self.sessions.name, extra={"error": str(exc)}
+                )
         needs_restart = [f for f in ("mode", "broker", "market_data") if getattr(spec, f) != getattr(old, f)]
         if needs_restart:
             log.warning("spec change needs an engine restart to apply", extra={"fields": needs_restart})
@@ -665,8 +763,8 @@ class TradingEngine:
 
     def state_view(self) -> dict[str, Any]:
         now = self.clock.monotonic()
-        limit = self.risk.limits.stale_data_seconds
-        staleness = {s: self.data.staleness(s, now) for s in self.data.symbols}
+        limit = self.spec.stale_data_limit
+        staleness = {s: self.staleness(s, now) for s in self.data.symbols}
         p = self.portfolio
         return {
             "namespace": self.namespace,
@@ -682,8 +780,10 @@ class TradingEngine:
             "started_at": self.started_at,
             "mode": str(self.spec.mode),
             "broker": self.broker.name,
-            "strategy": self.strategy.name,
+            "strategy": self.spec.strategy.name,
+            "strategy_health": self.strategy_runner.health.view(),
             "symbols": list(self.spec.symbols),
+            "market": self.market_view(),
             "pnl": {
                 "realized": round(p.realized_pnl, 6),
                 "unrealized": round(p.unrealized_pnl, 6),
@@ -712,6 +812,16 @@ class TradingEngine:
             "errors_total": self.errors_total,
         }
 
+    def market_view(self) -> dict[str, Any]:
+        now = self.clock.now()
+        return {
+            "calendar": self.sessions.name,
+            "open": self.sessions.is_open(now),
+            "next_open": self.sessions.next_open(now),
+            "allow_outside_session": self.spec.session.allow_outside_session,
+            "stale_data_limit_seconds": self.spec.stale_data_limit,
+        }
+
     def positions_view(self) -> dict[str, Any]:
         p = self.portfolio
         rows = []
@@ -738,10 +848,10 @@ class TradingEngine:
 
     def symbols_view(self) -> list[dict[str, Any]]:
         now = self.clock.monotonic()
-        limit = self.risk.limits.stale_data_seconds
+        limit = self.spec.stale_data_limit
         rows = []
         for symbol, d in self.data.symbols.items():
-            staleness = self.data.staleness(symbol, now)
+            staleness = self.staleness(symbol, now)
             rows.append(
                 {
                     "symbol": symbol,
@@ -778,5 +888,12 @@ class TradingEngine:
         now = self.clock.monotonic()
         m.data_staleness_seconds.clear()
         for symbol in self.data.symbols:
-            m.data_staleness_seconds.labels(symbol=symbol).set(self.data.staleness(symbol, now))
+            m.data_staleness_seconds.labels(symbol=symbol).set(self.staleness(symbol, now))
         self._sync_state(None)
+
+
+class _Refused(Strategy[Any]):
+    """Stands in for a strategy whose spec was refused: it is never called (its runner is FAILED)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)

@@ -30,6 +30,17 @@ class Side(StrEnum):
 class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
+    STOP = "stop"  # a market order once the price trades at or through stop_price
+    STOP_LIMIT = "stop_limit"  # a limit order once the price trades at or through stop_price
+
+
+class TimeInForce(StrEnum):
+    # Alpaca's spelling. DAY: until the session ends at the broker; GTC: until cancelled; IOC: what fills
+    # at once, the rest cancelled; FOK: all at once or nothing.
+    DAY = "day"
+    GTC = "gtc"
+    IOC = "ioc"
+    FOK = "fok"
 
 
 class OrderStatus(StrEnum):
@@ -68,6 +79,8 @@ class OrderRequest:
     limit_price: float | None = None
     client_order_id: str = field(default_factory=new_client_order_id)
     origin: OrderOrigin = OrderOrigin.STRATEGY
+    stop_price: float | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
 
     @property
     def signed_quantity(self) -> float:
@@ -91,6 +104,9 @@ class Order:
     filled_avg_price: float | None = None
     updated_at: datetime | None = None
     origin: OrderOrigin = OrderOrigin.STRATEGY
+    stop_price: float | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    triggered: bool = False  # a stop (or stop-limit) whose stop price has traded
 
     @property
     def is_working(self) -> bool:
@@ -112,6 +128,8 @@ class Order:
             "quantity": self.quantity,
             "type": str(self.order_type),
             "limit_price": self.limit_price,
+            "stop_price": self.stop_price,
+            "time_in_force": str(self.time_in_force),
             "status": str(self.status),
             "filled_quantity": self.filled_quantity,
             "filled_avg_price": self.filled_avg_price,

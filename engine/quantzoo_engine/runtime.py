@@ -194,6 +194,7 @@ class EngineRuntime:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(t, 1.0)
+        await self.engine.strategy_runner.stop()
         for closer in (self.feed.close if self.feed else None, self.engine.broker.close):
             if closer is None:
                 continue

@@ -92,6 +92,8 @@ class EngineSettings(BaseModel):
     lease_duration_seconds: int = Field(15, ge=2, le=3600)
     lease_renew_seconds: float = Field(5.0, gt=0, le=3600)
     lease_margin_seconds: float = Field(5.0, ge=0, le=3600)
+    # The strategy in a process of its own, out of reach of the kill path (strategy/runner.py).
+    isolate_strategy: bool = True
     alpaca_api_key: SecretStr | None = None
     alpaca_api_secret: SecretStr | None = None
     alpaca_api_key_file: Path | None = None
@@ -149,6 +151,8 @@ class EngineSettings(BaseModel):
         if env.get("ENGINE_STATE_DIR"):
             values["state_dir"] = Path(env["ENGINE_STATE_DIR"])
         values["watch_kubernetes"] = env.get("QUANTZOO_WATCH_KUBERNETES", "").strip().lower() in _TRUE
+        if env.get("ENGINE_ISOLATE_STRATEGY"):
+            values["isolate_strategy"] = env["ENGINE_ISOLATE_STRATEGY"].strip().lower() in _TRUE
         for field, var in {
             "admin_token": ENGINE_ADMIN_TOKEN_ENV,
             "alpaca_api_key": "ALPACA_API_KEY",

@@ -44,6 +44,7 @@ INVALID_SPEC = "InvalidSpec"
 CHILD_REJECTED = "ChildRejected"
 CREDENTIALS_SECRET_MISSING = "CredentialsSecretMissing"  # noqa: S105 - a reason
 CREDENTIALS_SECRET_INVALID = "CredentialsSecretInvalid"  # noqa: S105 - a reason
+STRATEGY_INVALID = "StrategyInvalid"
 
 # The Warning Event of a failed reconcile, by the Degraded condition's reason (same words).
 FAILURE_EVENTS = {
@@ -51,6 +52,7 @@ FAILURE_EVENTS = {
     status.Reason.CHILD_REJECTED: CHILD_REJECTED,
     status.Reason.CREDENTIALS_SECRET_MISSING: CREDENTIALS_SECRET_MISSING,
     status.Reason.CREDENTIALS_SECRET_INVALID: CREDENTIALS_SECRET_INVALID,
+    status.Reason.STRATEGY_INVALID: STRATEGY_INVALID,
 }
 
 

@@ -25,6 +25,7 @@ from quantzoo_operator.events import EventRecorder
 from quantzoo_operator.kube import Applied, Kube, KubeError
 from quantzoo_operator.status import Reason
 from quantzoo_operator.status_writer import StatusWriter, reconciled_inputs
+from quantzoo_operator.strategy_check import strategy_problem
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,8 @@ class Reconciler:
             await self._report_failure(body, exc.reason, str(exc))
             raise
         try:
+            if problem := strategy_problem(system.spec):
+                raise ReconcileError(problem, Reason.STRATEGY_INVALID)
             await self.check_credentials(system)
             created_secrets = await self.ensure_secrets(system)
             manifests = build_children(system, self.options)

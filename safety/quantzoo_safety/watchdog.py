@@ -10,7 +10,8 @@ Reasons, in the order they are checked (the first breach wins):
                       period from the watchdog's start, so a rollout does not trip it);
 - `auto:drawdown`     `pnl.daily_drawdown_pct` >= the limit (`spec.risk.maxDailyDrawdownPct`);
 - `auto:stale_data`   the engine flags its data stale, or `data.staleness_seconds` >= the limit
-                      (`spec.risk.staleDataSeconds`; also after the grace period);
+                      (`spec.risk.staleDataSeconds`, by default three bar intervals; after the grace
+                      period, and only while the TradingSystem's calendar has the market open);
 - `auto:reject_spike` more than `maxRejectsPerMinute` new `orders.rejected` in the last 60 s;
 - `auto:error_burst`  more than `maxErrorsPerMinute` new `errors_total` in the last 60 s.
 No trip while the switch is engaged; the per-minute windows restart after a release.
@@ -25,9 +26,10 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from quantzoo_api.sessions import ALWAYS_OPEN, sessions_for
 from quantzoo_api.types import TradingSystemSpec, parse_spec
 
 from quantzoo_safety.audit import AuditLog
@@ -51,6 +53,7 @@ class TripLimits:
     max_errors_per_minute: int = 20
     max_daily_drawdown_pct: float = 5.0
     stale_data_seconds: float = 10.0
+    calendar: str = ALWAYS_OPEN  # no stale-data trip while this calendar's market is closed
     startup_grace_seconds: float | None = None  # None: the heartbeat timeout
 
     @property
@@ -72,7 +75,9 @@ def resolve_limits(spec: TradingSystemSpec, overrides: Mapping[str, Any] | None 
         max_rejects_per_minute=auto.max_rejects_per_minute,
         max_errors_per_minute=auto.max_errors_per_minute,
         max_daily_drawdown_pct=spec.risk.max_daily_drawdown_pct,
-        stale_data_seconds=spec.risk.stale_data_seconds,
+        stale_data_seconds=spec.stale_data_limit,
+        # Trading outside the sessions too: data is due around the clock.
+        calendar=ALWAYS_OPEN if spec.session.allow_outside_session else spec.calendar,
     )
     return replace(limits, **dict(overrides or {}))
 
@@ -218,7 +223,7 @@ def decide(
     # 3. stale data
     data = state.get("data") if isinstance(state.get("data"), dict) else {}
     staleness = _number(data.get("staleness_seconds"))
-    if not in_grace:
+    if not in_grace and sessions_for(limits.calendar).is_open(datetime.fromtimestamp(now, UTC)):
         if staleness is not None and staleness >= limits.stale_data_seconds:
             return Decision(
                 Trip(

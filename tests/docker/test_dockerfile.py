@@ -101,6 +101,14 @@ def test_hadolint(hadolint):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_hadolint_on_the_strategy_template(hadolint):
+    template = REPO / "examples" / "strategy-template" / "Dockerfile"
+    proc = subprocess.run(
+        [hadolint, "--failure-threshold", "info", str(template)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_hadolint_is_not_vacuous(hadolint, tmp_path):
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y gcc\nADD http://x/y /y\n")

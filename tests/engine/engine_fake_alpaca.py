@@ -104,9 +104,9 @@ class FakeAlpaca:
             "order_type": o["type"],
             "type": o["type"],
             "side": o["side"],
-            "time_in_force": "day",
+            "time_in_force": o.get("time_in_force", "day"),
             "limit_price": str(o["limit_price"]) if o["limit_price"] is not None else None,
-            "stop_price": None,
+            "stop_price": str(o["stop_price"]) if o.get("stop_price") is not None else None,
             "status": o["status"],
             "extended_hours": False,
             "legs": None,
@@ -158,7 +158,15 @@ class FakeAlpaca:
         return [o for o in self.orders.values() if o["status"] in ("new", "accepted", "partially_filled")]
 
     def _new_order(
-        self, symbol: str, qty: float, side: str, type_: str, limit: float | None, coid: str
+        self,
+        symbol: str,
+        qty: float,
+        side: str,
+        type_: str,
+        limit: float | None,
+        coid: str,
+        stop: float | None = None,
+        tif: str = "day",
     ) -> dict:
         o = {
             "id": str(uuid.uuid4()),
@@ -168,6 +176,8 @@ class FakeAlpaca:
             "side": side,
             "type": type_,
             "limit_price": limit,
+            "stop_price": stop,
+            "time_in_force": tif,
             "filled_qty": 0,
             "filled_avg_price": None,
             "status": "new",
@@ -176,8 +186,9 @@ class FakeAlpaca:
         }
         self.orders[o["id"]] = o
         price = self.prices[symbol]
-        marketable = (
-            type_ == "market" or (side == "buy" and price <= limit) or (side == "sell" and price >= limit)
+        # Stops rest here (this fake has no price feed to trigger them).
+        marketable = type_ == "market" or (
+            type_ == "limit" and ((side == "buy" and price <= limit) or (side == "sell" and price >= limit))
         )
         if marketable:
             self._fill(o, price)
@@ -260,6 +271,8 @@ class FakeAlpaca:
                 symbol, side, type_ = body["symbol"], body["side"], body["type"]
                 qty = float(body["qty"])
                 limit = float(body["limit_price"]) if body.get("limit_price") is not None else None
+                stop = float(body["stop_price"]) if body.get("stop_price") is not None else None
+                tif = str(body.get("time_in_force", "day"))
             except (ValueError, KeyError, TypeError):
                 return error(422, 40010000, "invalid order request")
             if symbol not in self.prices:
@@ -269,7 +282,9 @@ class FakeAlpaca:
                 return error(422, 40010001, "client_order_id must be unique")
             if qty <= 0 or (type_ == "limit" and limit is None):
                 return error(422, 40010001, "qty must be > 0")
-            o = self._new_order(symbol, qty, side, type_, limit, coid)
+            if type_ in ("stop", "stop_limit") and stop is None:
+                return error(422, 40010001, "stop_price is required")
+            o = self._new_order(symbol, qty, side, type_, limit, coid, stop, tif)
             return JSONResponse(self._order_json(o))
 
         @app.get("/v2/orders:by_client_order_id")

@@ -18,7 +18,8 @@ from quantzoo_engine.engine import TradingEngine
 from quantzoo_engine.feed.base import Bar
 from quantzoo_engine.metrics import EngineMetrics
 from quantzoo_engine.orders import OrderRequest, OrderType, Side
-from quantzoo_engine.strategy import NoopStrategy, Strategy
+from quantzoo_engine.sdk import Strategy
+from quantzoo_engine.strategy import NoopStrategy
 
 PRICES = {"AAPL": 100.0, "MSFT": 200.0}
 
@@ -87,7 +88,7 @@ def build_engine(
     *,
     broker: Broker | None = None,
     clock: ManualClock | None = None,
-    strategy: Strategy | None = None,
+    strategy: Strategy[Any] | None = None,
     kill_deadline_seconds: float = 1.0,
 ) -> TradingEngine:
     clock = clock or ManualClock()
@@ -96,7 +97,7 @@ def build_engine(
         spec=spec,
         broker=broker or PaperBroker(spec.broker.initial_cash, clock),
         clock=clock,
-        strategy=strategy or NoopStrategy(),
+        strategy=strategy or NoopStrategy(NoopStrategy.Params()),
         metrics=EngineMetrics(),
         kill_deadline_seconds=kill_deadline_seconds,
         pod="test-pod",
@@ -108,7 +109,7 @@ async def ready_engine(
     *,
     broker: Broker | None = None,
     clock: ManualClock | None = None,
-    strategy: Strategy | None = None,
+    strategy: Strategy[Any] | None = None,
     prices: dict[str, float] | None = None,
     bars: Bars | None = None,
     kill_deadline_seconds: float = 1.0,

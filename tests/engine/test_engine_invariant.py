@@ -34,7 +34,7 @@ from quantzoo_engine.clock import ManualClock
 from quantzoo_engine.engine import TradingEngine
 from quantzoo_engine.killswitch import LatchDecision
 from quantzoo_engine.orders import Order, OrderRequest, Side, increases_exposure
-from quantzoo_engine.strategy import build_strategy
+from quantzoo_engine.sdk import registry
 
 SYMBOLS = list(PRICES)
 
@@ -156,7 +156,7 @@ async def run_scenario(ops: list[object], latencies: list[int], *, broken: bool 
     broker = LatentBroker(latencies, clock)
     bars = Bars()
     engine = await ready_engine(
-        spec, broker=broker, clock=clock, strategy=build_strategy(spec.strategy, spec.risk), bars=bars
+        spec, broker=broker, clock=clock, strategy=registry.build(spec.strategy), bars=bars
     )
     monitor = Monitor(engine=engine, broker=broker)
     broker.on_order_reached = monitor.on_order_reached

@@ -142,6 +142,14 @@ CASES: list[tuple[str, OrderRequest, dict[str, Any], RejectReason | None]] = [
     ("gross within limit", BUY10, {"gross_exposure": 48_000}, None),
     ("gross over limit", BUY10, {"gross_exposure": 49_500}, RejectReason.MAX_GROSS_EXPOSURE),
     ("reducing is fine above gross", SELL10, {"position": 100, "gross_exposure": 60_000}, None),
+    # session
+    ("market closed", BUY10, {"market_open": False}, RejectReason.MARKET_CLOSED),
+    (
+        "market closed refuses reducing too",
+        SELL10,
+        {"market_open": False, "position": 20},
+        RejectReason.MARKET_CLOSED,
+    ),
     # drawdown
     ("drawdown below limit", BUY10, {"daily_drawdown_pct": 4.9}, None),
     ("drawdown reached", BUY10, {"daily_drawdown_pct": 5.0}, RejectReason.DAILY_DRAWDOWN),

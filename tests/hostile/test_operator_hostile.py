@@ -61,12 +61,19 @@ SPECS: dict[str, dict[str, Any]] = {
     },
     NAME_40: {},
     "argocd-labels": {},
+    # A strategy the image does not have, and a parameter its own model refuses.
+    "unknown-strategy": {"strategy": {"name": "martingale"}},
+    "bad-strategy-param": {
+        "strategy": {"name": "maCrossover", "params": {"fastWindow": 30, "slowWindow": 10}}
+    },
 }
 DEGRADED = {
     "steal-other-ns": "CredentialsSecretMissing",
     "no-such-secret": "CredentialsSecretMissing",
     "partial-secret": "CredentialsSecretInvalid",
     "child-rejected": "ChildRejected",
+    "unknown-strategy": "StrategyInvalid",
+    "bad-strategy-param": "StrategyInvalid",
 }
 ARGO_LABELS = {
     "argocd.argoproj.io/instance": "platform",
@@ -126,6 +133,10 @@ def test_a_bad_reference_or_refused_child_degrades_with_a_reason_a_message_and_a
     elif reason == "CredentialsSecretInvalid":
         assert f"'{PARTIAL_SECRET}'" in message, message
         assert "has no (or an empty) ALPACA_API_SECRET;" in message  # the key that IS there is fine
+    elif reason == "StrategyInvalid":
+        field = "strategy.name" if name == "unknown-strategy" else "strategy.params.slowWindow"
+        assert message.startswith(f"{field}: "), message
+        assert "the engine does not trade" in message
     else:
         assert "resources.requests" in message, message
         assert "cpu limit" in message, message

@@ -52,6 +52,7 @@ def test_backoff_doubles_while_failing_and_is_capped() -> None:
         status.Reason.CHILD_REJECTED,
         status.Reason.CREDENTIALS_SECRET_MISSING,
         status.Reason.CREDENTIALS_SECRET_INVALID,
+        status.Reason.STRATEGY_INVALID,
     ],
 )
 def test_a_failure_reason_shows_on_ready_and_degraded(reason: status.Reason) -> None:

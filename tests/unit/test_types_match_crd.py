@@ -82,5 +82,5 @@ def test_python_refuses_what_cel_refuses():
         parse_spec({"broker": {"kind": "alpaca"}})
     with pytest.raises(ValueError, match="mode live needs a real broker"):
         parse_spec({"mode": "live"})
-    with pytest.raises(ValueError, match="fastWindow must be smaller"):
-        parse_spec({"strategy": {"params": {"fastWindow": 30, "slowWindow": 10}}})
+    with pytest.raises(ValueError, match=r"strategy\.name"):
+        parse_spec({"strategy": {"name": "no spaces"}})

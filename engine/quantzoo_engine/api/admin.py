@@ -60,6 +60,8 @@ async def place_order(_: AdminAuth, request: Request, engine: EngineDep) -> dict
             quantity=body.quantity,
             order_type=body.type,
             limit_price=body.limit_price,
+            stop_price=body.stop_price,
+            time_in_force=body.time_in_force,
             client_order_id=body.client_order_id or new_client_order_id(),
             origin=OrderOrigin.MANUAL,
         )

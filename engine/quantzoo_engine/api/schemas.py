@@ -7,7 +7,7 @@ from typing import Any, Literal, TypeVar
 from fastapi import HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from quantzoo_engine.orders import OrderType, Side
+from quantzoo_engine.orders import OrderType, Side, TimeInForce
 from quantzoo_engine.risk.checks import RejectReason
 
 MAX_BODY_BYTES = 64 * 1024
@@ -26,14 +26,22 @@ class ManualOrder(BaseModel):
     quantity: float = Field(gt=0, le=10_000_000, allow_inf_nan=False)
     type: OrderType = OrderType.MARKET
     limit_price: float | None = Field(None, gt=0, le=10_000_000, allow_inf_nan=False)
+    stop_price: float | None = Field(None, gt=0, le=10_000_000, allow_inf_nan=False)
+    time_in_force: TimeInForce = TimeInForce.DAY
     client_order_id: str | None = Field(None, min_length=1, max_length=48, pattern=r"^[A-Za-z0-9._:\-]+$")
 
     @model_validator(mode="after")
     def _price_matches_type(self) -> ManualOrder:
-        if self.type is OrderType.LIMIT and self.limit_price is None:
-            raise ValueError("a limit order needs limit_price")
-        if self.type is OrderType.MARKET and self.limit_price is not None:
-            raise ValueError("a market order takes no limit_price")
+        needs_limit = self.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        needs_stop = self.type in (OrderType.STOP, OrderType.STOP_LIMIT)
+        for name, price, needed in (
+            ("limit_price", self.limit_price, needs_limit),
+            ("stop_price", self.stop_price, needs_stop),
+        ):
+            if needed and price is None:
+                raise ValueError(f"a {self.type} order needs {name}")
+            if not needed and price is not None:
+                raise ValueError(f"a {self.type} order takes no {name}")
         return self
 
 
@@ -160,6 +168,7 @@ _STATUS_FOR_REASON = {
     RejectReason.TRADING_HALTED: status.HTTP_409_CONFLICT,
     RejectReason.REDUCE_ONLY: status.HTTP_409_CONFLICT,
     RejectReason.STALE_DATA: status.HTTP_409_CONFLICT,
+    RejectReason.MARKET_CLOSED: status.HTTP_409_CONFLICT,
     RejectReason.OUTLIER_PRICE: status.HTTP_409_CONFLICT,
     RejectReason.DAILY_DRAWDOWN: status.HTTP_409_CONFLICT,
     RejectReason.DUPLICATE_CLIENT_ORDER_ID: status.HTTP_409_CONFLICT,

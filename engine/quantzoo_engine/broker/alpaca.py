@@ -31,8 +31,18 @@ from typing import Any, TypeVar
 import requests
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
-from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
+from alpaca.trading.enums import OrderSide, QueryOrderStatus
+from alpaca.trading.enums import TimeInForce as AlpacaTimeInForce
+from alpaca.trading.requests import (
+    GetOrdersRequest,
+    LimitOrderRequest,
+    MarketOrderRequest,
+    StopLimitOrderRequest,
+    StopOrderRequest,
+)
+from alpaca.trading.requests import (
+    OrderRequest as AlpacaOrderRequest,
+)
 
 from quantzoo_engine.broker.base import (
     AccountSnapshot,
@@ -42,7 +52,16 @@ from quantzoo_engine.broker.base import (
     CancelReport,
     FlattenReport,
 )
-from quantzoo_engine.orders import Fill, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Side
+from quantzoo_engine.orders import (
+    Fill,
+    Order,
+    OrderOrigin,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
 from quantzoo_engine.portfolio import Position
 
 log = logging.getLogger(__name__)
@@ -80,7 +99,9 @@ def order_from_alpaca(raw: Any) -> Order:
         status = OrderStatus.NEW
     else:
         status = OrderStatus.ACCEPTED
-    order_type = OrderType.LIMIT if _value(raw.type or raw.order_type) == "limit" else OrderType.MARKET
+    type_text = _value(raw.type or raw.order_type)
+    order_type = OrderType(type_text) if type_text in set(OrderType) else OrderType.MARKET
+    tif_text = _value(raw.time_in_force) if getattr(raw, "time_in_force", None) else "day"
     return Order(
         id=str(raw.id),
         client_order_id=raw.client_order_id,
@@ -91,6 +112,8 @@ def order_from_alpaca(raw: Any) -> Order:
         status=status,
         submitted_at=_aware(raw.submitted_at) or datetime.now(UTC),
         limit_price=float(raw.limit_price) if raw.limit_price is not None else None,
+        stop_price=float(raw.stop_price) if getattr(raw, "stop_price", None) is not None else None,
+        time_in_force=TimeInForce(tif_text) if tif_text in set(TimeInForce) else TimeInForce.DAY,
         filled_quantity=float(raw.filled_qty or 0),
         filled_avg_price=float(raw.filled_avg_price) if raw.filled_avg_price else None,
         updated_at=_aware(raw.updated_at),
@@ -308,14 +331,21 @@ class AlpacaBroker:
             "symbol": request.symbol,
             "qty": request.quantity,
             "side": OrderSide(str(request.side)),
-            "time_in_force": TimeInForce.DAY,
+            "time_in_force": AlpacaTimeInForce(str(request.time_in_force)),
             "client_order_id": request.client_order_id,
         }
-        alpaca_request = (
-            LimitOrderRequest(limit_price=request.limit_price, **common)
-            if request.order_type is OrderType.LIMIT
-            else MarketOrderRequest(**common)
-        )
+        kind = request.order_type
+        alpaca_request: AlpacaOrderRequest
+        if kind is OrderType.LIMIT:
+            alpaca_request = LimitOrderRequest(limit_price=request.limit_price, **common)
+        elif kind is OrderType.STOP:
+            alpaca_request = StopOrderRequest(stop_price=request.stop_price, **common)
+        elif kind is OrderType.STOP_LIMIT:
+            alpaca_request = StopLimitOrderRequest(
+                limit_price=request.limit_price, stop_price=request.stop_price, **common
+            )
+        else:
+            alpaca_request = MarketOrderRequest(**common)
         try:
             raw = await self._call(
                 self._method("submit_order"), alpaca_request, timeout=self.timeout_seconds, gate=self.may_send

@@ -1,7 +1,11 @@
 """The in-process paper broker: fills at the simulated price, keeps orders, positions and cash.
 
 Market orders fill at the last price. Limit orders fill when marketable, otherwise they rest until a
-later price crosses them, so there are working orders for the kill switch and SIGTERM to cancel.
+later price crosses them, so there are working orders for the kill switch and SIGTERM to cancel. A stop
+triggers when a price trades at or through its stop price and then fills as a market order (a
+stop-limit becomes a resting limit). IOC and FOK orders that cannot fill at once are cancelled (the
+paper broker fills whole orders, so the two behave alike). DAY orders do not expire here: they rest
+until cancelled, as GTC orders do.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from datetime import datetime
 
 from quantzoo_engine.broker.base import AccountSnapshot, BrokerRejected, CancelReport, FlattenReport
 from quantzoo_engine.clock import Clock, SystemClock
-from quantzoo_engine.orders import Fill, Order, OrderOrigin, OrderRequest, OrderStatus, OrderType, Side
+from quantzoo_engine.orders import Fill, Order, OrderOrigin, OrderRequest, OrderStatus, Side, TimeInForce
 from quantzoo_engine.portfolio import Portfolio, Position
 
 
@@ -32,6 +36,8 @@ class PaperBroker:
         self.received: deque[Order] = deque(maxlen=10_000)
         # Called with each order the moment it reaches the broker, before it touches the book.
         self.on_order_reached: Callable[[Order], None] | None = None
+        # Every fill, kept when set (the backtester's report lists them; the engine drains _fills).
+        self.fill_log: list[Fill] | None = None
 
     async def connect(self) -> None:
         return None
@@ -78,6 +84,8 @@ class PaperBroker:
             updated_at=now,
             limit_price=request.limit_price,
             origin=request.origin,
+            stop_price=request.stop_price,
+            time_in_force=request.time_in_force,
         )
         if self.on_order_reached is not None:
             self.on_order_reached(order.copy())
@@ -86,14 +94,22 @@ class PaperBroker:
         self._orders[order.id] = order
         if self._marketable(order, price):
             self._fill(order, price)
+        elif order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+            order.status = OrderStatus.CANCELED
         else:
             self._open[order.id] = order
         return order.copy()
 
     @staticmethod
     def _marketable(order: Order, price: float) -> bool:
-        if order.order_type is OrderType.MARKET or order.limit_price is None:
-            return True
+        """Whether the order fills at `price` now; a stop whose price has traded is marked triggered."""
+        if order.stop_price is not None and not order.triggered:
+            up = order.side is Side.BUY
+            if not (price >= order.stop_price if up else price <= order.stop_price):
+                return False
+            order.triggered = True
+        if order.limit_price is None:
+            return True  # market, or a triggered stop
         return price <= order.limit_price if order.side is Side.BUY else price >= order.limit_price
 
     def _fill(self, order: Order, price: float) -> None:
@@ -105,6 +121,8 @@ class PaperBroker:
         self._open.pop(order.id, None)
         self.ledger.apply_fill(fill)
         self._fills.append(fill)
+        if self.fill_log is not None:
+            self.fill_log.append(fill)
 
     def on_price(self, symbol: str, price: float, at: datetime) -> None:
         self.ledger.mark(symbol, price)

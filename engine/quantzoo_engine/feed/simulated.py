@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from quantzoo_api.sessions import Sessions
+
 from quantzoo_engine.feed.base import Bar
 
 # Rough levels so the numbers on a dashboard look like the market; unknown symbols get a stable level.
@@ -65,8 +67,10 @@ class SimulatedFeed:
         interval_seconds: float = 1.0,
         start: datetime | None = None,
         volatility: float = 0.0015,
+        sessions: Sessions | None = None,
     ) -> None:
         self.bar_interval_seconds = interval_seconds
+        self._sessions = sessions
         self._seed = seed
         self._volatility = volatility
         self._start = start or datetime.now(UTC).replace(microsecond=0)
@@ -105,6 +109,8 @@ class SimulatedFeed:
         """Advance one interval and return the bars that interval produced (deterministic, no sleep)."""
         self._tick += 1
         timestamp = self._start + timedelta(seconds=self._tick * self.bar_interval_seconds)
+        if self._sessions is not None and not self._sessions.is_open(timestamp):
+            return []  # the market is closed: no trades, no bars, prices do not move
         quiet = self._stale_ticks > 0
         if quiet:
             self._stale_ticks -= 1

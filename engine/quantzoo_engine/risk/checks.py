@@ -28,6 +28,7 @@ class RejectReason(StrEnum):
     INVALID_ORDER = "invalid_order"
     DUPLICATE_CLIENT_ORDER_ID = "duplicate_client_order_id"
     STALE_DATA = "stale_data"
+    MARKET_CLOSED = "market_closed"
     OUTLIER_PRICE = "outlier_price"
     MAX_ORDER_QUANTITY = "max_order_quantity"
     MAX_ORDER_NOTIONAL = "max_order_notional"
@@ -67,6 +68,9 @@ class PreTradeContext:
     gross_exposure: float
     daily_drawdown_pct: float
     staleness_seconds: float = 0.0
+    stale_limit_seconds: float = 10.0
+    # The TradingSystem's calendar has a session now (or it allows orders outside sessions).
+    market_open: bool = True
     # Filled in by RiskEngine.evaluate from its own state:
     limits: RiskLimits = _DEFAULT_LIMITS
     increases_exposure: bool = True
@@ -104,11 +108,18 @@ def check_symbol_known(order: OrderRequest, ctx: PreTradeContext) -> Rejection |
 def check_order_valid(order: OrderRequest, ctx: PreTradeContext) -> Rejection | None:
     if not (math.isfinite(order.quantity) and order.quantity > 0):
         return Rejection(RejectReason.INVALID_ORDER, "quantity must be a positive number")
-    if order.order_type is OrderType.LIMIT:
-        if order.limit_price is None or not (math.isfinite(order.limit_price) and order.limit_price > 0):
-            return Rejection(RejectReason.INVALID_ORDER, "a limit order needs a positive limit_price")
-    elif order.limit_price is not None:
-        return Rejection(RejectReason.INVALID_ORDER, "a market order takes no limit_price")
+    needs_limit = order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+    needs_stop = order.order_type in (OrderType.STOP, OrderType.STOP_LIMIT)
+    for name, price, needed in (
+        ("limit_price", order.limit_price, needs_limit),
+        ("stop_price", order.stop_price, needs_stop),
+    ):
+        if needed and (price is None or not (math.isfinite(price) and price > 0)):
+            return Rejection(
+                RejectReason.INVALID_ORDER, f"a {order.order_type} order needs a positive {name}"
+            )
+        if not needed and price is not None:
+            return Rejection(RejectReason.INVALID_ORDER, f"a {order.order_type} order takes no {name}")
     return None
 
 
@@ -128,7 +139,16 @@ def check_data_fresh(order: OrderRequest, ctx: PreTradeContext) -> Rejection | N
         return Rejection(
             RejectReason.STALE_DATA,
             f"market data for {order.symbol} is {ctx.staleness_seconds:.1f}s old "
-            f"(limit {ctx.limits.stale_data_seconds:g}s)",
+            f"(limit {ctx.stale_limit_seconds:g}s)",
+        )
+    return None
+
+
+def check_market_open(order: OrderRequest, ctx: PreTradeContext) -> Rejection | None:
+    if not ctx.market_open:
+        return Rejection(
+            RejectReason.MARKET_CLOSED,
+            "the market is closed (spec.session.calendar): no orders outside a session",
         )
     return None
 
@@ -151,8 +171,11 @@ def check_order_quantity(order: OrderRequest, ctx: PreTradeContext) -> Rejection
 
 
 def _order_price(order: OrderRequest, ctx: PreTradeContext) -> float:
-    if order.order_type is OrderType.LIMIT and order.limit_price is not None:
+    """The price the order can trade at: its limit, else its stop (a stop fills about there), else last."""
+    if order.limit_price is not None:
         return order.limit_price
+    if order.stop_price is not None:
+        return max(order.stop_price, ctx.last_price or 0.0)
     return ctx.last_price or 0.0
 
 
@@ -167,7 +190,8 @@ def check_order_notional(order: OrderRequest, ctx: PreTradeContext) -> Rejection
 
 
 def check_price_collar(order: OrderRequest, ctx: PreTradeContext) -> Rejection | None:
-    if order.order_type is not OrderType.LIMIT or order.limit_price is None or not ctx.last_price:
+    # Limit prices only: a protective stop is meant to rest away from the market.
+    if order.limit_price is None or not ctx.last_price:
         return None
     away_pct = 100.0 * abs(order.limit_price - ctx.last_price) / ctx.last_price
     if away_pct > ctx.limits.price_collar_pct:
@@ -249,6 +273,7 @@ class RiskEngine:
         check_symbol_known,
         check_order_valid,
         check_duplicate_client_order_id,
+        check_market_open,
         check_data_fresh,
         check_price_sane,
         check_order_quantity,

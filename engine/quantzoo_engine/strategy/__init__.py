@@ -1,21 +1,9 @@
-"""Strategies turn bars into order requests; `build_strategy` picks one from spec.strategy."""
+"""The strategies QuantZoo ships (each registered in the `quantzoo.strategies` entry-point group, like
+any user's) and the runners that call a strategy inline (backtest) or in a process of its own (live)."""
 
-from quantzoo_api.types import RiskLimits, StrategyName, StrategySpec
-
-from quantzoo_engine.strategy.base import Strategy
+from quantzoo_engine.strategy.bollinger import BollingerReversion
+from quantzoo_engine.strategy.breakout import Breakout
 from quantzoo_engine.strategy.ma_crossover import MovingAverageCrossover
 from quantzoo_engine.strategy.noop import NoopStrategy
 
-
-def build_strategy(spec: StrategySpec, limits: RiskLimits) -> Strategy:
-    if spec.name is StrategyName.NOOP:
-        return NoopStrategy()
-    return MovingAverageCrossover(
-        fast_window=spec.params.fast_window,
-        slow_window=spec.params.slow_window,
-        order_quantity=spec.params.order_quantity,
-        limits=limits,
-    )
-
-
-__all__ = ["MovingAverageCrossover", "NoopStrategy", "Strategy", "build_strategy"]
+__all__ = ["BollingerReversion", "Breakout", "MovingAverageCrossover", "NoopStrategy"]

@@ -1,24 +1,33 @@
 """Moving-average crossover with position sizing.
 
 Long `size` while the fast average is above the slow one, short `size` while below; an order is sent
-only when the averages cross, for the difference between the target and the current position.
-
-Sizing keeps every order inside the risk limits by construction: `size` is the configured
-orderQuantity, capped so that a full reversal (2 x size) stays within maxOrderNotional and
-maxOrderQuantity, and one side's position within maxPositionNotional. The risk checks still run; the
-strategy just does not rely on them to be sensible.
+only when the averages cross, for the difference between the target and the current position. Sizing
+keeps every order inside the risk limits by construction (sdk.reversal_size); the risk checks still run.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from quantzoo_api.types import RiskLimits
+from pydantic import Field, ValidationInfo, field_validator
 
-from quantzoo_engine.feed.base import Bar
-from quantzoo_engine.orders import OrderOrigin, OrderRequest, Side
+from quantzoo_engine.sdk import Bar, OrderIntent, Strategy, StrategyContext, StrategyParams, reversal_size
+
+
+class MovingAverageCrossoverParams(StrategyParams):
+    fast_window: int = Field(5, ge=2, le=200)
+    slow_window: int = Field(20, ge=3, le=1000)
+    order_quantity: int = Field(10, ge=1, le=1_000_000)
+
+    @field_validator("slow_window")
+    @classmethod
+    def _slow_above_fast(cls, v: int, info: ValidationInfo) -> int:
+        fast = info.data.get("fast_window")
+        if fast is not None and v <= fast:
+            raise ValueError(f"must be greater than fastWindow ({fast})")
+        return v
 
 
 @dataclass(slots=True)
@@ -30,34 +39,14 @@ class _Averages:
     regime: int = 0  # +1 fast above slow, -1 below, 0 not known yet
 
 
-class MovingAverageCrossover:
-    name = "maCrossover"
+class MovingAverageCrossover(Strategy[MovingAverageCrossoverParams]):
+    Params = MovingAverageCrossoverParams
 
-    def __init__(self, fast_window: int, slow_window: int, order_quantity: int, limits: RiskLimits) -> None:
-        if not 1 <= fast_window < slow_window:
-            raise ValueError("fast_window must be at least 1 and smaller than slow_window")
-        self.fast_window = fast_window
-        self.slow_window = slow_window
-        self.order_quantity = order_quantity
-        self.limits = limits
+    def __init__(self, params: MovingAverageCrossoverParams) -> None:
+        super().__init__(params)
+        self.fast_window = params.fast_window
+        self.slow_window = params.slow_window
         self._by_symbol: dict[str, _Averages] = {}
-
-    def update_limits(self, limits: RiskLimits) -> None:
-        self.limits = limits
-
-    def size(self, price: float) -> int:
-        if price <= 0:
-            return 0
-        limits = self.limits
-        return max(
-            0,
-            min(
-                self.order_quantity,
-                math.floor(limits.max_order_notional / (2 * price)),
-                limits.max_order_quantity // 2,
-                math.floor(limits.max_position_notional / price),
-            ),
-        )
 
     def _update(self, avg: _Averages, price: float) -> None:
         avg.fast.append(price)
@@ -69,11 +58,13 @@ class MovingAverageCrossover:
         if len(avg.slow) > self.slow_window:
             avg.slow_sum -= avg.slow.popleft()
 
-    def on_bar(self, bar: Bar, position: float) -> list[OrderRequest]:
-        avg = self._by_symbol.setdefault(bar.symbol, _Averages())
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> Sequence[OrderIntent]:
+        avg = self._by_symbol.get(bar.symbol)
+        if avg is None:
+            avg = self._by_symbol[bar.symbol] = _Averages()
         self._update(avg, bar.close)
         if len(avg.slow) < self.slow_window:
-            return []
+            return ()
         fast = avg.fast_sum / len(avg.fast)
         slow = avg.slow_sum / len(avg.slow)
         regime = 1 if fast > slow else -1 if fast < slow else avg.regime
@@ -82,14 +73,7 @@ class MovingAverageCrossover:
         avg.regime = regime
         if first or not crossed:
             # The first regime seen is not a crossover: do not trade on warm-up.
-            return []
-        target = regime * self.size(bar.close)
-        delta = target - position
-        if abs(delta) < 1:
-            return []
-        side = Side.BUY if delta > 0 else Side.SELL
-        return [
-            OrderRequest(
-                symbol=bar.symbol, side=side, quantity=float(abs(round(delta))), origin=OrderOrigin.STRATEGY
-            )
-        ]
+            return ()
+        target = regime * reversal_size(self.params.order_quantity, bar.close, ctx.limits)
+        intent = OrderIntent.toward(bar.symbol, target, ctx.net_position)
+        return (intent,) if intent else ()

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from quantzoo_api.types import RiskLimits
+from collections.abc import Sequence
 
-from quantzoo_engine.feed.base import Bar
-from quantzoo_engine.orders import OrderRequest
+from pydantic import ConfigDict
+
+from quantzoo_engine.sdk import Bar, OrderIntent, Strategy, StrategyContext, StrategyParams
 
 
-class NoopStrategy:
-    name = "noop"
+class NoopParams(StrategyParams):
+    # No parameters. Ignore any: TradingSystems stored under the old CRD carry maCrossover's defaults.
+    model_config = ConfigDict(extra="ignore")
 
-    def on_bar(self, bar: Bar, position: float) -> list[OrderRequest]:
-        return []
 
-    def update_limits(self, limits: RiskLimits) -> None:
-        return None
+class NoopStrategy(Strategy[NoopParams]):
+    Params = NoopParams
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> Sequence[OrderIntent]:
+        return ()

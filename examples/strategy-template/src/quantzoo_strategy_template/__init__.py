@@ -1,0 +1,1 @@
+"""An example QuantZoo strategy package (see docs/STRATEGIES.md)."""
