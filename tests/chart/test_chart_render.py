@@ -342,6 +342,17 @@ def test_values_reach_the_deployment(render):
     assert env["QUANTZOO_OPERATOR_PUSH_NETWORKS"] == "10.244.0.0/16,fd00::/8"
 
 
+def test_scrape_namespaces_reach_the_operator(render):
+    """The namespaces that may scrape engine and safety pods are a chart value the operator receives (it
+    writes them into each TradingSystem's NetworkPolicies); unset, the operator gets nothing."""
+    out = render("--set-json", 'monitoring.scrapeNamespaces=["monitoring","observability"]')
+    (c,) = out.one("Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["QUANTZOO_OPERATOR_MONITORING_NAMESPACES"] == "monitoring,observability"
+    (c,) = render().one("Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"]
+    assert "QUANTZOO_OPERATOR_MONITORING_NAMESPACES" not in {e["name"] for e in c["env"]}
+
+
 # ---------------------------------------------------------------- watched namespaces
 
 
@@ -540,6 +551,7 @@ BAD_VALUES = [
     (["--set", "service.port=70000"], "at '/service/port'"),
     (["--set", "monitoring.podMonitors.interval=often"], "at '/monitoring/podMonitors/interval'"),
     (["--set-json", 'pushNetworks=["pods"]'], "at '/pushNetworks/0'"),
+    (["--set-json", 'monitoring.scrapeNamespaces=["Bad_NS"]'], "at '/monitoring/scrapeNamespaces/0'"),
     (["--set", "replicaCount=2"], "at '': additional properties 'replicaCount' not allowed"),
 ]
 
