@@ -218,6 +218,20 @@ def test_operator_deployment(render):
     assert {m["mountPath"] for m in c["volumeMounts"]} == {"/tmp"}
 
 
+def test_operator_pod_gets_no_service_links(render):
+    """The kubelet would set <SERVICE>_PORT=tcp://... variables for the chart's own Service
+    (quantzoo-operator -> QUANTZOO_OPERATOR_PORT), which the operator reads as its settings: on a real
+    kubelet it crashed with "QUANTZOO_OPERATOR_HTTP_PORT='tcp://10.0.142.207:8080' is not a valid int"."""
+    out = render(release="quantzoo")  # the release name the README installs with
+    service_vars = {
+        svc["metadata"]["name"].upper().replace("-", "_") + "_PORT" for svc in out.of_kind("Service")
+    }
+    assert "QUANTZOO_OPERATOR_PORT" in service_vars  # the collision is real
+    (deploy,) = out.of_kind("Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["enableServiceLinks"] is False
+
+
 @pytest.mark.parametrize("values", [[], ["--set", "sample.enabled=true"]], ids=["defaults", "sample"])
 def test_every_pod_passes_restricted_pod_security(render, values):
     specs = pod_specs(render(*values).objects)
