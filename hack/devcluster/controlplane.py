@@ -223,7 +223,10 @@ class ControlPlane:
 
     def _start_apiserver(self) -> None:
         if not self.apiserver_port:
-            self.apiserver_port = free_port()
+            # A real node's pods reach it through the `kubernetes` Service, and NetworkPolicies (the chart's
+            # networkPolicy.apiServerPorts) see the port behind it: the conventional 6443, as on a real
+            # cluster. On loopback, any free port.
+            self.apiserver_port = 6443 if self.node_ip else free_port()
         node_args = []
         if self.node_ip:
             pki = self.workdir / "pki"
