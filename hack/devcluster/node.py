@@ -98,6 +98,18 @@ def containerd_ref(ref: str) -> str:
     return f"docker.io/{ref}"
 
 
+def missing_prerequisites() -> str:
+    """Why a real node cannot start on this machine ("" when it can)."""
+    if os.geteuid() != 0:
+        return "a real node needs root"
+    for tool in ("containerd", "runc", "ctr", "iptables", "ipset", "mmdebstrap", "buildah", "curl"):
+        if not shutil.which(tool):
+            return f"{tool} not installed (make node-deps)"
+    if not (CNI_BIN / "bridge").exists():
+        return "containernetworking-plugins not installed (make node-deps)"
+    return ""
+
+
 # -- host network: interfaces, sysctls, firewall ----------------------------------------------------
 def prepare_host_network(saved_sysctls: dict[str, str]) -> None:
     """The node's address (the API server must listen on it before the node starts) and the egress fence."""
@@ -468,7 +480,7 @@ state = "{d / "state"}"
             raise TimeoutError(f"CoreDNS not ready: {res.stderr.strip()}; logs in {self.workdir}/logs")
 
     # -- stop ----------------------------------------------------------------------------------
-    def _delete_pods(self, timeout: float = 60.0) -> None:
+    def _delete_pods(self, timeout: float = 20.0) -> None:
         """Let the kubelet tear pods down (CNI DEL frees addresses and veths) while it still runs."""
         if "kubelet" not in self.procs or self.procs["kubelet"].poll() is not None:
             return
