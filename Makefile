@@ -74,7 +74,7 @@ fuzz: venv ## long schemathesis run against the engine and safety APIs (FUZZ_EXA
 	QUANTZOO_FUZZ_MAX_EXAMPLES=$(or $(FUZZ_EXAMPLES),1000) $(VENV)/bin/pytest tests/fuzz --timeout=0 $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: setup ## local end-to-end demo: control plane, chart, operator, engine, kill switch (KEEP=1 keeps it up)
+demo: setup node-images ## end-to-end demo on real pods: real node, chart, operator/engine/safety pods, kill switch (KEEP=1 keeps it up)
 	$(PY) -m hack.demo $(if $(KEEP),--keep,)
 
 .PHONY: demo-down
