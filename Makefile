@@ -25,6 +25,24 @@ system-deps: ## Debian packages: promtool (prometheus), jq, openssl, curl
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# The real single node (hack/devcluster/node.py): container runtime, CNI plugins, firewall tools, image builders.
+NODE_APT_PACKAGES := containerd runc containernetworking-plugins iptables ipset conntrack mmdebstrap buildah
+
+.PHONY: node-deps
+node-deps: ## Debian packages of the real node: containerd, runc, CNI plugins, iptables, ipset, mmdebstrap, buildah
+	@missing=""; \
+	for p in $(NODE_APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+.PHONY: node-images
+node-images: node-deps control-plane ## build (once, cached by input hash) CoreDNS, kube-router, pause and the QuantZoo image
+	@bash hack/build-node.sh >/dev/null
+	@bash hack/build-image.sh all >/dev/null
+
 .PHONY: control-plane
 control-plane: ## build (once, cached by version) kube-apiserver, etcd, controller-manager, scheduler, kwok, kubectl, helm
 	@bash hack/build-control-plane.sh >/dev/null
@@ -39,7 +57,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Python virtualenv with the project and its test dependencies
 
 .PHONY: setup
-setup: system-deps control-plane venv
+setup: system-deps node-deps control-plane venv
 
 .PHONY: lint
 lint: venv ## ruff (lint + format) and bandit
@@ -56,7 +74,7 @@ fuzz: venv ## long schemathesis run against the engine and safety APIs (FUZZ_EXA
 	QUANTZOO_FUZZ_MAX_EXAMPLES=$(or $(FUZZ_EXAMPLES),1000) $(VENV)/bin/pytest tests/fuzz --timeout=0 $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: setup ## local end-to-end demo: control plane, chart, operator, engine, kill switch (KEEP=1 keeps it up)
+demo: setup node-images ## end-to-end demo on real pods: real node, chart, operator/engine/safety pods, kill switch (KEEP=1 keeps it up)
 	$(PY) -m hack.demo $(if $(KEEP),--keep,)
 
 .PHONY: demo-down
@@ -81,13 +99,19 @@ bench-scale: setup ## scale and cost: N TradingSystems (SCALE_N="10 100 300"); b
 	$(PY) -m bench.scale_bench --n "$(SCALE_N)"
 
 .PHONY: cluster-up
-cluster-up: control-plane venv ## start the local control plane in the background; prints `export KUBECONFIG=...`
+cluster-up: control-plane venv ## start the local control plane in the background (REAL=1: with a real node); prints `export KUBECONFIG=...`
+ifeq ($(REAL),1)
+	@$(MAKE) -s node-images
+	@$(PY) -m hack.devcluster.node up --dir .cluster-node
+else
 	@$(PY) -m hack.devcluster.controlplane up --dir .cluster
+endif
 
 .PHONY: cluster-down
-cluster-down: ## stop the local control plane
+cluster-down: ## stop the local control plane (and a real node started with REAL=1)
 	@$(PY) -m hack.devcluster.controlplane down --dir .cluster
+	@if [ -d .cluster-node ]; then $(PY) -m hack.devcluster.node down --dir .cluster-node; fi
 
 .PHONY: clean
 clean: cluster-down
-	rm -rf .cluster .pytest_cache .ruff_cache
+	rm -rf .cluster .cluster-node .pytest_cache .ruff_cache

@@ -1,13 +1,15 @@
-"""`make demo`: QuantZoo up locally, trading, stopped by its kill switch, released, torn down.
+"""`make demo`: QuantZoo up locally on real pods, trading, stopped by its kill switch, released, torn down.
 
-Steps: a real control plane (kube-apiserver + etcd + controller-manager + scheduler + kwok); the Helm chart
-(CRD, operator Deployment, RBAC); the operator run as its pod would run it (its ServiceAccount's token);
-a paper TradingSystem; its engine and safety pods run as real local processes with the config the
-operator rendered; trading on the simulated feed; the kill switch engaged with the documented
-`kubectl patch`; released with the runbook's deactivate call; teardown (or `--keep`).
+Steps: a real single-node cluster (hack/devcluster/node.py: the control plane plus containerd, kubelet,
+kube-proxy, CoreDNS and a NetworkPolicy controller); the Helm chart installed with the locally built image
+(CRD, operator Deployment, RBAC); the operator running as its Deployment's pod; a paper TradingSystem whose
+engine and safety pods the operator creates; trading on the simulated feed; the kill switch engaged with
+the documented `kubectl patch`, released with the runbook's deactivate curl through `kubectl port-forward`,
+engaged again with the runbook's activate curl and released; `kubectl get pods -A -o wide`; teardown (or
+`--keep`).
 
 Exit code 0 when every step's outcome was checked; 1 naming the failed step; 130 on Ctrl-C. Nothing is
-left running unless --keep.
+left running unless --keep. Needs root and `make node-deps`.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from kubernetes import config
+from kubernetes import client, config
 
-from hack.devcluster import controlplane
-from hack.devcluster.podrunner import PodRunner, wait_for
+from hack.devcluster import controlplane, node, podaddress
+from hack.devcluster.podrunner import wait_for
 from hack.devcluster.stack import TradingSystemStack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,10 +50,10 @@ SPEC: dict[str, Any] = {
         "maxOrdersPerMinute": 600,
     },
 }
-
-
-# Simulated pods have made-up IPs: the operator pushes only to the local processes standing in for them.
-LOOPBACK_ONLY = {"QUANTZOO_OPERATOR_PUSH_NETWORKS": "127.0.0.0/8"}
+RUNBOOK_ACTIVATE = (
+    '{"reason": "Emergency stop - runaway trading", "close_positions": true, "operator": "YOUR_NAME"}'
+)
+RUNBOOK_DEACTIVATE = '{"operator": "Your Name"}'
 
 
 class StepFailed(Exception):
@@ -64,9 +66,8 @@ class Demo:
         self.results_file = results
         self.quiet = quiet
         self.n = 0
-        self.total = 8
-        self.plane: controlplane.ControlPlane | None = None
-        self.runner: PodRunner | None = None
+        self.total = 10
+        self.cluster: node.RealCluster | None = None
         self.stack: TradingSystemStack | None = None
         self.operator = None
         self.workdir = Path(tempfile.mkdtemp(prefix="quantzoo-demo-"))
@@ -90,6 +91,10 @@ class Demo:
             raise StepFailed(f"step {self.n} ({title}) failed: {type(exc).__name__}: {exc}") from exc
         self.say(f"      done in {time.monotonic() - t0:.1f} s")
 
+    @property
+    def plane(self) -> controlplane.ControlPlane | None:
+        return self.cluster.plane if self.cluster else None
+
     def kubectl(self, *args: str, check: bool = True) -> str:
         assert self.plane is not None
         res = self.plane.kubectl(*args, check=False)
@@ -100,31 +105,32 @@ class Demo:
     # -- steps -------------------------------------------------------------------------------------
     def run(self) -> int:
         with self.step(
-            "Start a local Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)"
+            "Start a real single-node cluster (control plane; containerd, kubelet, kube-proxy, CoreDNS, kube-router)"
         ):
-            self.plane = controlplane.start(self.workdir / "cluster")
-            v = self.plane.versions()
-            self.say(f"      {v['kube-apiserver']} | {v['etcd']} | kubeconfig {self.plane.kubeconfig}")
+            self.cluster = node.start_cluster(self.workdir / "cluster")
+            v = self.cluster.plane.versions()
+            self.say(f"      {v['kube-apiserver']} | {v['etcd']} | kubeconfig {self.cluster.kubeconfig}")
+            self.say(
+                f"      up in {self.cluster.timings['cluster up']:.1f} s; image {self.cluster.node.app_image}"
+            )
 
-        with self.step("Install the CRD, the operator and its RBAC with the Helm chart"):
-            helm = self.plane.bin_dir / "helm"
-            res = subprocess.run(
-                [
-                    str(helm),
+        with self.step(
+            "Install the CRD, the operator and its RBAC with the Helm chart (the locally built image)"
+        ):
+            repository, tag = self.cluster.node.app_image.rsplit(":", 1)
+            res = node.run(
+                *(
+                    str(self.plane.bin_dir / "helm"),
                     "upgrade",
                     "--install",
                     "quantzoo",
                     str(REPO / "charts" / "quantzoo"),
-                    "--namespace",
-                    "quantzoo-system",
-                    "--create-namespace",
-                    "--wait",
-                    "--timeout",
-                    "120s",
-                    f"--kubeconfig={self.plane.kubeconfig}",
-                ],
-                capture_output=True,
-                text=True,
+                ),
+                *("--namespace", "quantzoo-system", "--create-namespace", "--wait", "--timeout", "180s"),
+                *("--set", f"image.repository={repository}", "--set", f"image.tag={tag}"),
+                *("--set", "image.pullPolicy=Never", "--set-json", f'pushNetworks=["{node.CLUSTER_CIDR}"]'),
+                f"--kubeconfig={self.plane.kubeconfig}",
+                check=False,
             )
             if res.returncode != 0:
                 raise StepFailed(f"helm install: {res.stderr.strip()}")
@@ -134,24 +140,23 @@ class Demo:
             )
 
         api = config.new_client_from_config(config_file=str(self.plane.kubeconfig))
-        self.runner = PodRunner(self.plane, self.plane.kubeconfig, api)
+        core = client.CoreV1Api(api)
 
-        with self.step("Run the operator as its pod would (chart's ServiceAccount and RBAC)"):
-            pods = self.kubectl(
-                "get",
-                "pods",
-                "-n",
-                "quantzoo-system",
-                "-l",
-                "app.kubernetes.io/component=operator",
-                "-o",
-                "jsonpath={.items[0].metadata.name}",
+        with self.step("The operator runs as its Deployment's pod"):
+            pod = wait_for(
+                lambda: _ready_pod(core, "quantzoo-system", "app.kubernetes.io/component=operator"),
+                timeout=120,
+                what="operator pod Ready",
             )
-            self.operator = self.runner.run(
-                "quantzoo-system", pods.strip(), annotate=False, extra_env=LOOPBACK_ONLY
+            self.operator = podaddress.PodAddress(
+                api, self.plane, "quantzoo-system", "", pod.metadata.name, f"http://{pod.status.pod_ip}:8080"
             )
-            self.operator.wait_http("/healthz", timeout=60)
-            self.say(f"      operator healthy at {self.operator.url}/healthz (metrics at /metrics)")
+            self.say(
+                "      "
+                + self.kubectl("get", "pods", "-n", "quantzoo-system", "-o", "wide")
+                .strip()
+                .replace("\n", "\n      ")
+            )
 
         with self.step(f"Create TradingSystem {NAMESPACE}/{NAME} (paper mode, simulated feed and broker)"):
             self.kubectl("create", "namespace", NAMESPACE)
@@ -159,36 +164,39 @@ class Demo:
                 lambda: self.kubectl("get", "sa", "default", "-n", NAMESPACE, check=False),
                 what="namespace ready",
             )
-            self.stack = TradingSystemStack(api, self.runner, NAMESPACE, NAME)
-            self.stack.create(SPEC)
+            self.stack = TradingSystemStack(api, None, NAMESPACE, NAME)  # type: ignore[arg-type]
+            image = {"image": self.cluster.node.app_image, "imagePullPolicy": "Never"}
+            self.stack.create({**SPEC, "engine": image, "safety": image})
             wait_for(
                 lambda: (
                     "True"
                     in self.kubectl(
-                        "get",
-                        "ts",
-                        NAME,
-                        "-n",
-                        NAMESPACE,
-                        "-o",
-                        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
-                        check=False,
+                        "get", "ts", NAME, "-n", NAMESPACE, "-o",
+                        "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False,
                     )
                 ),
-                timeout=90,
+                timeout=180,
                 what="TradingSystem Ready",
-            )
+            )  # fmt: skip
             self.say(
                 "      "
-                + self.kubectl("get", "ts,statefulset,deploy,svc,pods", "-n", NAMESPACE)
+                + self.kubectl("get", "ts,statefulset,deploy,svc,pods", "-n", NAMESPACE, "-o", "wide")
                 .strip()
                 .replace("\n", "\n      ")
             )
 
-        with self.step("Run the engine and safety pods as local processes; trade the simulated feed"):
-            self.stack.run_engine(port=_port_or_free(8001))
-            self.stack.run_safety(port=_port_or_free(8888))
-            self.say(f"      engine {self.stack.engine.url}   safety {self.stack.safety.url}")
+        with self.step("The engine and safety pods the operator created trade the simulated feed"):
+            selector = f"trading.quantzoo.io/system={NAME},app.kubernetes.io/component="
+            for component, port, attr in (("engine", 8001, "engine"), ("safety", 8888, "safety")):
+                pod = wait_for(
+                    lambda c=component: _ready_pod(core, NAMESPACE, selector + c),
+                    timeout=120,
+                    what=f"{component} pod Ready",
+                )
+                setattr(self.stack, attr, podaddress.of_pod(api, self.plane, pod, port))
+            self.say(
+                f"      engine {self.stack.engine.url}   safety {self.stack.safety.url}   (pod addresses)"
+            )
             self.results["engine_url"], self.results["safety_url"] = (
                 self.stack.engine.url,
                 self.stack.safety.url,
@@ -264,19 +272,33 @@ class Demo:
             self.say(f"      new order refused: HTTP {refused.status_code} {refused.text}")
             self.say(f"      working orders: {st['orders']['working']}; positions: {flat}")
 
-        with self.step("Release it explicitly with the runbook's deactivate call; trading resumes"):
-            self.say(
-                f"      curl -X POST {self.stack.safety.url}/kill-switch/deactivate -H 'Authorization: Bearer $SAFETY_API_TOKEN' "
-                '-d \'{"operator": "demo-user"}\''
+        with (
+            self.step("Release it with the runbook's deactivate curl, through kubectl port-forward"),
+            self._port_forward() as local,
+        ):
+            self._runbook_curl(local, "deactivate", RUNBOOK_DEACTIVATE)
+            wait_for(
+                lambda: self.stack.engine_state()["trading_state"] == "ACTIVE",
+                timeout=20,
+                what="trading resumed",
             )
-            resp = httpx.post(
-                self.stack.safety.url + "/kill-switch/deactivate",
-                headers=self.stack.safety_headers(),
-                json={"operator": "demo-user"},
-                timeout=10,
+            self.say("      engine ACTIVE again")
+
+        with (
+            self.step("Engage it with the runbook's activate curl (port-forward), then release it again"),
+            self._port_forward() as local,
+        ):
+            self._runbook_curl(local, "activate", RUNBOOK_ACTIVATE)
+            wait_for(
+                lambda: self.stack.engine_state()["trading_state"] == "HALTED",
+                timeout=15,
+                what="engine halted",
             )
-            if resp.status_code != 200:
-                raise StepFailed(f"deactivate answered {resp.status_code}: {resp.text}")
+            refused = self.stack.place_order("AAPL", "buy", 1)
+            if refused.status_code < 400:
+                raise StepFailed(f"an order was accepted after the runbook's activate: {refused.text}")
+            self.say(f"      engine HALTED; new order refused: HTTP {refused.status_code}")
+            self._runbook_curl(local, "deactivate", RUNBOOK_DEACTIVATE)
             wait_for(
                 lambda: self.stack.engine_state()["trading_state"] == "ACTIVE",
                 timeout=20,
@@ -291,12 +313,56 @@ class Demo:
             self.results.update(resumed=True, order_after_release_status=accepted.status_code)
             self.say("      " + self.kubectl("get", "ts", "-n", NAMESPACE).strip().replace("\n", "\n      "))
 
+        with self.step("Every pod is a real container on the real node"):
+            pods = self.kubectl("get", "pods", "-A", "-o", "wide")
+            self.say("      " + pods.strip().replace("\n", "\n      "))
+            nodes = self.kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").split()
+            if nodes != [node.NODE_NAME]:
+                raise StepFailed(f"nodes {nodes}: expected only {node.NODE_NAME}")
+            self.results["nodes"] = nodes
+
         if self.results_file:
             self.results_file.write_text(json.dumps(self.results, indent=2))
         with self.step("Done" + (" (kept running)" if self.keep else "; tearing down")):
             if self.keep:
                 self._print_keep_instructions()
         return 0
+
+    @contextlib.contextmanager
+    def _port_forward(self) -> Iterator[int]:
+        """`kubectl port-forward svc/<name>-safety <local>:8888`, as the runbook assumes (localhost:8888)."""
+        assert self.plane is not None
+        local = _port_or_free(8888)
+        argv = [str(self.plane.bin_dir / "kubectl"), f"--kubeconfig={self.plane.kubeconfig}"]
+        argv += ["-n", NAMESPACE, "port-forward", f"svc/{NAME}-safety", f"{local}:8888"]
+        self.say(f"      kubectl -n {NAMESPACE} port-forward svc/{NAME}-safety {local}:8888 &")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()  # "Forwarding from 127.0.0.1:8888 -> 8888" once it listens
+            if "Forwarding from" not in first:
+                raise StepFailed(f"kubectl port-forward: {first.strip()}")
+            yield local
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    def _runbook_curl(self, port: int, action: str, body: str) -> None:
+        """The runbook's curl, verbatim but for the port; $SAFETY_API_TOKEN from the operator's Secret."""
+        assert self.stack is not None
+        assert self.stack.safety is not None
+        url = f"http://localhost:{port}/kill-switch/{action}"
+        shown = f'curl -X POST {url} -H "Authorization: Bearer $SAFETY_API_TOKEN" -H "Content-Type: application/json" -d \'{body}\''
+        self.say(f"      {shown}")
+        token = self.stack.safety.secret("SAFETY_API_TOKEN")
+        res = node.run(
+            "curl", "-sS", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", "POST", url,
+            "-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/json", "-d", body,
+            check=False,
+        )  # fmt: skip
+        if res.stdout.strip() != "200":
+            raise StepFailed(f"runbook {action}: HTTP {res.stdout.strip()} {res.stderr.strip()}")
+        self.say(f"      HTTP 200 {res.stderr.strip()[:160]}")
 
     def _show_trading(self, st: dict) -> None:
         o = st["orders"]
@@ -315,35 +381,33 @@ class Demo:
         self.say(f"""
       export KUBECONFIG={self.plane.kubeconfig}
       export SAFETY_API_TOKEN={"$"}(kubectl -n {NAMESPACE} get secret {NAME}-safety-token -o jsonpath='{{.data.token}}' | base64 -d)
-      kubectl get ts -A ; kubectl describe ts {NAME} -n {NAMESPACE}
-      curl {s.engine.url}/healthz ; curl {s.engine.url}/state | jq '.last_update'
-      curl {s.engine.url}/positions/current ; curl {s.engine.url}/symbols/list | jq '.[] | {{symbol, last_update}}'
-      curl {s.safety.url}/status ; curl {s.safety.url}/test/safety-check -H "Authorization: Bearer $SAFETY_API_TOKEN"
+      kubectl get pods -A -o wide ; kubectl describe ts {NAME} -n {NAMESPACE}
+      kubectl -n {NAMESPACE} port-forward svc/{NAME}-safety 8888:8888 &   # then the runbook's curl commands
+      curl {s.engine.url}/healthz ; curl {s.engine.url}/state | jq '.last_update'   # pod addresses reach from here
       metrics: {s.engine.url}/metrics  {s.safety.url}/metrics  {self.operator.url}/metrics
       stop everything: make demo-down   (state in {self.workdir})""")
-        (REPO / ".demo-state").write_text(
-            json.dumps(
-                {
-                    "workdir": str(self.workdir),
-                    "pgids": [p.proc.pid for p in self.runner.running],
-                }
-            )
-        )
+        (REPO / ".demo-state").write_text(json.dumps({"workdir": str(self.workdir)}))
 
     def cleanup(self) -> None:
         if self.keep and self.stack and self.stack.safety:
             return
-        if self.runner:
-            self.runner.stop_all()
-        if self.plane:
-            self.plane.stop()
+        if self.cluster:
+            self.cluster.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _ready_pod(core: client.CoreV1Api, namespace: str, selector: str) -> client.V1Pod | None:
+    for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
+        conds = {c.type: c.status for c in (pod.status.conditions or [])}
+        if conds.get("Ready") == "True" and not pod.metadata.deletion_timestamp:
+            return pod
+    return None
 
 
 def _port_or_free(port: int) -> int:
     with socket.socket() as s:
         try:
-            s.bind(("0.0.0.0", port))
+            s.bind(("127.0.0.1", port))
             return port
         except OSError:
             s.bind(("127.0.0.1", 0))
@@ -355,14 +419,10 @@ def down() -> int:
     if not state_file.exists():
         print("no demo running", file=sys.stderr)
         return 0
-    state = json.loads(state_file.read_text())
-    for pgid in state["pgids"]:
-        with contextlib.suppress(ProcessLookupError):
-            import os
-
-            os.killpg(pgid, signal.SIGTERM)
-    controlplane.kill_stale(Path(state["workdir"]) / "cluster")
-    shutil.rmtree(state["workdir"], ignore_errors=True)
+    workdir = Path(json.loads(state_file.read_text())["workdir"])
+    controlplane.kill_stale(workdir / "cluster")
+    node.cleanup_host(workdir / "cluster" / "node")
+    shutil.rmtree(workdir, ignore_errors=True)
     state_file.unlink()
     print("demo stopped", file=sys.stderr)
     return 0

@@ -2,6 +2,10 @@
 kube-scheduler and kwok (simulated nodes, so Deployments and StatefulSets get Pods that go Running and
 Ready, and ownerReference garbage collection is real).
 
+With `node_ip` set, the control plane is made for a real node (hack/devcluster/node.py) instead: no kwok,
+the API server listens on the node's address (pods reach it there through the `kubernetes` Service), the
+Node authorizer is on and the API server has a client certificate for the kubelet's API.
+
 Used by the pytest session fixture (tests/conftest.py), by `make cluster-up` / `make cluster-down` and by
 the demo. The binaries come from hack/build-control-plane.sh, cached outside the repository by version.
 
@@ -37,9 +41,15 @@ _TOKENS = {
     "system:kube-controller-manager": ("quantzoo-kcm-token", ""),
     "system:kube-scheduler": ("quantzoo-scheduler-token", ""),
     "kwok": ("quantzoo-kwok-token", "system:masters"),
+    # The real node's components (node.py): the kubelet as its node (Node authorizer), kube-proxy under the
+    # user the bootstrap policy binds to system:node-proxier, the NetworkPolicy enforcer as an admin.
+    "system:node:quantzoo-node": ("quantzoo-kubelet-token", "system:nodes"),
+    "system:kube-proxy": ("quantzoo-kube-proxy-token", ""),
+    "kube-router": ("quantzoo-kube-router-token", "system:masters"),
 }
 
 NODE_NAME = "kwok-node-0"
+REAL_NODE_NAME = "quantzoo-node"
 
 
 def build_binaries() -> Path:
@@ -64,14 +74,20 @@ class ControlPlane:
     apiserver_port: int = 0
     etcd_port: int = 0
     etcd_peer_port: int = 0
+    node_ip: str | None = None
+    """Set for a real node: the API server listens and advertises here, and kwok does not run."""
 
     @property
     def kubeconfig(self) -> Path:
         return self.workdir / "kubeconfig"
 
     @property
+    def address(self) -> str:
+        return self.node_ip or "127.0.0.1"
+
+    @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.address}:{self.apiserver_port}"
 
     @property
     def ca_file(self) -> Path:
@@ -118,6 +134,9 @@ class ControlPlane:
                 "--kube-api-burst=400",
             ],
         )
+        if self.node_ip:
+            self._write_state()
+            return self
         self._start_component(
             "kwok",
             [
@@ -148,6 +167,30 @@ class ControlPlane:
             )
         # An empty kwok config: kwok falls back to its built-in node and pod stages.
         (self.workdir / "kwok.yaml").write_text("")
+        if self.node_ip:
+            self._write_kubelet_client_pki()
+
+    def _write_kubelet_client_pki(self) -> None:
+        """A CA the kubelet trusts for client certificates, and the API server's client certificate for the
+        kubelet API (logs, exec, port-forward), as local-up-cluster.sh does."""
+        pki = self.workdir / "pki"
+        pki.mkdir(exist_ok=True)
+        if (pki / "kubelet-client.crt").exists():
+            return
+
+        def openssl(args: str) -> None:
+            subprocess.run(["openssl", *args.split()], check=True, capture_output=True, cwd=pki)
+
+        openssl("req -x509 -newkey rsa:2048 -nodes -days 7 -subj /CN=quantzoo-client-ca"
+                " -keyout client-ca.key -out client-ca.crt")  # fmt: skip
+        openssl("req -newkey rsa:2048 -nodes -subj /O=system:masters/CN=kube-apiserver-kubelet-client"
+                " -keyout kubelet-client.key -out kubelet-client.csr")  # fmt: skip
+        openssl("x509 -req -days 7 -in kubelet-client.csr -CA client-ca.crt -CAkey client-ca.key"
+                " -CAcreateserial -out kubelet-client.crt")  # fmt: skip
+
+    @property
+    def client_ca_file(self) -> Path:
+        return self.workdir / "pki" / "client-ca.crt"
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         log = open(self.workdir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
@@ -180,7 +223,18 @@ class ControlPlane:
 
     def _start_apiserver(self) -> None:
         if not self.apiserver_port:
-            self.apiserver_port = free_port()
+            # A real node's pods reach it through the `kubernetes` Service, and NetworkPolicies (the chart's
+            # networkPolicy.apiServerPorts) see the port behind it: the conventional 6443, as on a real
+            # cluster. On loopback, any free port.
+            self.apiserver_port = 6443 if self.node_ip else free_port()
+        node_args = []
+        if self.node_ip:
+            pki = self.workdir / "pki"
+            node_args = [
+                f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+                "--kubelet-preferred-address-types=InternalIP",  # the node's name is in no DNS
+            ]
         self._spawn(
             "kube-apiserver",
             [
@@ -188,11 +242,12 @@ class ControlPlane:
                 f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
                 f"--cert-dir={self.workdir / 'certs'}",
                 f"--secure-port={self.apiserver_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 "--service-cluster-ip-range=10.0.0.0/16",  # 2 Services per TradingSystem: room for thousands
                 "--allow-privileged=true",
-                "--authorization-mode=RBAC",
+                "--authorization-mode=Node,RBAC" if self.node_ip else "--authorization-mode=RBAC",
+                *node_args,
                 f"--token-auth-file={self.workdir / 'tokens.csv'}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={self.workdir / 'sa.pub'}",
@@ -252,6 +307,9 @@ class ControlPlane:
             "kcm.kubeconfig": "system:kube-controller-manager",
             "scheduler.kubeconfig": "system:kube-scheduler",
             "kwok.kubeconfig": "kwok",
+            "kubelet.kubeconfig": "system:node:quantzoo-node",
+            "kube-proxy.kubeconfig": "system:kube-proxy",
+            "kube-router.kubeconfig": "kube-router",
         }
         for fname, user in files.items():
             path = self.workdir / fname
@@ -373,11 +431,11 @@ def kill_stale(workdir: Path) -> None:
     state.unlink(missing_ok=True)
 
 
-def start(workdir: Path | None = None) -> ControlPlane:
+def start(workdir: Path | None = None, node_ip: str | None = None) -> ControlPlane:
     bin_dir = build_binaries()
     wd = workdir or Path(tempfile.mkdtemp(prefix="quantzoo-cp-"))
     kill_stale(wd)
-    cp = ControlPlane(workdir=wd, bin_dir=bin_dir)
+    cp = ControlPlane(workdir=wd, bin_dir=bin_dir, node_ip=node_ip)
     try:
         return cp.start()
     except BaseException:

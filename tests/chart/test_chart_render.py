@@ -218,6 +218,20 @@ def test_operator_deployment(render):
     assert {m["mountPath"] for m in c["volumeMounts"]} == {"/tmp"}
 
 
+def test_operator_pod_gets_no_service_links(render):
+    """The kubelet would set <SERVICE>_PORT=tcp://... variables for the chart's own Service
+    (quantzoo-operator -> QUANTZOO_OPERATOR_PORT), which the operator reads as its settings: on a real
+    kubelet it crashed with "QUANTZOO_OPERATOR_HTTP_PORT='tcp://10.0.142.207:8080' is not a valid int"."""
+    out = render(release="quantzoo")  # the release name the README installs with
+    service_vars = {
+        svc["metadata"]["name"].upper().replace("-", "_") + "_PORT" for svc in out.of_kind("Service")
+    }
+    assert "QUANTZOO_OPERATOR_PORT" in service_vars  # the collision is real
+    (deploy,) = out.of_kind("Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["enableServiceLinks"] is False
+
+
 @pytest.mark.parametrize("values", [[], ["--set", "sample.enabled=true"]], ids=["defaults", "sample"])
 def test_every_pod_passes_restricted_pod_security(render, values):
     specs = pod_specs(render(*values).objects)
@@ -340,6 +354,17 @@ def test_values_reach_the_deployment(render):
     assert pod["metadata"]["annotations"]["team"] == "equities"
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["QUANTZOO_OPERATOR_PUSH_NETWORKS"] == "10.244.0.0/16,fd00::/8"
+
+
+def test_scrape_namespaces_reach_the_operator(render):
+    """The namespaces that may scrape engine and safety pods are a chart value the operator receives (it
+    writes them into each TradingSystem's NetworkPolicies); unset, the operator gets nothing."""
+    out = render("--set-json", 'monitoring.scrapeNamespaces=["monitoring","observability"]')
+    (c,) = out.one("Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["QUANTZOO_OPERATOR_MONITORING_NAMESPACES"] == "monitoring,observability"
+    (c,) = render().one("Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"]
+    assert "QUANTZOO_OPERATOR_MONITORING_NAMESPACES" not in {e["name"] for e in c["env"]}
 
 
 # ---------------------------------------------------------------- watched namespaces
@@ -540,6 +565,7 @@ BAD_VALUES = [
     (["--set", "service.port=70000"], "at '/service/port'"),
     (["--set", "monitoring.podMonitors.interval=often"], "at '/monitoring/podMonitors/interval'"),
     (["--set-json", 'pushNetworks=["pods"]'], "at '/pushNetworks/0'"),
+    (["--set-json", 'monitoring.scrapeNamespaces=["Bad_NS"]'], "at '/monitoring/scrapeNamespaces/0'"),
     (["--set", "replicaCount=2"], "at '': additional properties 'replicaCount' not allowed"),
 ]
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from hack.devcluster import node
+
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
@@ -51,7 +53,12 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_ctrl_c_mid_demo_cleans_up_everything(cluster) -> None:  # `cluster`: binaries are built
+def test_ctrl_c_mid_demo_cleans_up_everything() -> None:
+    """On real pods (hack/devcluster/node.py): besides processes and the folder, the node's network
+    namespaces, interfaces and iptables chains are gone too."""
+    problem = node.missing_prerequisites()
+    if problem:
+        pytest.fail(problem) if os.environ.get("CI") else pytest.skip(problem)
     started = time.time()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hack.demo"],
@@ -79,7 +86,7 @@ def test_ctrl_c_mid_demo_cleans_up_everything(cluster) -> None:  # `cluster`: bi
         spawned |= descendants(proc.pid)
         workdirs = {p for p in Path("/tmp").glob("quantzoo-demo-*") if p.stat().st_ctime >= started}
         assert workdirs, "the demo's temporary folder was not found"
-        assert len(spawned) >= 7, "control plane (5), operator, engine, safety expected"
+        assert len(spawned) >= 7, "control plane (4), containerd, kubelet, kube-proxy, kube-router expected"
         os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the demo in the foreground
         rest, _ = proc.communicate(timeout=90)
         output.append(rest)
@@ -95,3 +102,10 @@ def test_ctrl_c_mid_demo_cleans_up_everything(cluster) -> None:  # `cluster`: bi
         time.sleep(0.2)
     assert not [p for p in spawned if alive(p)], "processes outlived the demo"
     assert not [p for p in workdirs if p.exists()], "the demo's temporary folder is still there"
+    assert not Path(f"/sys/class/net/{node.BRIDGE}").exists(), "the pod bridge is still there"
+    assert not Path(f"/sys/class/net/{node.NODE_IFACE}").exists(), "the node's interface is still there"
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "cni-" not in netns, netns
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    assert node.FW_CHAIN not in rules
+    assert "KUBE-SERVICES" not in rules
