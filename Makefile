@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-APT_PACKAGES := prometheus jq openssl curl
+APT_PACKAGES := prometheus jq openssl curl redis-server git
 PYTEST_ARGS ?=
 SCALE_N ?= 10 100 300
 
@@ -15,15 +15,21 @@ help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: system-deps
-system-deps: ## Debian packages: promtool (prometheus), jq, openssl, curl
+system-deps: ## Debian packages: promtool (prometheus), jq, openssl, curl, redis-server and git (for Argo CD)
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v git >/dev/null || missing="$$missing git"; \
 	for p in jq openssl curl; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+.PHONY: argocd
+argocd: ## build (once, cached by version) Argo CD v2.14.21 and hack/argocd-lua (its health-check Lua) from Go modules
+	@bash hack/build-argocd.sh >/dev/null
 
 .PHONY: control-plane
 control-plane: ## build (once, cached by version) kube-apiserver, etcd, controller-manager, scheduler, kwok, kubectl, helm
@@ -39,7 +45,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Python virtualenv with the project and its test dependencies
 
 .PHONY: setup
-setup: system-deps control-plane venv
+setup: system-deps control-plane argocd venv
 
 .PHONY: lint
 lint: venv ## ruff (lint + format) and bandit
