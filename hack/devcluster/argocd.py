@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hack.devcluster.controlplane import free_port
+from hack.devcluster.podrunner import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "hack" / "build-argocd.sh"
@@ -46,22 +47,26 @@ class ArgoCD:
     def kubectl(
         self, *args: str, check: bool = True, input: str | None = None
     ) -> subprocess.CompletedProcess:
-        return subprocess.run(
+        out = subprocess.run(
             [str(self.kubectl_bin), f"--kubeconfig={self.kubeconfig}", *args],
-            check=check,
+            check=False,
             capture_output=True,
             text=True,
             input=input,
         )
+        if check and out.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr.strip() or out.stdout.strip()}")
+        return out
 
     def version(self) -> str:
+        """`argocd: v2.14.21+unknown` (the CLI of the same binary)."""
         out = subprocess.run(
-            [str(self.bin_dir / "argocd-application-controller"), "version"],
+            [str(self.bin_dir / "argocd"), "version", "--client", "--short"],
             capture_output=True,
             text=True,
             check=False,
         )
-        return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
+        return out.stdout.strip()
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self, timeout: float = 120.0) -> ArgoCD:
@@ -174,8 +179,14 @@ class ArgoCD:
     # -- what an install creates -------------------------------------------------------------------
     def _install(self) -> None:
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(self.bin_dir / "crds"))
-        for crd in ("applications.argoproj.io", "appprojects.argoproj.io"):
-            self.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}")
+        for crd in ("applications.argoproj.io", "appprojects.argoproj.io", "applicationsets.argoproj.io"):
+            wait_for(
+                lambda crd=crd: self.kubectl(
+                    "wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}"
+                ),
+                60,
+                what=f"CRD {crd}",
+            )
         objects: list[dict[str, Any]] = [
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
             {
