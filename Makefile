@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-APT_PACKAGES := prometheus jq openssl curl
+APT_PACKAGES := prometheus jq openssl curl redis-server git
 PYTEST_ARGS ?=
 SCALE_N ?= 10 100 300
 
@@ -15,9 +15,11 @@ help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: system-deps
-system-deps: ## Debian packages: promtool (prometheus), jq, openssl, curl
+system-deps: ## Debian packages: promtool (prometheus), jq, openssl, curl, redis-server and git (for Argo CD)
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v git >/dev/null || missing="$$missing git"; \
 	for p in jq openssl curl; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install$$missing"; \
@@ -43,6 +45,10 @@ node-images: node-deps control-plane ## build (once, cached by input hash) CoreD
 	@bash hack/build-node.sh >/dev/null
 	@bash hack/build-image.sh all >/dev/null
 
+.PHONY: argocd
+argocd: ## build (once, cached by version) Argo CD v2.14.21 and hack/argocd-lua (its health-check Lua) from Go modules
+	@bash hack/build-argocd.sh >/dev/null
+
 .PHONY: control-plane
 control-plane: ## build (once, cached by version) kube-apiserver, etcd, controller-manager, scheduler, kwok, kubectl, helm
 	@bash hack/build-control-plane.sh >/dev/null
@@ -57,7 +63,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Python virtualenv with the project and its test dependencies
 
 .PHONY: setup
-setup: system-deps node-deps control-plane venv
+setup: system-deps node-deps control-plane argocd venv
 
 .PHONY: lint
 lint: venv ## ruff (lint + format) and bandit

@@ -1,5 +1,7 @@
-"""Argo CD: the TradingSystem health check against every case of its health_test.yaml (real Lua 5.1),
-the Applications (sync waves, ignoreDifferences, sync options), and the kill switch kept out of git."""
+"""Argo CD: the health checks against every case of their health_test.yaml, evaluated by argo-cd
+v2.14.21's own util/lua (gopher-lua with Argo CD's default libraries: no `string`, no `math`), directly and
+through the argocd-cm patch as Argo CD's settings manager reads it; the Applications (sync waves,
+ignoreDifferences, sync options), and the kill switch kept out of git."""
 
 from __future__ import annotations
 
@@ -7,6 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from quantzoo_operator.status import Reason
+
+from tests.argocd import argocd_lua
 
 REPO = Path(__file__).resolve().parents[2]
 ARGOCD = REPO / "argocd"
@@ -24,13 +29,67 @@ def health_cases():
             yield pytest.param(folder, case, id=f"{rel}:{case['inputPath']}")
 
 
+@pytest.fixture(scope="module")
+def evaluated(argocd_lua_bin) -> dict[tuple[str, Path, str], dict[str, str]]:
+    """Every case evaluated once per way (one argocd-lua process per health check and way, not per case):
+    ("script", folder, inputPath) -> the script alone, as Argo CD runs a customization without useOpenLibs;
+    ("argocd-cm", folder, inputPath) -> what the application controller reports once argocd-cm-patch.yaml
+    is installed (argocd-cm read by Argo CD's settings manager)."""
+    patch = yaml.safe_load((ARGOCD / "argocd-cm-patch.yaml").read_text())
+    out = {}
+    for folder in HEALTH_CHECKS:
+        inputs = [c["inputPath"] for c in yaml.safe_load((folder / "health_test.yaml").read_text())["tests"]]
+        objs = [yaml.safe_load((folder / i).read_text()) for i in inputs]
+        script = argocd_lua.execute_health_lua(argocd_lua_bin, (folder / "health.lua").read_text(), objs)
+        via_cm = argocd_lua.health_from_configmap(argocd_lua_bin, patch, objs)
+        for i, a, b in zip(inputs, script, via_cm, strict=True):
+            out["script", folder, i] = a
+            out["argocd-cm", folder, i] = b
+    return out
+
+
+@pytest.mark.parametrize("way", ["script", "argocd-cm"])
 @pytest.mark.parametrize(("folder", "case"), list(health_cases()))
-def test_health_case(run_health, folder, case):
-    obj = yaml.safe_load((folder / case["inputPath"]).read_text())
-    got = run_health((folder / "health.lua").read_text(), obj)
-    want = case["healthStatus"]
-    assert got["status"] == want["status"]
-    assert got.get("message", "") == want.get("message", "")
+def test_health_case(evaluated, way, folder, case):
+    want = {k: v for k, v in case["healthStatus"].items() if v}
+    assert evaluated[way, folder, case["inputPath"]] == want
+
+
+def test_the_sandbox_is_argo_cds(argocd_lua_bin):
+    """Argo CD opens no `string`/`math` for a health check unless useOpenLibs: a script using them errors."""
+    script = 'return {status = "Healthy", message = string.format("%d", math.floor(1.5))}'
+    [sandboxed] = argocd_lua.execute_health_lua(argocd_lua_bin, script, [{}])
+    assert "attempt to index a non-table object(nil)" in sandboxed["error"]
+    [opened] = argocd_lua.execute_health_lua(argocd_lua_bin, script, [{}], use_open_libs=True)
+    assert opened == {"status": "Healthy", "message": "1"}
+
+
+def test_our_scripts_use_no_library_argo_cd_leaves_closed():
+    for folder in HEALTH_CHECKS:
+        code = [line.split("--")[0] for line in (folder / "health.lua").read_text().splitlines()]
+        for lib in ("string.", "math.", "io.", "debug.", ":find(", ":format(", ":sub(", ":match("):
+            assert not any(lib in line for line in code), f"{folder.name}/health.lua uses {lib}"
+
+
+def test_ready_false_is_degraded_exactly_for_the_operators_failure_reasons(argocd_lua_bin):
+    """Ready=False is Degraded for the reasons the operator gives when the TradingSystem itself is at fault
+    (those it also reports as Degraded=True), Progressing for every other reason (starting, rolling out)."""
+    failures = {
+        Reason.RECONCILE_FAILED,
+        Reason.INVALID_SPEC,
+        Reason.CHILD_REJECTED,
+        Reason.CREDENTIALS_SECRET_MISSING,
+        Reason.CREDENTIALS_SECRET_INVALID,
+    }
+    objs = []
+    for reason in Reason:
+        obj = yaml.safe_load((TS_CHECK / "testdata" / "progressing-starting.yaml").read_text())
+        next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")["reason"] = str(reason)
+        objs.append(obj)
+    got = argocd_lua.execute_health_lua(argocd_lua_bin, (TS_CHECK / "health.lua").read_text(), objs)
+    assert {r: g["status"] for r, g in zip(Reason, got, strict=True)} == {
+        r: "Degraded" if r in failures else "Progressing" for r in Reason
+    }
 
 
 def test_health_test_files_use_the_upstream_layout():
@@ -62,11 +121,11 @@ def test_tradingsystem_cases_cover_every_status():
     }
 
 
-def test_suspended_message_names_reason_and_who(run_health):
+def test_suspended_message_names_reason_and_who(argocd_lua_bin):
     obj = yaml.safe_load((TS_CHECK / "testdata" / "healthy.yaml").read_text())
     obj["metadata"]["generation"] = 3
     obj["spec"]["killSwitch"] = {"engaged": True, "reason": "fat finger on AAPL", "operator": "erin"}
-    got = run_health((TS_CHECK / "health.lua").read_text(), obj)
+    [got] = argocd_lua.execute_health_lua(argocd_lua_bin, (TS_CHECK / "health.lua").read_text(), [obj])
     assert got["status"] == "Suspended"
     assert "fat finger on AAPL" in got["message"]
     assert "erin" in got["message"]
@@ -119,6 +178,8 @@ def test_argocd_cm_patch_carries_the_health_checks_verbatim():
         data["resource.customizations.ignoreDifferences.trading.quantzoo.io_TradingSystem"]
     )
     assert ignore == {"jsonPointers": ["/spec/killSwitch"]}
+    # The scripts run in Argo CD's default sandbox: the patch opens no extra Lua library.
+    assert not [key for key in data if key.startswith("resource.customizations.useOpenLibs.")]
 
 
 # ---------------------------------------------------------------- Applications

@@ -1,6 +1,7 @@
 -- ArgoCD health check for trading.quantzoo.io/TradingSystem (Lua 5.1, as ArgoCD's gopher-lua runs it).
 -- Install: argocd/argocd-cm-patch.yaml (key resource.customizations.health.trading.quantzoo.io_TradingSystem).
--- Tests: health_test.yaml + testdata/ (ArgoCD's upstream format), run by tests/argocd/ with a real Lua.
+-- Tests: health_test.yaml + testdata/ (ArgoCD's upstream format), run by tests/argocd/ with argo-cd's own util/lua.
+-- Only the libraries Argo CD opens for a health check: base, table, package, a safe os (no string, no math).
 --
 -- Order of the checks, first match wins:
 --   1. deletionTimestamp set                      -> Progressing (the finalizer halts and flattens first)
@@ -12,7 +13,7 @@
 --   4. no status yet                              -> Progressing
 --   5. status.observedGeneration < generation     -> Progressing (the operator has not seen the last change)
 --   6. Ready=True, observed at this generation    -> Healthy
---   7. Ready=False with a failure reason          -> Degraded (reasons containing Fail, Error, Invalid, ...)
+--   7. Ready=False with a failure reason          -> Degraded (the operator's failure reasons, exact match)
 --   8. anything else (Ready=False while starting, Ready Unknown or missing) -> Progressing
 
 local function condition(status, condType)
@@ -45,21 +46,19 @@ local function describe(c, fallback)
   return fallback
 end
 
-local failureWords = {
-  "Fail", "Error", "Invalid", "Unreachable", "Forbidden", "Denied", "NotFound",
-  "CrashLoop", "BackOff", "Timeout", "TimedOut", "Degraded", "Conflict", "Rejected",
+-- The Ready=False reasons the operator reports when the TradingSystem itself is at fault (quantzoo_operator.status.Reason;
+-- tests/argocd checks the list against it). An exact lookup, not a substring search: Argo CD opens no `string`
+-- library for a health check (no useOpenLibs), so string.find would be nil there.
+local failureReasons = {
+  ReconcileFailed = true,
+  InvalidSpec = true,
+  ChildRejected = true,
+  CredentialsSecretMissing = true,
+  CredentialsSecretInvalid = true,
 }
 
 local function isFailureReason(reason)
-  if reason == nil then
-    return false
-  end
-  for _, word in ipairs(failureWords) do
-    if string.find(reason, word, 1, true) ~= nil then
-      return true
-    end
-  end
-  return false
+  return reason ~= nil and failureReasons[reason] == true
 end
 
 local function killSwitchMessage(spec, status, ksCond)
@@ -132,8 +131,8 @@ end
 
 if generation ~= nil and status.observedGeneration ~= nil and status.observedGeneration < generation then
   hs.status = "Progressing"
-  hs.message = "Waiting for the operator to observe generation " .. string.format("%d", generation)
-    .. " (observed " .. string.format("%d", status.observedGeneration) .. ")"
+  hs.message = "Waiting for the operator to observe generation " .. generation
+    .. " (observed " .. status.observedGeneration .. ")"
   return hs
 end
 
@@ -141,8 +140,8 @@ local ready = condition(status, "Ready")
 if ready ~= nil and ready.status == "True" then
   if generation ~= nil and ready.observedGeneration ~= nil and ready.observedGeneration < generation then
     hs.status = "Progressing"
-    hs.message = "Ready condition is from generation " .. string.format("%d", ready.observedGeneration)
-      .. ", waiting for generation " .. string.format("%d", generation)
+    hs.message = "Ready condition is from generation " .. ready.observedGeneration
+      .. ", waiting for generation " .. generation
     return hs
   end
   hs.status = "Healthy"
