@@ -57,7 +57,7 @@ fi
 ln -sfn "$LUA_BIN" "$BIN/argocd-lua"
 
 if [[ "$ONLY" != lua && ! -x "$BIN/argocd" ]]; then
-  log "go build argocd v${ARGOCD_VERSION} (about 10 minutes the first time on 2 cores)"
+  log "go build argocd v${ARGOCD_VERSION} (about 5 minutes the first time on 2 cores)"
   pkg=github.com/argoproj/argo-cd/v2/common
   go build -trimpath -ldflags "-s -w -X $pkg.version=${ARGOCD_VERSION} -X $pkg.gitTreeState=clean" \
     -o "$BIN/argocd.tmp" github.com/argoproj/argo-cd/v2/cmd
