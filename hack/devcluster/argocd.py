@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -26,12 +27,19 @@ from hack.devcluster.podrunner import wait_for
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "hack" / "build-argocd.sh"
 NAMESPACE = "argocd"
+VERSION = "2.14.21"  # hack/build-argocd.sh builds this one (ARGOCD_VERSION)
 PART_OF = {"app.kubernetes.io/part-of": "argocd"}
 
 
 def build_binaries() -> Path:
-    """The cached Argo CD folder (argocd + component symlinks + crds/); builds it once (about 10 minutes)."""
-    out = subprocess.run(["bash", str(BUILD)], check=True, capture_output=True, text=True)
+    """The cached Argo CD folder (argocd + component symlinks + crds/); builds it once (about 5 minutes)."""
+    out = subprocess.run(
+        ["bash", str(BUILD)],
+        env={**os.environ, "ARGOCD_VERSION": VERSION},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return Path(out.stdout.strip().splitlines()[-1])
 
 
@@ -144,8 +152,6 @@ class ArgoCD:
         )
 
     def _wait_port(self, port: int, timeout: float, name: str) -> None:
-        import socket
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             proc = self.procs[name]

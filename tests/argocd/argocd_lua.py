@@ -10,15 +10,17 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from hack.devcluster.argocd import VERSION
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "hack" / "build-argocd.sh"
 
 
 def binary() -> Path:
-    """The cached argocd-lua for this source (the script builds it once if it is missing: about a minute)."""
+    """The cached argocd-lua for this source (the script builds it once if it is missing: a few minutes)."""
     out = subprocess.run(
         ["bash", str(BUILD)],
-        env={**os.environ, "ONLY": "lua"},
+        env={**os.environ, "ONLY": "lua", "ARGOCD_VERSION": VERSION},
         check=True,
         capture_output=True,
         text=True,

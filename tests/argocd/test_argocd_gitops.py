@@ -160,6 +160,7 @@ def stage(cluster, kube_api, tmp_path_factory) -> Iterator[Stage]:
     if removed:
         cd.kubectl("delete", "crd", CRD, "--ignore-not-found", "--timeout=120s")
     cd.start()
+    assert cd.version() == f"argocd: v{argocd.VERSION}+unknown"
     follower = OperatorFollower(cluster.kubeconfig, client.AppsV1Api(kube_api)).start()
     engines = Engines(PodRunner(cluster.plane, cluster.kubeconfig, kube_api), client.CoreV1Api(kube_api))
     env = {
