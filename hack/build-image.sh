@@ -90,6 +90,10 @@ if [[ ! -s "$APP_TAR" ]]; then
   bah push --quiet "$APP_REF" "oci-archive:$APP_TAR.tmp:$APP_REF"
   mv "$APP_TAR.tmp" "$APP_TAR"
   log "app image built in $((SECONDS - start)) s"
+  # One QuantZoo image is kept: every build of other inputs would otherwise add ~600 MB to the cache.
+  for old in "$OUT"/quantzoo-*.oci.tar; do [[ "$old" == "$APP_TAR" ]] || rm -f "$old"; done
+  bah images --format '{{.Name}}:{{.Tag}}' | grep 'quantzoo/quantzoo:dev-' | grep -v ":dev-${app_key}\$" \
+    | xargs -r -n1 buildah --root "$STORE/root" --runroot "$STORE/run" --storage-driver vfs rmi >/dev/null 2>&1 || true
 fi
 echo "quantzoo $APP_REF $APP_TAR"
 }

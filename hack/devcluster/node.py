@@ -158,6 +158,19 @@ def _unmount_under(root: Path) -> None:
         run("umount", "-l", mnt, check=False)
 
 
+def _kill_pod_processes() -> None:
+    """Containers whose shim is gone (a killed run, `node down`) live on under init: find them by cgroup."""
+    pids = set()
+    for procs in Path("/sys/fs/cgroup").glob("*/kubepods/**/cgroup.procs"):
+        with contextlib.suppress(OSError):
+            pids.update(int(p) for p in procs.read_text().split())
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if pids:
+        time.sleep(0.5)
+
+
 def _remove_cgroups() -> None:
     """The kubelet's kubepods hierarchy, and k8s.io (where `ctr run` puts containers), in every cgroup v1
     controller; empty once the pods are gone."""
@@ -195,6 +208,7 @@ def cleanup_host(workdir: Path | None = None, saved_sysctls: dict[str, str] | No
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
         time.sleep(0.5)
+        _kill_pod_processes()
         _unmount_under(wd)
         # The kubelet's symlinks to container logs (a fixed host path) that point into our folder.
         for link in Path("/var/log/containers").glob("*.log"):
@@ -208,6 +222,7 @@ def cleanup_host(workdir: Path | None = None, saved_sysctls: dict[str, str] | No
     for key, value in {**stale.get("sysctls", {}), **(saved_sysctls or {})}.items():
         with contextlib.suppress(OSError):
             (Path("/proc/sys") / key).write_text(value)
+    _kill_pod_processes()
     _remove_cgroups()
     STALE_STATE.unlink(missing_ok=True)
 
