@@ -248,7 +248,8 @@ def engage_patch(
                 "closePositions": bool(close_positions),
                 "reason": clip(reason, MAX_REASON, DEFAULT_REASON),
                 "operator": clip(operator, MAX_OPERATOR, DEFAULT_OPERATOR),
-                "source": str(KillSource.parse(source)),
+                # Our paths pass a KillSource; the CRD allows any text (a hand-written engage), kept as given.
+                "source": clip(source, MAX_OPERATOR, str(KillSource.OTHER)),
                 "engagedAt": engagement_id(at) or now_engagement(),
                 "release": None,
             }
