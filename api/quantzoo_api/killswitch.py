@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from quantzoo_api.types import KillSwitchMode, KillSwitchSpec
 
@@ -126,7 +126,11 @@ class KillSwitchCommand(BaseModel):
     close_positions: bool = False
     reason: str | None = Field(None, max_length=1024)
     operator: str | None = Field(None, max_length=128)
-    source: KillSource = KillSource.OPERATOR
+    # Our paths send a KillSource; text written by hand into spec.killSwitch.source reads as OTHER (the
+    # schema says string: a free-text source is accepted, not refused).
+    source: Annotated[
+        KillSource, WithJsonSchema({"type": "string", "maxLength": 128, "default": str(KillSource.OPERATOR)})
+    ] = KillSource.OPERATOR
     # metadata.generation of the TradingSystem the command was read from; an engine ignores a release
     # older than the newest engage it has seen, so a delayed push cannot undo a newer kill.
     generation: int | None = Field(None, ge=0)
@@ -137,6 +141,8 @@ class KillSwitchCommand(BaseModel):
     @field_validator("source", mode="before")
     @classmethod
     def _any_source(cls, value: object) -> KillSource:
+        if not isinstance(value, str) or len(value) > MAX_OPERATOR:
+            raise ValueError("source: a string of at most 128 characters")
         return KillSource.parse(value, KillSource.OPERATOR)
 
 
@@ -186,6 +192,17 @@ def to_command(
     )
 
 
+def _text(value: object, name: str) -> str:
+    """A string (a missing field takes its default): a number, null or object where text belongs is
+    malformed, not sloppy."""
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"{name} must be a string")
+
+
+_MODE_SCHEMA = {"type": "string", "default": "Halt", "examples": ["Halt", "ReduceOnly"]}
+
+
 class ActivateRequest(BaseModel):
     """Body of the runbook's `POST /kill-switch/activate`. An engage is never refused: who and why
     default, a long reason is shortened, the mode's case is normalised, unknown fields are ignored."""
@@ -196,22 +213,23 @@ class ActivateRequest(BaseModel):
     # strict: lax parsing would read "0", "off" or 1 as a decision about the trader's positions.
     close_positions: bool = Field(False, strict=True)
     operator: str = DEFAULT_OPERATOR
-    mode: KillSwitchMode = KillSwitchMode.HALT
+    # Any spelling: Halt, halt, reduce-only ...; text that names no mode is Halt (the stronger).
+    mode: Annotated[KillSwitchMode, WithJsonSchema(_MODE_SCHEMA)] = KillSwitchMode.HALT
 
     @field_validator("reason", mode="before")
     @classmethod
     def _reason(cls, value: object) -> str:
-        return clip(value, MAX_REASON, DEFAULT_REASON)
+        return clip(_text(value, "reason"), MAX_REASON, DEFAULT_REASON)
 
     @field_validator("operator", mode="before")
     @classmethod
     def _operator(cls, value: object) -> str:
-        return clip(value, MAX_OPERATOR, DEFAULT_OPERATOR)
+        return clip(_text(value, "operator"), MAX_OPERATOR, DEFAULT_OPERATOR)
 
     @field_validator("mode", mode="before")
     @classmethod
     def _mode(cls, value: object) -> KillSwitchMode:
-        return normalise_mode(value)
+        return normalise_mode(_text(value, "mode"))
 
 
 class DeactivateRequest(BaseModel):
@@ -248,7 +266,8 @@ def engage_patch(
                 "closePositions": bool(close_positions),
                 "reason": clip(reason, MAX_REASON, DEFAULT_REASON),
                 "operator": clip(operator, MAX_OPERATOR, DEFAULT_OPERATOR),
-                "source": str(KillSource.parse(source)),
+                # Our paths pass a KillSource; the CRD allows any text (a hand-written engage), kept as given.
+                "source": clip(source, MAX_OPERATOR, str(KillSource.OTHER)),
                 "engagedAt": engagement_id(at) or now_engagement(),
                 "release": None,
             }

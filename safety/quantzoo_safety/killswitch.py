@@ -345,6 +345,8 @@ class KillSwitchService:
             elif kube.ok:
                 self._clear_pending()
         already = kube.result in {"already engaged", "escalated"}
+        if kube.ok and kube.obj:
+            self.observer.note(kube.obj)
         if kube.ok:
             ks = describe(kill_switch_of(kube.obj))
         elif kube.result == "unreachable" and earlier is not None:
@@ -523,6 +525,7 @@ class KillSwitchService:
                     kubernetes="refused",
                 ) from None
         self.metrics.apiserver_up.set(1)
+        self.observer.note(obj)
         self.metrics.deactivations.inc()
         self.metrics.kill_switch_engaged.set(0)
         return {

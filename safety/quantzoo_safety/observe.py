@@ -127,6 +127,10 @@ class Observer:
         self.last_cluster = view
         return view
 
+    def note(self, obj: dict[str, Any]) -> None:
+        """The TradingSystem as a patch returned it: the snapshot shows our own change at once."""
+        self.last_cluster = ClusterView(True, True, obj, None, found=True)
+
     def snapshot(self) -> tuple[EngineView, ClusterView]:
         """The last views the watchdog's loop read (no I/O); "unknown" before its first check."""
         engine = self.last_engine or EngineView(False, None, "not observed yet")

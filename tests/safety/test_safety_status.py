@@ -18,6 +18,7 @@ def test_public_status_shape(client, engine):
     r = client.get("/status")
     assert r.json() == {"service": "ok", "kill_switch_engaged": False, "trading_state": "ACTIVE"}
     client.post("/kill-switch/activate", json=ACTIVATE, headers=AUTH)
+    assert client.get("/status").json()["kill_switch_engaged"] is True  # our own change, at once
     client.portal.call(client.ctx.observer.both)
     assert client.get("/status").json() == {
         "service": "ok",
