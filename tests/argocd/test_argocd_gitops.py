@@ -35,7 +35,7 @@ CRD = "tradingsystems.trading.quantzoo.io"
 SYSTEMS = ("demo", "momentum-us")
 NS = "trading"
 INSTALL_SECTION = "## Installing on an existing Argo CD"
-CEL_RELEASE = "an engaged kill switch is released only with a new release record"
+CEL_RELEASE = "an engaged kill switch is released only with a release record naming the engagement it ends"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
