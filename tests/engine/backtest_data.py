@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from quantzoo_engine.backtest.synthetic import write_bars
 from quantzoo_engine.feed.base import Bar
 
-COLUMNS = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
 START = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 
 
@@ -26,28 +25,10 @@ def random_walk(
 
 
 def write_csv(bars: list[Bar], path: Path) -> Path:
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(COLUMNS)
-        for b in bars:
-            w.writerow([b.timestamp.isoformat(), b.symbol, b.open, b.high, b.low, b.close, b.volume])
+    write_bars(bars, path)  # the format a user's file has: the CLI's own writer
     return path
 
 
 def write_parquet(bars: list[Bar], path: Path) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table(
-        {
-            "timestamp": [b.timestamp for b in bars],
-            "symbol": [b.symbol for b in bars],
-            "open": [b.open for b in bars],
-            "high": [b.high for b in bars],
-            "low": [b.low for b in bars],
-            "close": [b.close for b in bars],
-            "volume": [b.volume for b in bars],
-        }
-    )
-    pq.write_table(table, path)
+    write_bars(bars, path)
     return path
