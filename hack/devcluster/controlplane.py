@@ -52,6 +52,20 @@ NODE_NAME = "kwok-node-0"
 REAL_NODE_NAME = "quantzoo-node"
 
 
+def terminate_group(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
+    """SIGTERM a component's process group, SIGKILL it after `grace` seconds (the node reuses this)."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
 def build_binaries() -> Path:
     """Build (or find cached) binaries; returns the folder that holds them."""
     out = subprocess.run(
@@ -377,17 +391,7 @@ class ControlPlane:
 
     # -- stop --------------------------------------------------------------------------------------
     def _terminate(self, name: str, grace: float = 10.0) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        terminate_group(self.procs.pop(name, None), grace)
 
     def stop(self) -> None:
         # Reverse order: clients of the API server first, etcd last.

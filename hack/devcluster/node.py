@@ -511,17 +511,7 @@ state = "{d / "state"}"
             time.sleep(1)
 
     def _terminate(self, name: str, grace: float = 10.0) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        controlplane.terminate_group(self.procs.pop(name, None), grace)
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
