@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from quantzoo_api.killswitch import KillSwitchCommand, engagement_id, stronger_mode
+from quantzoo_api.killswitch import KillSource, KillSwitchCommand, engagement_id, stronger_mode, to_command
 from quantzoo_api.types import KillSwitchMode, KillSwitchSpec
 
 
@@ -160,27 +160,10 @@ class KillSwitchLatch:
 def command_from_spec(
     spec: KillSwitchSpec, *, generation: int | None, default_source: str
 ) -> KillSwitchCommand:
-    """The command that `spec.killSwitch` of a TradingSystem stands for."""
-    if spec.engaged:
-        return KillSwitchCommand(
-            engaged=True,
-            mode=spec.mode,
-            close_positions=spec.close_positions,
-            reason=spec.reason,
-            operator=spec.operator,
-            source=spec.source or default_source,
-            generation=generation,
-            engagement=engagement_id(spec.engaged_at),
-        )
-    release = spec.release
-    return KillSwitchCommand(
-        engaged=False,
-        reason=release.reason if release else None,
-        operator=release.operator if release else None,
-        source=default_source,
-        generation=generation,
-        engagement=engagement_id(release.engaged_at) if release else None,
-    )
+    """The shared `to_command`, naming the path that engaged it (`spec.source`) for an engagement."""
+    delivered_by = KillSource.parse(default_source)
+    source = KillSource.parse(spec.source, delivered_by) if spec.engaged else delivered_by
+    return to_command(spec, generation=generation, source=source)
 
 
 def persisted(status: KillSwitchStatus) -> dict[str, object]:

@@ -91,6 +91,7 @@ def test_command_from_spec() -> None:
         mode=KillSwitchMode.REDUCE_ONLY,
         close_positions=True,
         reason="r",
+        operator="unknown",  # who is defaulted, as every path does (quantzoo_api.killswitch.to_command)
         source="kubernetes-watch",
         generation=9,
         issued_at=cmd.issued_at,
