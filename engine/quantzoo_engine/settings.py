@@ -53,7 +53,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from quantzoo_api import ENGINE_PORT
 from quantzoo_api.killswitch import ENGINE_ADMIN_TOKEN_ENV
-from quantzoo_api.secret_file import FILE_SUFFIX, SecretFile, read_together
+from quantzoo_api.secret_file import DEFAULT_OVERLAP_SECONDS, FILE_SUFFIX, SecretFile, read_together
 from quantzoo_api.types import TradingSystemSpec, parse_spec
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -76,6 +76,8 @@ class EngineSettings(BaseModel):
     config_path: Path | None = None
     admin_token: SecretStr | None = None
     admin_token_file: Path | None = None
+    # How long a rotated-out admin token stays valid after the new one is seen (no rotation refuses a kill).
+    token_overlap_seconds: float = Field(DEFAULT_OVERLAP_SECONDS, ge=0, le=86_400)
     pod_name: str = Field(default_factory=socket.gethostname)
     watch_kubernetes: bool = False
     kubeconfig: str | None = None
@@ -144,6 +146,7 @@ class EngineSettings(BaseModel):
             "lease_duration_seconds": "ENGINE_LEASE_DURATION_SECONDS",
             "lease_renew_seconds": "ENGINE_LEASE_RENEW_SECONDS",
             "lease_margin_seconds": "ENGINE_LEASE_MARGIN_SECONDS",
+            "token_overlap_seconds": "ENGINE_TOKEN_OVERLAP_SECONDS",
         }
         for field, var in numbers.items():
             if env.get(var):
@@ -201,7 +204,12 @@ class EngineSettings(BaseModel):
 
     def admin_token_source(self) -> SecretFile:
         """The admin token in force: the file (re-read when it changes) or the env value."""
-        return SecretFile(self.admin_token_file, _plain(self.admin_token), label=ENGINE_ADMIN_TOKEN_ENV)
+        return SecretFile(
+            self.admin_token_file,
+            _plain(self.admin_token),
+            label=ENGINE_ADMIN_TOKEN_ENV,
+            overlap_seconds=self.token_overlap_seconds,
+        )
 
     def alpaca_credentials(self) -> AlpacaCredentials:
         return AlpacaCredentials(

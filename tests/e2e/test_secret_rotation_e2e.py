@@ -3,8 +3,9 @@ real engine and safety processes (hack/devcluster/podrunner.py keeps their mount
 kubelet does), and for Alpaca the real alpaca-py client against the local Alpaca-wire server.
 
 Each Secret is rotated the way docs/RUNBOOK.md says (`kubectl create secret ... --dry-run=client -o yaml
-| kubectl apply -f -`). After each rotation: the new value works, the old one is refused (401), and the
-processes are the same ones (same PIDs).
+| kubectl apply -f -`). After each rotation: the new value works, the old one is refused (401) once the overlap ends, and the
+processes are the same ones (same PIDs). The old value stays valid for the overlap window (set to
+5 s here; 180 s by default), so a rotation never refuses a kill; then it is refused (401).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ SPEC = {
     "strategy": {"name": "noop"},
     "marketData": {"kind": "simulated", "seed": 7, "intervalSeconds": 0.1},
     "risk": {"maxOrdersPerSecond": 50, "maxOrdersPerMinute": 3000, "staleDataSeconds": 30},
+    # A short rotation overlap (180 s by default), so the test sees the old token accepted, then refused.
+    "engine": {"env": [{"name": "ENGINE_TOKEN_OVERLAP_SECONDS", "value": "5"}]},
+    "safety": {"env": [{"name": "SAFETY_TOKEN_OVERLAP_SECONDS", "value": "5"}]},
 }
+OVERLAP_END_TIMEOUT = 20.0  # the 5 s overlap plus slack for a loaded machine
 # The runbook's safety-check call, as typed; only the port differs.
 SAFETY_CHECK = (
     "curl http://localhost:{port}/test/safety-check "
@@ -103,7 +108,10 @@ def test_safety_api_token_rotation(cluster, kube_api, runner, namespace, operato
         lambda: safety_check(port, new) == "200", timeout=ROTATION_TIMEOUT, what="new safety token works"
     )
     took = time.monotonic() - applied
-    assert safety_check(port, old) == "401"
+    # Inside the overlap window the old token still works (a kill typed with it is not refused) ...
+    assert safety_check(port, old) == "200"
+    # ... and after it, it is refused.
+    wait_for(lambda: safety_check(port, old) == "401", timeout=OVERLAP_END_TIMEOUT, what="old token refused")
     refused = httpx.post(
         s.safety.url + "/kill-switch/activate",
         headers={"Authorization": f"Bearer {old}", "Content-Type": "application/json"},
@@ -148,7 +156,11 @@ def test_engine_admin_token_rotation(cluster, kube_api, runner, namespace, opera
         lambda: admin_probe(s.engine.url, new) == 422, timeout=ROTATION_TIMEOUT, what="new admin token works"
     )
     took = time.monotonic() - applied
-    assert admin_probe(s.engine.url, old) == 401
+    # Inside the overlap window the old token still works, then it is refused.
+    assert admin_probe(s.engine.url, old) == 422
+    wait_for(
+        lambda: admin_probe(s.engine.url, old) == 401, timeout=OVERLAP_END_TIMEOUT, what="old token refused"
+    )
     body = {"engaged": True, "reason": "old token", "source": "test"}
     refused = httpx.post(
         s.engine.url + ENGINE_KILL_SWITCH_PATH,
