@@ -187,6 +187,7 @@ class KillSwitchService:
                 "refused", "engine answered something that is not a kill-switch acknowledgement"
             )
         self.metrics.engine_up.set(1)
+        self.observer.note_ack(ack)
         if command.engaged:
             self.metrics.direct_halts.inc()
         state = {TradingState.HALTED: "halted", TradingState.REDUCE_ONLY: "reduce-only"}.get(

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 from quantzoo_api.engine_client import EngineUnreachable, get_state
+from quantzoo_api.killswitch import KillSwitchAck
 
 from quantzoo_safety.engagement import kill_switch_of
 from quantzoo_safety.kube import ApiServerUnreachable, KubeError, TradingSystemClient, TradingSystemNotFound
@@ -130,6 +131,13 @@ class Observer:
     def note(self, obj: dict[str, Any]) -> None:
         """The TradingSystem as a patch returned it: the snapshot shows our own change at once."""
         self.last_cluster = ClusterView(True, True, obj, None, found=True)
+
+    def note_ack(self, ack: KillSwitchAck) -> None:
+        """The engine's acknowledgement of our push: the snapshot shows its new trading state at once."""
+        state = dict(self.last_engine.state or {}) if self.last_engine and self.last_engine.reachable else {}
+        state["trading_state"] = str(ack.trading_state)
+        state["kill_switch"] = {**(state.get("kill_switch") or {}), "engaged": ack.engaged}
+        self.last_engine = EngineView(True, state)
 
     def snapshot(self) -> tuple[EngineView, ClusterView]:
         """The last views the watchdog's loop read (no I/O); "unknown" before its first check."""

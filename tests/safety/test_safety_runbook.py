@@ -135,12 +135,12 @@ def test_runbook_curl_commands(safety_process, engine):
     assert sh(DEACTIVATE, port) == {"detail": "kill switch is not engaged; nothing to release"}
     # The audit entry of the last call may land just after its response: wait for it, bounded.
     deadline = time.monotonic() + 5
-    while len(audit_entries(audit)) < 7 and time.monotonic() < deadline:
+    while len(audit_entries(audit)) < 6 and time.monotonic() < deadline:
         time.sleep(0.02)
     entries = audit_entries(audit)
+    # The public /status (no token) is not audited: a flood of it must not flood the audit.
     assert [e["action"] for e in entries] == [
         "kill-switch.activate",
-        "status",
         "kill-switch.activate",
         "status",
         "safety-check",
