@@ -66,6 +66,8 @@ SPECS: dict[str, dict[str, Any]] = {
     "bad-strategy-param": {
         "strategy": {"name": "maCrossover", "params": {"fastWindow": 30, "slowWindow": 10}}
     },
+    # Free-form for the API server, refused by the strategy's own model.
+    "int64-max-strategy-param": {"strategy": {"name": "maCrossover", "params": {"orderQuantity": 2**63 - 1}}},
 }
 DEGRADED = {
     "steal-other-ns": "CredentialsSecretMissing",
@@ -74,6 +76,7 @@ DEGRADED = {
     "child-rejected": "ChildRejected",
     "unknown-strategy": "StrategyInvalid",
     "bad-strategy-param": "StrategyInvalid",
+    "int64-max-strategy-param": "StrategyInvalid",
 }
 ARGO_LABELS = {
     "argocd.argoproj.io/instance": "platform",
@@ -134,7 +137,11 @@ def test_a_bad_reference_or_refused_child_degrades_with_a_reason_a_message_and_a
         assert f"'{PARTIAL_SECRET}'" in message, message
         assert "has no (or an empty) ALPACA_API_SECRET;" in message  # the key that IS there is fine
     elif reason == "StrategyInvalid":
-        field = "strategy.name" if name == "unknown-strategy" else "strategy.params.slowWindow"
+        field = {
+            "unknown-strategy": "strategy.name",
+            "bad-strategy-param": "strategy.params.slowWindow",
+            "int64-max-strategy-param": "strategy.params.orderQuantity",
+        }[name]
         assert message.startswith(f"{field}: "), message
         assert "the engine does not trade" in message
     else:

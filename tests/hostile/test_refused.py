@@ -76,8 +76,9 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     (
         "int64-max",
-        _body({"strategy": {"params": {"orderQuantity": 2**63 - 1}}}),
-        ["spec.strategy.params.orderQuantity", "less than or equal"],
+        # strategy.params are the strategy's own (tests/hostile/test_operator_hostile.py: Degraded)
+        _body({"risk": {"maxOrderQuantity": 2**63 - 1}}),
+        ["spec.risk.maxOrderQuantity", "less than or equal"],
     ),
     (
         "seed-negative",
