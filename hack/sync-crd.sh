@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Copies each single source into the places that must carry an identical copy, so there is one source and
 # no drift (tests/chart, tests/monitoring and tests/argocd fail when a copy differs):
-#   crds/trading.quantzoo.io_tradingsystems.yaml  -> charts/quantzoo/crds/
+#   crds/*.yaml                                   -> charts/quantzoo/crds/
 #   monitoring/prometheus_alerts.yml             -> charts/quantzoo/files/prometheus_alerts.yml
 #   monitoring/dashboards/*.json                 -> charts/quantzoo/files/dashboards/
 #   argocd/resource_customizations/*/*/health.lua -> argocd/argocd-cm-patch.yaml (generated)
@@ -10,7 +10,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-install -D -m 0644 crds/trading.quantzoo.io_tradingsystems.yaml charts/quantzoo/crds/trading.quantzoo.io_tradingsystems.yaml
+mkdir -p charts/quantzoo/crds
+rm -f charts/quantzoo/crds/*.yaml
+for crd in crds/*.yaml; do install -m 0644 "$crd" charts/quantzoo/crds/; done
 install -D -m 0644 monitoring/prometheus_alerts.yml charts/quantzoo/files/prometheus_alerts.yml
 mkdir -p charts/quantzoo/files/dashboards
 rm -f charts/quantzoo/files/dashboards/*.json

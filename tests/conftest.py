@@ -26,7 +26,7 @@ from kubernetes import client, config
 from hack.devcluster import controlplane, leaks
 
 REPO = Path(__file__).resolve().parents[1]
-CRD_FILE = REPO / "crds" / "trading.quantzoo.io_tradingsystems.yaml"
+CRD_DIR = REPO / "crds"  # TradingSystem, TradingAccount, TradingHalt
 USE_EXISTING = os.environ.get("QUANTZOO_USE_EXISTING_CLUSTER") == "1"
 
 
@@ -79,10 +79,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _install_crd(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/tradingsystems.trading.quantzoo.io"
-    )
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
+    names = [f"crd/{load_yaml(f)['metadata']['name']}" for f in sorted(CRD_DIR.glob("*.yaml"))]
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
 
 
 @pytest.fixture(scope="session")

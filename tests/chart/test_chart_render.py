@@ -114,11 +114,19 @@ def test_helm_lint_strict(helm):
         assert "0 chart(s) failed" in proc.stdout
 
 
-def test_chart_crd_is_identical_to_the_source():
-    source = REPO / "crds" / "trading.quantzoo.io_tradingsystems.yaml"
-    copy = CHART / "crds" / "trading.quantzoo.io_tradingsystems.yaml"
-    assert copy.read_bytes() == source.read_bytes(), "chart CRD drifted from crds/: run bash hack/sync-crd.sh"
-    assert [p.name for p in (CHART / "crds").iterdir()] == [source.name]
+def test_chart_crds_are_identical_to_the_sources():
+    sources = sorted((REPO / "crds").glob("*.yaml"))
+    assert [p.name for p in sources] == [
+        "trading.quantzoo.io_tradingaccounts.yaml",
+        "trading.quantzoo.io_tradinghalts.yaml",
+        "trading.quantzoo.io_tradingsystems.yaml",
+    ]
+    for source in sources:
+        copy = CHART / "crds" / source.name
+        assert copy.read_bytes() == source.read_bytes(), (
+            f"{source.name} drifted from crds/: run bash hack/sync-crd.sh"
+        )
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [p.name for p in sources]
 
 
 def test_chart_monitoring_files_are_identical_to_the_sources():
@@ -435,11 +443,12 @@ def test_sample_never_renders_the_kill_switch_even_past_the_schema(helm):
     ]
 
 
-def test_include_crds_renders_the_crd(helm):
+def test_include_crds_renders_the_crds(helm):
     proc = helm.run("template", "qz", str(CHART), "--kube-version", KUBE_VERSION, "--include-crds")
     assert proc.returncode == 0, proc.stderr
-    (crd,) = [d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] == "CustomResourceDefinition"]
-    assert crd == yaml.safe_load((REPO / "crds" / "trading.quantzoo.io_tradingsystems.yaml").read_text())
+    crds = [d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] == "CustomResourceDefinition"]
+    sources = [yaml.safe_load(p.read_text()) for p in sorted((REPO / "crds").glob("*.yaml"))]
+    assert sorted(crds, key=lambda c: c["metadata"]["name"]) == sources
 
 
 # ---------------------------------------------------------------- monitoring
