@@ -145,7 +145,14 @@ class SafetySpec(WorkloadSpec):
     auto_trip: AutoTripSpec = AutoTripSpec()
 
 
+class AccountRef(_Model):
+    """A TradingAccount in the TradingSystem's namespace (quantzoo_api.accounts)."""
+
+    name: str = Field(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
 class TradingSystemSpec(_Model):
+    account_ref: AccountRef | None = None
     mode: TradingMode = TradingMode.PAPER
     broker: BrokerSpec = BrokerSpec()
     symbols: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT"], min_length=1, max_length=100)
