@@ -70,15 +70,18 @@ fi
 
 # -- 2. the QuantZoo image ------------------------------------------------------------------------
 # Inputs: what the Dockerfile COPYs, the Dockerfile itself and the base image.
+# Our images are named under localhost/, so containerd and the kubelet know them by the name we give them
+# (an unqualified name would be expanded to a registry's).
+APP_NAME="localhost/quantzoo/quantzoo"
 app_key="$(
   cd "$REPO"
   {
-    echo "$BASE_REF"
+    echo "$APP_NAME $BASE_REF"
     sha256sum Dockerfile pyproject.toml README.md
     git ls-files -z api operator engine safety crds | xargs -0 sha256sum
   } | sha256sum | cut -c1-12
 )"
-APP_REF="quantzoo/quantzoo:dev-${app_key}"
+APP_REF="$APP_NAME:dev-${app_key}"
 APP_TAR="$OUT/quantzoo-${app_key}.oci.tar"
 if [[ ! -s "$APP_TAR" ]]; then
   log "app image $APP_REF: buildah bud Dockerfile (PYTHON_IMAGE=$BASE_REF)"

@@ -88,16 +88,6 @@ def run(*argv: str, check: bool = True, input: str | None = None) -> subprocess.
     return subprocess.run(argv, check=check, capture_output=True, text=True, input=input)
 
 
-def containerd_ref(ref: str) -> str:
-    """The name containerd and the kubelet know an image by (`quantzoo/x:t` is `docker.io/quantzoo/x:t`)."""
-    first = ref.split("/", 1)[0]
-    if "/" not in ref:
-        return f"docker.io/library/{ref}"
-    if "." in first or ":" in first or first == "localhost":
-        return ref
-    return f"docker.io/{ref}"
-
-
 def missing_prerequisites() -> str:
     """Why a real node cannot start on this machine ("" when it can)."""
     if os.geteuid() != 0:
@@ -260,7 +250,7 @@ class Node:
     @property
     def app_image(self) -> str:
         """The QuantZoo image as the kubelet knows it."""
-        return containerd_ref(self.images["quantzoo"].ref)
+        return self.images["quantzoo"].ref
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         sock = str(self.containerd_socket)
@@ -337,7 +327,7 @@ state = "{d / "state"}"
 [plugins."io.containerd.internal.v1.opt"]
   path = "{d / "opt"}"
 [plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{containerd_ref(self.images["pause"].ref)}"
+  sandbox_image = "{self.images["pause"].ref}"
   disable_apparmor = true
   # This machine may refuse a lower oom_score_adj than ours (no CAP_SYS_RESOURCE): clamp instead of failing.
   restrict_oom_score_adj = true
@@ -358,10 +348,8 @@ state = "{d / "state"}"
 
     def _import_images(self) -> None:
         for image in self.images.values():
+            # Every ref is under localhost/ (hack/build-image.sh): ctr keeps the name the kubelet asks for.
             self.ctr("images", "import", str(image.archive))
-            # ctr keeps the archive's short name; the kubelet asks the CRI for the normalized one.
-            if containerd_ref(image.ref) != image.ref:
-                self.ctr("images", "tag", "--force", image.ref, containerd_ref(image.ref))
 
     def _write_cni_config(self) -> None:
         netd = self.workdir / "cni" / "net.d"
@@ -482,7 +470,7 @@ state = "{d / "state"}"
 
     def _deploy_coredns(self, timeout: float) -> None:
         manifest = (Path(__file__).parent / "manifests" / "coredns.yaml").read_text()
-        manifest = manifest.replace("${IMAGE}", containerd_ref(self.images["coredns"].ref)).replace(
+        manifest = manifest.replace("${IMAGE}", self.images["coredns"].ref).replace(
             "${DNS_IP}", DNS_IP
         )
         self.plane.kubectl("apply", "-f", "-", input=manifest)
