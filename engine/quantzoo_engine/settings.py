@@ -53,8 +53,8 @@ from typing import Any
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from quantzoo_api import ENGINE_PORT
+from quantzoo_api.env_settings import EnvSettings, setting
 from quantzoo_api.killswitch import ENGINE_ADMIN_TOKEN_ENV
 from quantzoo_api.secret_file import DEFAULT_OVERLAP_SECONDS, FILE_SUFFIX, SecretFile, read_together
 from quantzoo_api.types import TradingSystemSpec, parse_spec
@@ -66,69 +66,45 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message says why, in words a person can act on."""
 
 
-def _env(name: str, default: Any = ..., **constraints: Any) -> Any:
-    """A setting read from the environment variable `name` (by from_env)."""
-    return Field(default, validation_alias=name, **constraints)
-
-
-class EngineSettings(BaseSettings):
+class EngineSettings(EnvSettings):
     """Keyword construction (tests, the app's default) reads nothing from the process environment;
     `from_env` reads the variables named beside each field (pydantic-settings' env source)."""
 
-    model_config = SettingsConfigDict(
-        frozen=True,
-        arbitrary_types_allowed=True,
-        case_sensitive=True,
-        populate_by_name=True,
-        extra="ignore",
-    )
-
-    host: str = _env("ENGINE_HOST", "0.0.0.0")
-    port: int = _env("ENGINE_PORT", ENGINE_PORT, ge=1, le=65535)
-    namespace: str = _env("QUANTZOO_NAMESPACE", "default")
-    name: str = _env("QUANTZOO_NAME", "standalone")
+    host: str = setting("ENGINE_HOST", "0.0.0.0")
+    port: int = setting("ENGINE_PORT", ENGINE_PORT, ge=1, le=65535)
+    namespace: str = setting("QUANTZOO_NAMESPACE", "default")
+    name: str = setting("QUANTZOO_NAME", "standalone")
     generation: int | None = None
     spec: TradingSystemSpec = TradingSystemSpec()
     config_path: Path | None = None  # QUANTZOO_CONFIG, read by from_env (namespace, name, spec)
-    admin_token: SecretStr | None = _env(ENGINE_ADMIN_TOKEN_ENV, None)
-    admin_token_file: Path | None = _env(ENGINE_ADMIN_TOKEN_ENV + FILE_SUFFIX, None)
+    admin_token: SecretStr | None = setting(ENGINE_ADMIN_TOKEN_ENV, None)
+    admin_token_file: Path | None = setting(ENGINE_ADMIN_TOKEN_ENV + FILE_SUFFIX, None)
     # How long a rotated-out admin token stays valid after the new one is seen (no rotation refuses a kill).
-    token_overlap_seconds: float = _env(
+    token_overlap_seconds: float = setting(
         "ENGINE_TOKEN_OVERLAP_SECONDS", DEFAULT_OVERLAP_SECONDS, ge=0, le=86_400
     )
     pod_name: str = Field(default_factory=socket.gethostname, validation_alias="POD_NAME")
-    watch_kubernetes: bool = _env("QUANTZOO_WATCH_KUBERNETES", False)
-    kubeconfig: str | None = _env("KUBECONFIG", None)
-    state_dir: Path = _env("ENGINE_STATE_DIR", Path(tempfile.gettempdir()) / "quantzoo-engine")
-    log_level: str = _env("LOG_LEVEL", "INFO")
-    shutdown_deadline_seconds: float = _env("ENGINE_SHUTDOWN_DEADLINE_SECONDS", 20.0, gt=0, le=3600)
-    kill_deadline_seconds: float = _env("ENGINE_KILL_DEADLINE_SECONDS", 1.5, gt=0, le=120)
-    broker_timeout_seconds: float = _env("ENGINE_BROKER_TIMEOUT_SECONDS", 10.0, gt=0, le=300)
-    reconcile_interval_seconds: float = _env("ENGINE_RECONCILE_INTERVAL_SECONDS", 5.0, gt=0, le=3600)
-    outlier_pct: float = _env("ENGINE_OUTLIER_PCT", 10.0, gt=0, le=1000)
-    proof_timeout_seconds: float = _env("ENGINE_PROOF_TIMEOUT_SECONDS", 15.0, gt=0, le=3600)
-    watch_timeout_seconds: int = _env("ENGINE_WATCH_TIMEOUT_SECONDS", 5, ge=1, le=3600)
-    kube_request_timeout_seconds: float = _env("ENGINE_KUBE_REQUEST_TIMEOUT_SECONDS", 3.0, gt=0, le=300)
-    lease_duration_seconds: int = _env("ENGINE_LEASE_DURATION_SECONDS", 15, ge=2, le=3600)
-    lease_renew_seconds: float = _env("ENGINE_LEASE_RENEW_SECONDS", 5.0, gt=0, le=3600)
-    lease_margin_seconds: float = _env("ENGINE_LEASE_MARGIN_SECONDS", 5.0, ge=0, le=3600)
+    watch_kubernetes: bool = setting("QUANTZOO_WATCH_KUBERNETES", False)
+    kubeconfig: str | None = setting("KUBECONFIG", None)
+    state_dir: Path = setting("ENGINE_STATE_DIR", Path(tempfile.gettempdir()) / "quantzoo-engine")
+    log_level: str = setting("LOG_LEVEL", "INFO")
+    shutdown_deadline_seconds: float = setting("ENGINE_SHUTDOWN_DEADLINE_SECONDS", 20.0, gt=0, le=3600)
+    kill_deadline_seconds: float = setting("ENGINE_KILL_DEADLINE_SECONDS", 1.5, gt=0, le=120)
+    broker_timeout_seconds: float = setting("ENGINE_BROKER_TIMEOUT_SECONDS", 10.0, gt=0, le=300)
+    reconcile_interval_seconds: float = setting("ENGINE_RECONCILE_INTERVAL_SECONDS", 5.0, gt=0, le=3600)
+    outlier_pct: float = setting("ENGINE_OUTLIER_PCT", 10.0, gt=0, le=1000)
+    proof_timeout_seconds: float = setting("ENGINE_PROOF_TIMEOUT_SECONDS", 15.0, gt=0, le=3600)
+    watch_timeout_seconds: int = setting("ENGINE_WATCH_TIMEOUT_SECONDS", 5, ge=1, le=3600)
+    kube_request_timeout_seconds: float = setting("ENGINE_KUBE_REQUEST_TIMEOUT_SECONDS", 3.0, gt=0, le=300)
+    lease_duration_seconds: int = setting("ENGINE_LEASE_DURATION_SECONDS", 15, ge=2, le=3600)
+    lease_renew_seconds: float = setting("ENGINE_LEASE_RENEW_SECONDS", 5.0, gt=0, le=3600)
+    lease_margin_seconds: float = setting("ENGINE_LEASE_MARGIN_SECONDS", 5.0, ge=0, le=3600)
     # The strategy in a process of its own, out of reach of the kill path (strategy/runner.py).
-    isolate_strategy: bool = _env("ENGINE_ISOLATE_STRATEGY", True)
-    alpaca_api_key: SecretStr | None = _env("ALPACA_API_KEY", None)
-    alpaca_api_secret: SecretStr | None = _env("ALPACA_API_SECRET", None)
-    alpaca_api_key_file: Path | None = _env("ALPACA_API_KEY" + FILE_SUFFIX, None)
-    alpaca_api_secret_file: Path | None = _env("ALPACA_API_SECRET" + FILE_SUFFIX, None)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)  # the environment only through from_env (an explicit mapping)
+    isolate_strategy: bool = setting("ENGINE_ISOLATE_STRATEGY", True)
+    alpaca_api_key: SecretStr | None = setting("ALPACA_API_KEY", None)
+    alpaca_api_secret: SecretStr | None = setting("ALPACA_API_SECRET", None)
+    alpaca_api_key_file: Path | None = setting("ALPACA_API_KEY" + FILE_SUFFIX, None)
+    alpaca_api_secret_file: Path | None = setting("ALPACA_API_SECRET" + FILE_SUFFIX, None)
 
     @classmethod
     def from_env(
@@ -150,7 +126,7 @@ class EngineSettings(BaseSettings):
         if interval := env.get("ENGINE_FEED_INTERVAL_SECONDS"):
             spec = _with_interval(spec, _number(interval, "ENGINE_FEED_INTERVAL_SECONDS"))
         values["spec"] = spec
-        values.update(_from_variables(cls, env))
+        values.update(cls.from_variables(env))
         if host is not None:
             values["host"] = host
         if port is not None:
@@ -158,7 +134,7 @@ class EngineSettings(BaseSettings):
         try:
             settings = cls(**values)
         except ValidationError as exc:
-            raise ConfigError(_explain(exc, {f: v for v, f in _field_of(cls).items()})) from exc
+            raise ConfigError(cls.explain(exc)) from exc
         settings.check_consistent()
         return settings
 
@@ -240,42 +216,12 @@ def _with_interval(spec: TradingSystemSpec, seconds: float) -> TradingSystemSpec
         raise ConfigError("ENGINE_FEED_INTERVAL_SECONDS: " + _explain(exc)) from exc
 
 
-def _explain(exc: ValidationError, variables: Mapping[str, str] | None = None) -> str:
-    """The first errors, each with where it is: `VARIABLE (field)` for a setting, a path in a spec."""
+def _explain(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err["loc"]) or "spec"
-        if variables and where in variables:
-            where = f"{variables[where]} ({where})"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
-
-
-class _MappingEnv(EnvSettingsSource):
-    """pydantic-settings' environment source over a given mapping (os.environ, or a test's dict)."""
-
-    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
-        self._mapping = {k: v for k, v in env.items() if v != ""}  # VAR= means unset, as it always did
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return self._mapping
-
-
-def _field_of(settings_cls: type[BaseSettings]) -> dict[str, str]:
-    """Environment variable -> field name."""
-    return {
-        str(f.validation_alias): name
-        for name, f in settings_cls.model_fields.items()
-        if isinstance(f.validation_alias, str)
-    }
-
-
-def _from_variables(settings_cls: type[BaseSettings], env: Mapping[str, str]) -> dict[str, Any]:
-    """The settings the environment sets, by field name (so explicit arguments can still win)."""
-    by_variable = _MappingEnv(settings_cls, env)()
-    fields = _field_of(settings_cls)
-    return {fields.get(k, k): v for k, v in by_variable.items()}
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
