@@ -152,6 +152,8 @@ class ResumableWatch:
                 if resource_version is None:
                     resource_version = self._list()
                     self.backoff.reset()
+                    if self._stop.is_set():  # stopped by the handler (its consumer went away)
+                        return
                 resource_version = self._watch_from(resource_version)
                 continue
             except ApiException as exc:

@@ -43,7 +43,7 @@ from quantzoo_engine.proof import Freshness, ProofOfState
 from quantzoo_engine.risk.checks import PreTradeContext, Rejection, RejectReason, RiskEngine
 from quantzoo_engine.sdk import OrderIntent, Strategy, StrategyContext
 from quantzoo_engine.sdk.registry import StrategyConfigError
-from quantzoo_engine.state import TradingStateMachine, Transition
+from quantzoo_engine.state import HaltReason, TradingStateMachine, Transition
 from quantzoo_engine.strategy.runner import (
     InlineRunner,
     ProcessRunner,
@@ -95,6 +95,7 @@ class OrderCounts:
     filled: int = 0
     rejected: int = 0
     cancelled: int = 0
+    cancelled_no_proof_of_state: int = 0  # of `cancelled`: by the no_proof_of_state halt
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -173,6 +174,8 @@ class TradingEngine:
         # Set by the runtime when the engine watches Kubernetes (proof.py, lease.py): fences it trades behind.
         self.proof: ProofOfState | None = None
         self.lease_validity: Freshness | None = None
+        self._unproven_cancel: asyncio.Task[None] | None = None
+        self._unproven_retry_at = 0.0  # monotonic; a failed cancel under no_proof_of_state waits this long
         if hasattr(broker, "may_send"):  # a broker that sends from worker threads checks this there
             broker.may_send = lambda: self.trading.state is not TradingState.HALTED
         self._strategy_stopping: asyncio.Task[None] | None = None
@@ -217,7 +220,45 @@ class TradingEngine:
         now = self.clock.monotonic()
         proven = self.proof is None or self.proof.fresh(now)
         leased = self.lease_validity is None or self.lease_validity.valid(now)
+        was_proven = self.trading.facts.state_proven
         self._sync_state(self.trading.fences(proven=proven, leased=leased))
+        if was_proven and not proven:
+            self._start_unproven_cancel()
+
+    def _start_unproven_cancel(self) -> None:
+        """no_proof_of_state: the switch may have been engaged where this engine cannot see it, and an order
+        resting at the broker could fill under it. Cancel the working orders at once (in a task: this runs
+        without await); positions stay -- flattening is the switch's decision, not a guess."""
+        if self._unproven_cancel is not None and not self._unproven_cancel.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): housekeeping does it within a second
+            return
+        self._unproven_cancel = loop.create_task(self.cancel_unproven_orders())
+
+    async def cancel_unproven_orders(self) -> None:
+        """While halted for no_proof_of_state: cancel every working order (again, after a failure, from
+        housekeeping); a kill-switch clean-up in progress cancels them anyway."""
+        facts = self.trading.facts
+        if facts.state_proven or not facts.reconciled or self.kill_lock.locked():
+            return
+        if (
+            not (self.orders.working_count or self._inflight)
+            or self.clock.monotonic() < self._unproven_retry_at
+        ):
+            return
+        async with self.kill_lock:
+            deadline_at = asyncio.get_running_loop().time() + self.kill_deadline_seconds
+            report = await self._cancel_everything(deadline_at, str(HaltReason.NO_PROOF_OF_STATE))
+        self.counts.cancelled_no_proof_of_state += len(report.cancelled)
+        for _ in report.errors:
+            self.count_error("kill_path")
+        self._unproven_retry_at = self.clock.monotonic() + (1.0 if report.errors else 0.0)
+        log.warning(
+            "no proof of the kill switch's state: working orders cancelled, positions kept",
+            extra={"cancelled": report.cancelled, "errors": report.errors},
+        )
 
     def defer_kill_switch_enforcement(self, close_positions: bool) -> None:
         """Cancel (and optionally flatten) once the broker is reconciled; for a switch engaged at start."""
@@ -710,6 +751,7 @@ class TradingEngine:
                 self.count_error("broker")
                 log.warning("periodic broker reconcile failed", extra={"error": str(exc)})
         await self.retry_owed_cleanup()
+        await self.cancel_unproven_orders()
 
     async def retry_owed_cleanup(self) -> None:
         """While engaged: finish a clean-up the broker refused or timed out, and cancel any order found
@@ -799,6 +841,7 @@ class TradingEngine:
                 "filled": self.counts.filled,
                 "rejected": self.counts.rejected,
                 "cancelled": self.counts.cancelled,
+                "cancelled_no_proof_of_state": self.counts.cancelled_no_proof_of_state,
                 "rejected_by_reason": dict(self.counts.rejected_by_reason),
                 "working": self.orders.working_count,
             },

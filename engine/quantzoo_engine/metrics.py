@@ -72,7 +72,7 @@ class EngineMetrics:
         )
         self.orders_cancelled = Counter(
             "quantzoo_engine_orders_cancelled_total",
-            "Cancellations, by cause (kill_switch, shutdown, strategy)",
+            "Cancellations, by cause (kill_switch, shutdown, strategy, no_proof_of_state)",
             ["cause"],
             registry=r,
         )

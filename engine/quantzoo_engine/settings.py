@@ -5,7 +5,9 @@ with the TradingSystem spec in the CRD's camelCase. It is validated with `quantz
 the same models that mirror the CRD, so the engine and the CRD cannot drift. Without a config file the
 engine runs on the embedded defaults (simulated feed, paper broker, AAPL and MSFT).
 
-Environment (all optional):
+Environment (all optional; read through pydantic-settings' environment source by `from_env`, and a
+value it cannot use -- a port that is not a number, a boolean that is not 1/0/true/false/yes/no/on/off --
+is a ConfigError naming the variable):
   ENGINE_HOST, ENGINE_PORT                 listen address (default 0.0.0.0:8001)
   QUANTZOO_CONFIG                          path of the config file
   ENGINE_ADMIN_TOKEN_FILE                  file with the admin API's bearer token (a mounted Secret;
@@ -50,13 +52,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from quantzoo_api import ENGINE_PORT
+from quantzoo_api.env_settings import EnvSettings, setting
 from quantzoo_api.killswitch import ENGINE_ADMIN_TOKEN_ENV
 from quantzoo_api.secret_file import DEFAULT_OVERLAP_SECONDS, FILE_SUFFIX, SecretFile, read_together
 from quantzoo_api.types import TradingSystemSpec, parse_spec
 
-_TRUE = {"1", "true", "yes", "on"}
 _CONFIG_KEYS = {"namespace", "name", "spec", "generation"}
 
 
@@ -64,42 +66,45 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message says why, in words a person can act on."""
 
 
-class EngineSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+class EngineSettings(EnvSettings):
+    """Keyword construction (tests, the app's default) reads nothing from the process environment;
+    `from_env` reads the variables named beside each field (pydantic-settings' env source)."""
 
-    host: str = "0.0.0.0"
-    port: int = Field(ENGINE_PORT, ge=1, le=65535)
-    namespace: str = "default"
-    name: str = "standalone"
+    host: str = setting("ENGINE_HOST", "0.0.0.0")
+    port: int = setting("ENGINE_PORT", ENGINE_PORT, ge=1, le=65535)
+    namespace: str = setting("QUANTZOO_NAMESPACE", "default")
+    name: str = setting("QUANTZOO_NAME", "standalone")
     generation: int | None = None
     spec: TradingSystemSpec = TradingSystemSpec()
-    config_path: Path | None = None
-    admin_token: SecretStr | None = None
-    admin_token_file: Path | None = None
+    config_path: Path | None = None  # QUANTZOO_CONFIG, read by from_env (namespace, name, spec)
+    admin_token: SecretStr | None = setting(ENGINE_ADMIN_TOKEN_ENV, None)
+    admin_token_file: Path | None = setting(ENGINE_ADMIN_TOKEN_ENV + FILE_SUFFIX, None)
     # How long a rotated-out admin token stays valid after the new one is seen (no rotation refuses a kill).
-    token_overlap_seconds: float = Field(DEFAULT_OVERLAP_SECONDS, ge=0, le=86_400)
-    pod_name: str = Field(default_factory=socket.gethostname)
-    watch_kubernetes: bool = False
-    kubeconfig: str | None = None
-    state_dir: Path = Path(tempfile.gettempdir()) / "quantzoo-engine"
-    log_level: str = "INFO"
-    shutdown_deadline_seconds: float = Field(20.0, gt=0, le=3600)
-    kill_deadline_seconds: float = Field(1.5, gt=0, le=120)
-    broker_timeout_seconds: float = Field(10.0, gt=0, le=300)
-    reconcile_interval_seconds: float = Field(5.0, gt=0, le=3600)
-    outlier_pct: float = Field(10.0, gt=0, le=1000)
-    proof_timeout_seconds: float = Field(15.0, gt=0, le=3600)
-    watch_timeout_seconds: int = Field(5, ge=1, le=3600)
-    kube_request_timeout_seconds: float = Field(3.0, gt=0, le=300)
-    lease_duration_seconds: int = Field(15, ge=2, le=3600)
-    lease_renew_seconds: float = Field(5.0, gt=0, le=3600)
-    lease_margin_seconds: float = Field(5.0, ge=0, le=3600)
+    token_overlap_seconds: float = setting(
+        "ENGINE_TOKEN_OVERLAP_SECONDS", DEFAULT_OVERLAP_SECONDS, ge=0, le=86_400
+    )
+    pod_name: str = Field(default_factory=socket.gethostname, validation_alias="POD_NAME")
+    watch_kubernetes: bool = setting("QUANTZOO_WATCH_KUBERNETES", False)
+    kubeconfig: str | None = setting("KUBECONFIG", None)
+    state_dir: Path = setting("ENGINE_STATE_DIR", Path(tempfile.gettempdir()) / "quantzoo-engine")
+    log_level: str = setting("LOG_LEVEL", "INFO")
+    shutdown_deadline_seconds: float = setting("ENGINE_SHUTDOWN_DEADLINE_SECONDS", 20.0, gt=0, le=3600)
+    kill_deadline_seconds: float = setting("ENGINE_KILL_DEADLINE_SECONDS", 1.5, gt=0, le=120)
+    broker_timeout_seconds: float = setting("ENGINE_BROKER_TIMEOUT_SECONDS", 10.0, gt=0, le=300)
+    reconcile_interval_seconds: float = setting("ENGINE_RECONCILE_INTERVAL_SECONDS", 5.0, gt=0, le=3600)
+    outlier_pct: float = setting("ENGINE_OUTLIER_PCT", 10.0, gt=0, le=1000)
+    proof_timeout_seconds: float = setting("ENGINE_PROOF_TIMEOUT_SECONDS", 15.0, gt=0, le=3600)
+    watch_timeout_seconds: int = setting("ENGINE_WATCH_TIMEOUT_SECONDS", 5, ge=1, le=3600)
+    kube_request_timeout_seconds: float = setting("ENGINE_KUBE_REQUEST_TIMEOUT_SECONDS", 3.0, gt=0, le=300)
+    lease_duration_seconds: int = setting("ENGINE_LEASE_DURATION_SECONDS", 15, ge=2, le=3600)
+    lease_renew_seconds: float = setting("ENGINE_LEASE_RENEW_SECONDS", 5.0, gt=0, le=3600)
+    lease_margin_seconds: float = setting("ENGINE_LEASE_MARGIN_SECONDS", 5.0, ge=0, le=3600)
     # The strategy in a process of its own, out of reach of the kill path (strategy/runner.py).
-    isolate_strategy: bool = True
-    alpaca_api_key: SecretStr | None = None
-    alpaca_api_secret: SecretStr | None = None
-    alpaca_api_key_file: Path | None = None
-    alpaca_api_secret_file: Path | None = None
+    isolate_strategy: bool = setting("ENGINE_ISOLATE_STRATEGY", True)
+    alpaca_api_key: SecretStr | None = setting("ALPACA_API_KEY", None)
+    alpaca_api_secret: SecretStr | None = setting("ALPACA_API_SECRET", None)
+    alpaca_api_key_file: Path | None = setting("ALPACA_API_KEY" + FILE_SUFFIX, None)
+    alpaca_api_secret_file: Path | None = setting("ALPACA_API_SECRET" + FILE_SUFFIX, None)
 
     @classmethod
     def from_env(
@@ -121,50 +126,7 @@ class EngineSettings(BaseModel):
         if interval := env.get("ENGINE_FEED_INTERVAL_SECONDS"):
             spec = _with_interval(spec, _number(interval, "ENGINE_FEED_INTERVAL_SECONDS"))
         values["spec"] = spec
-
-        simple = {
-            "host": "ENGINE_HOST",
-            "namespace": "QUANTZOO_NAMESPACE",
-            "name": "QUANTZOO_NAME",
-            "pod_name": "POD_NAME",
-            "kubeconfig": "KUBECONFIG",
-            "log_level": "LOG_LEVEL",
-        }
-        for field, var in simple.items():
-            if env.get(var):
-                values[field] = env[var]
-        numbers = {
-            "port": "ENGINE_PORT",
-            "shutdown_deadline_seconds": "ENGINE_SHUTDOWN_DEADLINE_SECONDS",
-            "kill_deadline_seconds": "ENGINE_KILL_DEADLINE_SECONDS",
-            "broker_timeout_seconds": "ENGINE_BROKER_TIMEOUT_SECONDS",
-            "reconcile_interval_seconds": "ENGINE_RECONCILE_INTERVAL_SECONDS",
-            "outlier_pct": "ENGINE_OUTLIER_PCT",
-            "proof_timeout_seconds": "ENGINE_PROOF_TIMEOUT_SECONDS",
-            "watch_timeout_seconds": "ENGINE_WATCH_TIMEOUT_SECONDS",
-            "kube_request_timeout_seconds": "ENGINE_KUBE_REQUEST_TIMEOUT_SECONDS",
-            "lease_duration_seconds": "ENGINE_LEASE_DURATION_SECONDS",
-            "lease_renew_seconds": "ENGINE_LEASE_RENEW_SECONDS",
-            "lease_margin_seconds": "ENGINE_LEASE_MARGIN_SECONDS",
-            "token_overlap_seconds": "ENGINE_TOKEN_OVERLAP_SECONDS",
-        }
-        for field, var in numbers.items():
-            if env.get(var):
-                values[field] = _number(env[var], var)
-        if env.get("ENGINE_STATE_DIR"):
-            values["state_dir"] = Path(env["ENGINE_STATE_DIR"])
-        values["watch_kubernetes"] = env.get("QUANTZOO_WATCH_KUBERNETES", "").strip().lower() in _TRUE
-        if env.get("ENGINE_ISOLATE_STRATEGY"):
-            values["isolate_strategy"] = env["ENGINE_ISOLATE_STRATEGY"].strip().lower() in _TRUE
-        for field, var in {
-            "admin_token": ENGINE_ADMIN_TOKEN_ENV,
-            "alpaca_api_key": "ALPACA_API_KEY",
-            "alpaca_api_secret": "ALPACA_API_SECRET",
-        }.items():
-            if env.get(var):
-                values[field] = SecretStr(env[var])
-            if env.get(var + FILE_SUFFIX):
-                values[field + "_file"] = Path(env[var + FILE_SUFFIX])
+        values.update(cls.from_variables(env))
         if host is not None:
             values["host"] = host
         if port is not None:
@@ -172,7 +134,7 @@ class EngineSettings(BaseModel):
         try:
             settings = cls(**values)
         except ValidationError as exc:
-            raise ConfigError(_explain(exc)) from exc
+            raise ConfigError(cls.explain(exc)) from exc
         settings.check_consistent()
         return settings
 

@@ -1,7 +1,9 @@
 """Kubernetes Events for the person on call: what happened, in words, on the TradingSystem.
 
 Posted through the core/v1 Events API (`kubectl describe ts NAME` lists them), in the background so no
-caller waits for one. Every reason string of an operator Event is here. No token, ever, in a message.
+caller waits for one. Every reason of an operator Event is here; a reason that is also a condition's is
+`quantzoo_api.conditions.Reason` itself (one spelling), and a failed reconcile's Warning Event carries the
+Degraded condition's reason. No token, ever, in a message.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from quantzoo_api import API_VERSION, KIND
+from quantzoo_api.conditions import Reason
 
 from quantzoo_operator import COMPONENT, status
 from quantzoo_operator.kube import Kube
@@ -26,34 +29,20 @@ CONFIG_UPDATED = "ConfigUpdated"
 ENGINE_ROLLOUT = "EngineRollout"
 DRIFT_CORRECTED = "DriftCorrected"
 CHILD_RESTORED = "ChildRestored"
-RECONCILE_FAILED = "ReconcileFailed"
+RECONCILE_FAILED = Reason.RECONCILE_FAILED
 ENGINE_READY = "EngineReady"
-ENGINE_NOT_READY = "EngineNotReady"
+ENGINE_NOT_READY = Reason.ENGINE_NOT_READY
 SAFETY_READY = "SafetyReady"
-SAFETY_NOT_READY = "SafetyNotReady"
+SAFETY_NOT_READY = Reason.SAFETY_NOT_READY
 READY = "Ready"
 DEGRADED = "Degraded"
 RECOVERED = "Recovered"
 KILL_SWITCH_ENGAGED = "KillSwitchEngaged"
 KILL_SWITCH_RELEASED = "KillSwitchReleased"
-KILL_SWITCH_UNACKNOWLEDGED = "KillSwitchUnacknowledged"
+KILL_SWITCH_UNACKNOWLEDGED = Reason.KILL_SWITCH_UNACKNOWLEDGED
 KILL_SWITCH_REASSERTED = "KillSwitchReasserted"
 HALTED_BEFORE_DELETE = "HaltedBeforeDelete"
 DELETE_WITHOUT_HALT = "DeletionProceededWithoutHalt"
-INVALID_SPEC = "InvalidSpec"
-CHILD_REJECTED = "ChildRejected"
-CREDENTIALS_SECRET_MISSING = "CredentialsSecretMissing"  # noqa: S105 - a reason
-CREDENTIALS_SECRET_INVALID = "CredentialsSecretInvalid"  # noqa: S105 - a reason
-STRATEGY_INVALID = "StrategyInvalid"
-
-# The Warning Event of a failed reconcile, by the Degraded condition's reason (same words).
-FAILURE_EVENTS = {
-    status.Reason.INVALID_SPEC: INVALID_SPEC,
-    status.Reason.CHILD_REJECTED: CHILD_REJECTED,
-    status.Reason.CREDENTIALS_SECRET_MISSING: CREDENTIALS_SECRET_MISSING,
-    status.Reason.CREDENTIALS_SECRET_INVALID: CREDENTIALS_SECRET_INVALID,
-    status.Reason.STRATEGY_INVALID: STRATEGY_INVALID,
-}
 
 
 def reference(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-APP_NAME = "quantzoo"
-NAME = "app.kubernetes.io/name"
-COMPONENT = "app.kubernetes.io/component"
+# The selector's keys are shared with the safety service (it finds the engine pods too): one home.
+from quantzoo_api.engine_pods import APP_NAME, ENGINE_COMPONENT
+from quantzoo_api.engine_pods import COMPONENT_LABEL as COMPONENT
+from quantzoo_api.engine_pods import NAME_LABEL as NAME
+from quantzoo_api.engine_pods import SYSTEM_LABEL as SYSTEM
+
 PART_OF = "app.kubernetes.io/part-of"
 MANAGED_BY = "app.kubernetes.io/managed-by"
-SYSTEM = "trading.quantzoo.io/system"
 MANAGED_BY_VALUE = "quantzoo-operator"
 
-ENGINE = "engine"
+ENGINE = ENGINE_COMPONENT
 SAFETY = "safety"
 CONFIG = "config"
 RBAC = "rbac"
@@ -62,8 +64,3 @@ def pod_labels(system: str, component: str) -> dict[str, str]:
 def copyable_labels(labels: Mapping[str, str]) -> dict[str, str]:
     """The TradingSystem labels that may be copied onto children (e.g. `team`, `cost-center`)."""
     return {k: v for k, v in labels.items() if not k.startswith(_NEVER_COPIED_PREFIXES)}
-
-
-def engine_pod_selector(system: str) -> str:
-    """Label selector (string form) of a TradingSystem's engine pods."""
-    return ",".join(f"{k}={v}" for k, v in selector(system, ENGINE).items())

@@ -145,9 +145,7 @@ class Reconciler:
             await self.status.refresh(namespace, name)
         except Exception as exc:
             log.warning("status refresh failed: %s", exc)
-        self.recorder.post(
-            body, events.WARNING, events.FAILURE_EVENTS.get(reason, events.RECONCILE_FAILED), message
-        )
+        self.recorder.post(body, events.WARNING, reason, message)  # the Degraded condition's own reason
 
     # -- broker credentials --------------------------------------------------------------------------
     async def check_credentials(self, system: System) -> None:

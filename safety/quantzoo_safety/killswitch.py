@@ -6,7 +6,10 @@ TradingSystem, so neither path sends anything weaker than what is engaged (issue
      asked, and the engagement: the current engagedAt while engaged, else a fresh one that step 1 writes;
   1. merge-patch `spec.killSwitch` of the TradingSystem (the one source of truth), with a resourceVersion
      precondition so concurrent activations leave the FIRST who/why in place ("already engaged");
-  2. push the halt straight to the engine's admin endpoint.
+  2. push the halt straight to the admin endpoint of every live engine pod, by pod IP, Ready or not (a
+     wedged or partitioned engine fails its readiness probe, leaves the Service's endpoints and may still
+     trade: issue #15, finding 1); the pods are listed through the API server alongside step 0's read,
+     and when they cannot be listed (API server down) the halt goes to the engine Service's address.
   If the API server cannot be reached within the deadline the engine halt still stands; the answer says
   `"kubernetes": "unreachable"` and the engagement (its own fresh engagedAt, pushed with the halt) is kept
   as *pending*, persisted, and patched into the TradingSystem with that same engagedAt as soon as the API
@@ -24,11 +27,13 @@ import asyncio
 import logging
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from quantzoo_api.engine_client import EngineUnreachable, push_kill_switch
+from quantzoo_api.engine_pods import Target, select_targets
 from quantzoo_api.killswitch import (
     KillSource,
     KillSwitchAck,
@@ -79,6 +84,8 @@ def outcome_fields(answer: dict[str, Any]) -> dict[str, Any]:
     """What an audit entry keeps of an activate/deactivate answer: each path's result, the engagement,
     and the engine's ack (what the engagement cancelled and closed)."""
     out: dict[str, Any] = {"kubernetes": answer.get("kubernetes"), "engine": answer.get("engine")}
+    if answer.get("engine_pods"):
+        out["engine_pods"] = answer["engine_pods"]
     if answer.get("engagement"):
         out["engagement"] = answer["engagement"]
     ack = answer.get("engine_ack")
@@ -112,6 +119,7 @@ class PathResult:
     obj: dict[str, Any] | None = None
     plan: EngagePlan | None = None
     ack: KillSwitchAck | None = None
+    pods: dict[str, str] = field(default_factory=dict)  # engine pod (or Service address) -> its result
 
     @property
     def ok(self) -> bool:
@@ -126,9 +134,24 @@ class PathResult:
         }
 
 
-def _engine_failure(exc: EngineUnreachable) -> PathResult:
-    refused = re.search(r"HTTP 4\d\d", str(exc))
-    return PathResult("refused" if refused else "unreachable", f"engine did not acknowledge: {exc}")
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, EngineUnreachable):
+        return str(exc)
+    if isinstance(exc, ValueError):  # an answer that is not a KillSwitchAck
+        return "answered something that is not a kill-switch acknowledgement"
+    return type(exc).__name__
+
+
+def _engine_failure(failures: dict[str, BaseException]) -> PathResult:
+    """No target acknowledged: "refused" if one answered 4xx (or nonsense), else "unreachable"."""
+    refused = any(
+        not isinstance(e, EngineUnreachable) or re.search(r"HTTP 4\d\d", str(e)) for e in failures.values()
+    )
+    detail = "; ".join(f"{who}: {_why(e)}" for who, e in failures.items())
+    pods = {who: "refused" if refused else "unreachable" for who in failures}
+    return PathResult(
+        "refused" if refused else "unreachable", f"engine did not acknowledge: {detail}", pods=pods
+    )
 
 
 class KillSwitchService:
@@ -176,35 +199,67 @@ class KillSwitchService:
         return self.kube is None
 
     # ----------------------------------------------------------------------------------- engine path
-    async def _push(self, command: KillSwitchCommand) -> PathResult:
+    def _service_target(self) -> list[Target]:
+        return [Target(pod=self.engine_url, uid="", endpoint=self.engine_url)]
+
+    async def _engine_targets(self) -> list[Target]:
+        """Every live engine pod of the TradingSystem by pod IP, Ready or not; the engine Service's address
+        when the pods cannot be listed in time (API server down) or none is found (standalone mode)."""
+        if self.kube is None:
+            return self._service_target()
         try:
-            ack = await self._push_with_tokens(command)
-        except EngineUnreachable as exc:
-            self.metrics.engine_up.set(0)
-            return _engine_failure(exc)
-        except ValueError:  # an answer that is not a KillSwitchAck
-            return PathResult(
-                "refused", "engine answered something that is not a kill-switch acknowledgement"
+            pods = await asyncio.wait_for(
+                self.kube.list_engine_pods(), min(READ_DEADLINE_SECONDS, self.kube_deadline)
             )
+        except (TimeoutError, KubeError) as exc:
+            log.info("engine pods not listed (%s): halting through %s", exc or "timeout", self.engine_url)
+            return self._service_target()
+        return select_targets(pods) or self._service_target()
+
+    async def _push(
+        self, command: KillSwitchCommand, targets: Awaitable[list[Target]] | None = None
+    ) -> PathResult:
+        """Push `command` to every target at once; ok if one acknowledged (the others are in `pods`)."""
+        chosen = await (targets if targets is not None else self._engine_targets())
+        results = await asyncio.gather(
+            *(self._push_with_tokens(t.endpoint, command) for t in chosen), return_exceptions=True
+        )
+        acks = [(t, r) for t, r in zip(chosen, results, strict=True) if isinstance(r, KillSwitchAck)]
+        failures = {
+            t.pod: r
+            for t, r in zip(chosen, results, strict=True)
+            if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
+        }
+        if not acks:
+            self.metrics.engine_up.set(0)
+            return _engine_failure(failures)
         self.metrics.engine_up.set(1)
-        self.observer.note_ack(ack)
+        for _, ack in acks:
+            self.observer.note_ack(ack)
         if command.engaged:
             self.metrics.direct_halts.inc()
+        ack = acks[0][1]
         state = {TradingState.HALTED: "halted", TradingState.REDUCE_ONLY: "reduce-only"}.get(
             ack.trading_state, "acknowledged"
         )
         if not command.engaged:
             state = "released"
-        return PathResult(state, None, ack=ack)
+        pods = {t.pod: str(a.trading_state) for t, a in acks} | {who: "unreachable" for who in failures}
+        detail = (
+            "not acknowledged by " + "; ".join(f"{who}: {_why(e)}" for who, e in failures.items())
+            if failures
+            else None
+        )
+        return PathResult(state, detail, ack=ack, pods=pods)
 
-    async def _push_with_tokens(self, command: KillSwitchCommand) -> KillSwitchAck:
+    async def _push_with_tokens(self, endpoint: str, command: KillSwitchCommand) -> KillSwitchAck:
         """Push with the current engine admin token; refused (401), with the previous one while it is in
         its rotation overlap window -- the engine's kubelet may not have synced the new Secret yet."""
         tokens = self._engine_token.candidates() or [""]
         for i, token in enumerate(tokens):
             try:
                 return await push_kill_switch(
-                    self.http, self.engine_url, token, command, timeout=self.engine_timeout
+                    self.http, endpoint, token, command, timeout=self.engine_timeout
                 )
             except EngineUnreachable as exc:
                 if i == len(tokens) - 1 or "HTTP 401" not in str(exc):
@@ -316,6 +371,7 @@ class KillSwitchService:
             self.metrics.activate_duration.observe(time.perf_counter() - started)
 
     async def _activate_kubernetes(self, intent: EngageIntent) -> dict[str, Any]:
+        targets = asyncio.create_task(self._engine_targets())  # listed while the switch is read
         obj, answered = await self._read()
         earlier = self.pending  # a direct halt still waiting to be recorded: the engine holds its engagement
         at = (self.pending_since if earlier is not None else None) or now_engagement()
@@ -323,7 +379,7 @@ class KillSwitchService:
         if (not answered or earlier is not None) and (current or {}).get("engaged"):
             current = {**(current or {}), "engagedAt": at}  # the direct halt's own engagement
         command = self._command(earlier or intent, at, current)
-        engine_task = asyncio.create_task(self._push(command))
+        engine_task = asyncio.create_task(self._push(command, targets))
         async with self._lock:
             if answered:
                 kube = await self._engage_cr(intent, at=at, adopt=earlier is not None, first=obj)
@@ -428,6 +484,7 @@ class KillSwitchService:
             "engine": engine.result,
             "engine_detail": engine.detail,
             "engine_ack": engine.ack.model_dump(mode="json") if engine.ack else None,
+            "engine_pods": engine.pods,
             "engagement": engagement or ks.get("engaged_at"),
         }
 

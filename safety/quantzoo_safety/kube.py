@@ -1,5 +1,6 @@
 """All Kubernetes access of the safety service and the kubectl plugin: read a TradingSystem, merge-patch
-its spec, read its status. Nothing else in the package imports the kubernetes client's API classes.
+its spec, read its status, list its engine pods (a direct halt reaches each one by pod IP). Nothing else
+in the package imports the kubernetes client's API classes.
 
 Errors come out as three exceptions that say what the caller should do:
 `ApiServerUnreachable` (no answer in time, connection refused, 5xx/429: the direct engine path must
@@ -22,6 +23,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from quantzoo_api import GROUP, PLURAL, VERSION
+from quantzoo_api.engine_pods import engine_pod_selector
 
 MERGE_PATCH = "application/merge-patch+json"
 T = TypeVar("T")
@@ -112,6 +114,7 @@ class TradingSystems:
         self, api_client: k8s.ApiClient, *, request_timeout: float | None = None, field_manager: str
     ):
         self._api = k8s.CustomObjectsApi(api_client)
+        self._core = k8s.CoreV1Api(api_client)
         self._timeout = request_timeout
         self.field_manager = field_manager
 
@@ -144,6 +147,20 @@ class TradingSystems:
             PLURAL,
         )
         return sorted(result.get("items", []), key=lambda o: o["metadata"]["name"])
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Pods as plain JSON (the shape `quantzoo_api.engine_pods` reads), not the client's models."""
+        response = self._call(
+            f"list pods {label_selector} in {namespace}",
+            self._core.list_namespaced_pod,
+            namespace,
+            label_selector=label_selector,
+            _preload_content=False,
+        )
+        try:
+            return list(json.loads(response.data).get("items") or [])
+        except (TypeError, ValueError, AttributeError):
+            raise ApiServerUnreachable(f"unreadable pod list in {namespace}") from None
 
     def merge_patch(
         self, namespace: str, name: str, patch: dict[str, Any], *, resource_version: str | None = None
@@ -214,6 +231,12 @@ class TradingSystemClient:
         return await self._run(
             lambda: systems.merge_patch(self.namespace, self.name, patch, resource_version=resource_version)
         )
+
+    async def list_engine_pods(self) -> list[dict[str, Any]]:
+        """The TradingSystem's engine pods, whatever their readiness (RBAC: pods list in the namespace)."""
+        systems = self._systems
+        selector = engine_pod_selector(self.name)
+        return await self._run(lambda: systems.list_pods(self.namespace, selector))
 
     async def read_status(self) -> dict[str, Any]:
         return (await self.get()).get("status") or {}

@@ -1,5 +1,8 @@
 """Every setting of the safety service, read once from the environment (and optionally a config file).
 
+Read through pydantic-settings' environment source (quantzoo_api.env_settings): a value it cannot use is
+a SettingsError that names the variable.
+
 Precedence for the automatic-trip limits: an explicit `SAFETY_*` env var, else the TradingSystem spec
 (`spec.safety.autoTrip`, `spec.risk`) read live from the API server by the watchdog, else the spec in the
 `QUANTZOO_CONFIG` file, else the CRD defaults (`AutoTripSpec`, `RiskLimits`).
@@ -11,12 +14,13 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field, ValidationError, field_validator
 from quantzoo_api import SAFETY_PORT
+from quantzoo_api.env_settings import EnvSettings, setting
 from quantzoo_api.killswitch import ENGINE_ADMIN_TOKEN_ENV, SAFETY_API_TOKEN_ENV
 from quantzoo_api.secret_file import DEFAULT_OVERLAP_SECONDS
 from quantzoo_api.types import TradingSystemSpec, parse_spec
@@ -27,42 +31,22 @@ SAFETY_API_TOKEN_FILE_ENV = "SAFETY_API_TOKEN_FILE"  # noqa: S105 - the name of 
 ENGINE_ADMIN_TOKEN_FILE_ENV = ENGINE_ADMIN_TOKEN_ENV + "_FILE"
 DEFAULT_ENGINE_URL = "http://127.0.0.1:8001"
 
-# Env var -> (limit name, type). Set, they win over the TradingSystem spec.
-LIMIT_ENV_VARS: dict[str, tuple[str, type]] = {
-    "SAFETY_AUTO_TRIP_ENABLED": ("enabled", bool),
-    "SAFETY_HEARTBEAT_TIMEOUT_SECONDS": ("heartbeat_timeout_seconds", float),
-    "SAFETY_CHECK_INTERVAL_SECONDS": ("check_interval_seconds", float),
-    "SAFETY_MAX_REJECTS_PER_MINUTE": ("max_rejects_per_minute", int),
-    "SAFETY_MAX_ERRORS_PER_MINUTE": ("max_errors_per_minute", int),
-    "SAFETY_MAX_DAILY_DRAWDOWN_PCT": ("max_daily_drawdown_pct", float),
-    "SAFETY_STALE_DATA_SECONDS": ("stale_data_seconds", float),
-    "SAFETY_STARTUP_GRACE_SECONDS": ("startup_grace_seconds", float),
-}
-
 
 class SettingsError(ValueError):
     """A setting has a value the service cannot use; the message names the variable."""
 
 
-def _parse_bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise SettingsError(f"{name}={raw!r} is not a boolean (use 1/0, true/false)")
+class LimitOverrides(EnvSettings):
+    """The automatic-trip limits set by an explicit `SAFETY_*` variable (they win over the spec)."""
 
-
-def _parse(name: str, raw: str, kind: type) -> Any:
-    if kind is bool:
-        return _parse_bool(name, raw)
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
-    if value <= 0:
-        raise SettingsError(f"{name}={raw!r} must be positive")
-    return value
+    enabled: bool | None = setting("SAFETY_AUTO_TRIP_ENABLED", None)
+    heartbeat_timeout_seconds: float | None = setting("SAFETY_HEARTBEAT_TIMEOUT_SECONDS", None, gt=0)
+    check_interval_seconds: float | None = setting("SAFETY_CHECK_INTERVAL_SECONDS", None, gt=0)
+    max_rejects_per_minute: int | None = setting("SAFETY_MAX_REJECTS_PER_MINUTE", None, gt=0)
+    max_errors_per_minute: int | None = setting("SAFETY_MAX_ERRORS_PER_MINUTE", None, gt=0)
+    max_daily_drawdown_pct: float | None = setting("SAFETY_MAX_DAILY_DRAWDOWN_PCT", None, gt=0)
+    stale_data_seconds: float | None = setting("SAFETY_STALE_DATA_SECONDS", None, gt=0)
+    startup_grace_seconds: float | None = setting("SAFETY_STARTUP_GRACE_SECONDS", None, gt=0)
 
 
 def _read_config_file(path: str) -> dict[str, Any]:
@@ -76,35 +60,42 @@ def _read_config_file(path: str) -> dict[str, Any]:
     return data
 
 
-@dataclass(frozen=True)
-class Settings:
-    namespace: str = "default"
-    name: str = ""
-    engine_url: str = DEFAULT_ENGINE_URL
+class Settings(EnvSettings):
+    """Keyword construction (tests) reads nothing from the process environment; `from_env` reads the
+    variables named beside each field (pydantic-settings' environment source)."""
+
+    namespace: str = setting("QUANTZOO_NAMESPACE", "default")
+    name: str = setting("QUANTZOO_NAME", "")
+    engine_url: str = setting("ENGINE_URL", DEFAULT_ENGINE_URL)
     # The engine's admin token (a different secret from the safety API token). Never logged.
-    engine_admin_token: str = field(default="", repr=False)
+    engine_admin_token: str = Field("", repr=False, validation_alias=ENGINE_ADMIN_TOKEN_ENV)
     # A mounted Secret file with the engine's admin token (wins over the env value; re-read on change).
-    engine_admin_token_file: str | None = None
+    engine_admin_token_file: str | None = setting(ENGINE_ADMIN_TOKEN_FILE_ENV, None)
     # The safety API token: from a file (re-read on change, so a rotated Secret needs no restart) or env.
-    api_token: str = field(default="", repr=False)
-    api_token_file: str | None = None
+    api_token: str = Field("", repr=False, validation_alias=SAFETY_API_TOKEN_ENV)
+    api_token_file: str | None = setting(SAFETY_API_TOKEN_FILE_ENV, None)
     # How long a rotated-out token (API or engine admin) stays valid after the new one is seen.
-    token_overlap_seconds: float = DEFAULT_OVERLAP_SECONDS
-    kubernetes_enabled: bool = True
-    kubeconfig: str | None = None
+    token_overlap_seconds: float = setting("SAFETY_TOKEN_OVERLAP_SECONDS", DEFAULT_OVERLAP_SECONDS, ge=0)
+    kubernetes_enabled: bool = setting("QUANTZOO_KUBERNETES", True)
+    kubeconfig: str | None = setting("KUBECONFIG", None)
     # Deadline for one call to the API server and one call to the engine.
-    kube_timeout_seconds: float = 2.0
-    engine_timeout_seconds: float = 2.0
-    audit_log_path: str | None = None
+    kube_timeout_seconds: float = setting("SAFETY_KUBE_TIMEOUT_SECONDS", 2.0, gt=0)
+    engine_timeout_seconds: float = setting("SAFETY_ENGINE_TIMEOUT_SECONDS", 2.0, gt=0)
+    audit_log_path: str | None = setting("SAFETY_AUDIT_LOG", None)
     # A direct halt not yet recorded in the TradingSystem survives a restart here (pending_store.py).
-    pending_file: str | None = None
+    pending_file: str | None = setting("SAFETY_PENDING_FILE", None)
     audit_memory_entries: int = 50
     host: str = "0.0.0.0"
-    port: int = SAFETY_PORT
+    port: int = setting("SAFETY_PORT", SAFETY_PORT, gt=0, le=65535)
     # Spec from QUANTZOO_CONFIG (or defaults): the watchdog's limits until it has read the live CR.
-    spec: TradingSystemSpec = field(default_factory=TradingSystemSpec)
-    # Explicit SAFETY_* limit overrides, by limit name.
-    limit_overrides: Mapping[str, Any] = field(default_factory=dict)
+    spec: TradingSystemSpec = Field(default_factory=TradingSystemSpec)
+    # Explicit SAFETY_* limit overrides (LimitOverrides), by limit name.
+    limit_overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("engine_url")
+    @classmethod
+    def _no_trailing_slash(cls, url: str) -> str:
+        return url.rstrip("/")
 
     @property
     def tradingsystem(self) -> str:
@@ -113,54 +104,26 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        namespace, name = "", ""
-        spec = TradingSystemSpec()
+        values: dict[str, Any] = {}
         config_path = env.get("QUANTZOO_CONFIG")
         if config_path:
             data = _read_config_file(config_path)
-            namespace = str(data.get("namespace") or "")
-            name = str(data.get("name") or "")
+            values["namespace"] = str(data.get("namespace") or "") or "default"
+            values["name"] = str(data.get("name") or "")
             try:
-                spec = parse_spec(data.get("spec"))
+                values["spec"] = parse_spec(data.get("spec"))
             except ValueError as exc:
                 # A safety service that refuses to start protects nothing: keep the CRD defaults and say so.
                 log.error("QUANTZOO_CONFIG %s: spec not understood, using defaults: %s", config_path, exc)
-        namespace = env.get("QUANTZOO_NAMESPACE") or namespace or "default"
-        name = env.get("QUANTZOO_NAME") or name
-
-        overrides: dict[str, Any] = {}
-        for var, (limit, kind) in LIMIT_ENV_VARS.items():
-            raw = env.get(var)
-            if raw not in (None, ""):
-                overrides[limit] = _parse(var, raw, kind)
-
-        kube_enabled = _parse_bool("QUANTZOO_KUBERNETES", env.get("QUANTZOO_KUBERNETES", "1"))
-        if kube_enabled and not name:
+        values.update(cls.from_variables(env))
+        try:
+            overrides = LimitOverrides(**LimitOverrides.from_variables(env))
+            settings = cls(**values, limit_overrides=overrides.model_dump(exclude_none=True))
+        except ValidationError as exc:
+            explain = LimitOverrides.explain if exc.title == LimitOverrides.__name__ else cls.explain
+            raise SettingsError(explain(exc)) from None
+        if settings.kubernetes_enabled and not settings.name:
             raise SettingsError(
                 "QUANTZOO_NAME (or name in QUANTZOO_CONFIG) is required unless QUANTZOO_KUBERNETES=0"
             )
-
-        port_raw = env.get("SAFETY_PORT")
-        return cls(
-            namespace=namespace,
-            name=name or "standalone",
-            engine_url=(env.get("ENGINE_URL") or DEFAULT_ENGINE_URL).rstrip("/"),
-            engine_admin_token=env.get(ENGINE_ADMIN_TOKEN_ENV, ""),
-            engine_admin_token_file=env.get(ENGINE_ADMIN_TOKEN_FILE_ENV) or None,
-            api_token=env.get(SAFETY_API_TOKEN_ENV, ""),
-            api_token_file=env.get(SAFETY_API_TOKEN_FILE_ENV) or None,
-            token_overlap_seconds=float(env.get("SAFETY_TOKEN_OVERLAP_SECONDS") or DEFAULT_OVERLAP_SECONDS),
-            kubernetes_enabled=kube_enabled,
-            kubeconfig=env.get("KUBECONFIG") or None,
-            kube_timeout_seconds=_parse(
-                "SAFETY_KUBE_TIMEOUT_SECONDS", env.get("SAFETY_KUBE_TIMEOUT_SECONDS", "2"), float
-            ),
-            engine_timeout_seconds=_parse(
-                "SAFETY_ENGINE_TIMEOUT_SECONDS", env.get("SAFETY_ENGINE_TIMEOUT_SECONDS", "2"), float
-            ),
-            audit_log_path=env.get("SAFETY_AUDIT_LOG") or None,
-            pending_file=env.get("SAFETY_PENDING_FILE") or None,
-            port=_parse("SAFETY_PORT", port_raw, int) if port_raw else SAFETY_PORT,
-            spec=spec,
-            limit_overrides=overrides,
-        )
+        return settings if settings.name else settings.model_copy(update={"name": "standalone"})

@@ -5,10 +5,11 @@ both at the moment it sends). The real API server is in tests/faults/test_engine
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
-from engine_helpers import market, ready_engine
+from engine_helpers import limit, market, ready_engine
 from quantzoo_api.killswitch import TradingState
 from quantzoo_api.watching import Backoff
 from quantzoo_engine.clock import ManualClock
@@ -39,6 +40,29 @@ async def test_no_proof_within_the_bound_halts_and_fresh_proof_resumes(clock: Ma
     assert HaltReason.NO_PROOF_OF_STATE in engine.trading.halt_reasons
     await engine.on_watch_action(Proof())  # a bookmark, or a watch the server ended cleanly
     assert engine.trading_state is TradingState.ACTIVE
+
+
+@pytest.mark.anyio
+async def test_no_proof_of_state_cancels_the_resting_orders_and_keeps_the_positions(
+    clock: ManualClock,
+) -> None:
+    engine = await ready_engine(clock=clock)
+    engine.proof = ProofOfState.with_bound(5.0)
+    await engine.on_watch_action(interpret_event("ADDED", ts()))
+    assert (await engine.submit(market("AAPL", Side.BUY, 1))).accepted
+    resting = await engine.submit(limit("AAPL", Side.BUY, 1, 96.0))  # below the market (100): it rests
+    assert resting.accepted
+    held = {s: p.quantity for s, p in engine.portfolio.positions.items()}
+    assert engine.orders.working_count == 1
+    clock.advance(5.1)
+    engine.check_fences()  # the fence timer's tick: halts, and starts the cancel (no await here)
+    assert HaltReason.NO_PROOF_OF_STATE in engine.trading.halt_reasons
+    for _ in range(50):  # the cancel runs on the loop (the paper broker answers without waiting)
+        await asyncio.sleep(0)
+    assert engine.orders.working_count == 0
+    assert engine.state_view()["orders"]["cancelled_no_proof_of_state"] == 1
+    assert {s: p.quantity for s, p in engine.portfolio.positions.items()} == held  # not flattened
+    assert engine.kill.status.engaged is False
 
 
 @pytest.mark.anyio

@@ -100,6 +100,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
     [
         ({"ENGINE_PORT": "http"}, "ENGINE_PORT"),
         ({"ENGINE_PORT": "70000"}, "port"),
+        ({"QUANTZOO_WATCH_KUBERNETES": "maybe"}, "QUANTZOO_WATCH_KUBERNETES"),  # not silently "off"
         ({"QUANTZOO_WATCH_KUBERNETES": "1"}, "namespace and name"),
         ({"ENGINE_FEED_INTERVAL_SECONDS": "0"}, "ENGINE_FEED_INTERVAL_SECONDS"),
     ],

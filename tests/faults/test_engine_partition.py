@@ -5,6 +5,8 @@ nothing but the engine's own watch and Lease is tested):
   black-holing the engine's API-server traffic in tests/faults/delay_proxy.py once its watch is up: the
   engine halts itself (`no_proof_of_state`) within the configured bound, and resumes on fresh proof once
   the route is back;
+- the no_proof_of_state halt also cancels the orders resting at the broker (they could fill under a switch
+  the engine can no longer see) and keeps the positions (flattening is the switch's call);
 - two engines for the same TradingSystem: the second does not trade while the first holds the trading
   Lease, and takes over only after the Lease expired, when the first is partitioned, by which time the
   first had already stopped submitting.
@@ -19,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.faults.delay_proxy import DelayProxy
@@ -101,6 +104,38 @@ def test_a_silently_partitioned_engine_halts_itself_within_the_bound(
 
     proxy.blackhole = False  # the route is back: a fresh read lifts the halt
     wait_state(engine, active, 30, "ACTIVE again after fresh proof")
+
+
+def test_no_proof_of_state_cancels_the_resting_orders_and_keeps_the_positions(
+    cluster, kube_api, namespace, proxy: DelayProxy, engines: list[WatchingEngine], tmp_path: Path
+) -> None:
+    create_trading_system(kube_api, namespace, "acct")
+    kubeconfig = kubeconfig_via(cluster.kubeconfig, proxy, tmp_path / "kubeconfig")
+    engine = start_watching_engine(tmp_path, kubeconfig, namespace, "acct", "engine-a", ENV)
+    engines.append(engine)
+    wait_state(engine, active, 20, "ACTIVE")
+    assert engine.place_order().status_code == 201  # filled at once by the paper broker: a position
+    wait_state(engine, lambda s: s["orders"]["filled"] == 1, 10, "the market order filled")
+    last = httpx.get(engine.url + "/positions/current", timeout=2).json()["positions"][0]["last_price"]
+    # 4.5% below the last trade: inside the engine's 5% price collar, far enough not to fill meanwhile.
+    resting = engine.place_order(type="limit", limit_price=round(last * 0.955, 2))
+    assert resting.status_code == 201, resting.text
+    wait_state(engine, lambda s: s["orders"]["working"] == 1, 10, "the limit order resting")
+    held = engine.positions()
+    assert held == {"AAPL": 1.0}
+
+    proxy.blackhole = True
+    _, state = wait_state(
+        engine,
+        lambda s: "no_proof_of_state" in s["halt_reasons"] and s["orders"]["working"] == 0,
+        PROOF_BOUND + SLACK + 5,
+        "halted for lack of proof, with no order left working",
+    )
+    assert state["orders"]["cancelled_no_proof_of_state"] == 1
+    assert state["kill_switch"]["engaged"] is False  # the engine's own doing, not a kill switch
+    assert engine.positions() == held  # positions are not flattened on a guess
+    metrics = httpx.get(engine.url + "/metrics", timeout=2).text
+    assert 'quantzoo_engine_orders_cancelled_total{cause="no_proof_of_state"} 1.0' in metrics
 
 
 def test_a_second_engine_trades_only_after_the_first_ones_lease_expired(

@@ -70,13 +70,18 @@ class WatchingEngine:
     def state(self) -> dict[str, Any]:
         return httpx.get(self.url + "/state", timeout=2).json()
 
-    def place_order(self) -> httpx.Response:
+    def place_order(self, **order: Any) -> httpx.Response:
+        """A market buy of 1 AAPL unless `order` says otherwise (e.g. type="limit", limit_price=1.0)."""
         return httpx.post(
             self.url + "/orders",
-            json={"symbol": "AAPL", "side": "buy", "quantity": 1, "type": "market"},
+            json={"symbol": "AAPL", "side": "buy", "quantity": 1, "type": "market", **order},
             headers={"Authorization": f"Bearer {TOKEN}"},
             timeout=5,
         )
+
+    def positions(self) -> dict[str, float]:
+        rows = httpx.get(self.url + "/positions/current", timeout=2).json()["positions"]
+        return {row["symbol"]: row["quantity"] for row in rows}
 
     def stop(self) -> None:
         if self.proc.poll() is None:

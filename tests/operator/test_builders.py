@@ -286,6 +286,8 @@ def test_rbac_limits_each_workload_to_its_own_tradingsystem() -> None:
     assert ts_rule["resourceNames"] == ["demo"]
     assert "patch" in ts_rule["verbs"]
     assert "delete" not in ts_rule["verbs"]
+    # Its direct halt lists the engine pods (Ready or not) to reach each by pod IP; nothing more on pods.
+    assert [r["verbs"] for r in safety_rules if r["resources"] == ["pods"]] == [["list"]]
     for kind, name in (("RoleBinding", "demo-engine"), ("RoleBinding", "demo-safety")):
         binding = children[(kind, name)]
         assert binding["roleRef"]["name"] == name

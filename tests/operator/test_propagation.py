@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from quantzoo_api.engine_pods import REFUSED_BY_POLICY, Target, permitted, select_targets
 from quantzoo_api.killswitch import KillSwitchAck, KillSwitchCommand, TradingState
 from quantzoo_api.types import KillSwitchMode
 from quantzoo_operator.killswitch import planning as propagation
-from quantzoo_operator.killswitch.planning import Ack, Intent, Outcome, Target, permitted
+from quantzoo_operator.killswitch.planning import Ack, Intent, Outcome
 from quantzoo_operator.killswitch.propagator import Propagator
 from quantzoo_operator.metrics import OperatorMetrics
 from quantzoo_operator.settings import OperatorConfig
@@ -111,7 +112,7 @@ def test_targets_are_every_running_not_terminating_pod_with_an_endpoint_ready_or
         pod("no-ip", ip=None),
         pod("going", deletionTimestamp="2026-01-01T00:00:00Z"),
     ]
-    targets = propagation.select_targets(pods)
+    targets = select_targets(pods)
     assert targets == [
         Target("demo-engine-0", "uid-demo-engine-0", "http://10.244.0.9:8001"),
         Target("demo-engine-1", "uid-demo-engine-1", "http://127.0.0.1:9999"),
@@ -243,7 +244,7 @@ class FakePusher:
         for t in targets:
             self.pushed.append((t.pod, command))
             if t.pod in self.refused:
-                failures[t.pod] = f"{t.endpoint}: {propagation.REFUSED_BY_POLICY}"
+                failures[t.pod] = f"{t.endpoint}: {REFUSED_BY_POLICY}"
             elif t.pod in self.down:
                 failures[t.pod] = f"{t.endpoint}: ConnectError"
             else:
@@ -370,7 +371,7 @@ def test_a_deleting_object_is_left_to_the_finalizer() -> None:
 
 
 def test_only_refused_by_policy() -> None:
-    refused = f"http://10.244.0.7:8001: {propagation.REFUSED_BY_POLICY}"
+    refused = f"http://10.244.0.7:8001: {REFUSED_BY_POLICY}"
     assert propagation.only_refused_by_policy({"e-0": refused})
     assert not propagation.only_refused_by_policy({"e-0": refused, "e-1": "http://a: ConnectError"})
     assert not propagation.only_refused_by_policy({})

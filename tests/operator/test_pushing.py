@@ -8,8 +8,8 @@ import asyncio
 import base64
 from typing import Any
 
+from quantzoo_api.engine_pods import Target
 from quantzoo_api.killswitch import KillSwitchCommand
-from quantzoo_operator.killswitch.planning import Target
 from quantzoo_operator.killswitch.pushing import Pusher
 
 

@@ -75,6 +75,7 @@ class FakeTradingSystemClient:
         self.delay = 0.0
         self.patches: list[dict[str, Any]] = []
         self.conflicts = 0
+        self.pods: list[dict[str, Any]] = []  # the engine pods `list_engine_pods` returns
 
     async def _io(self) -> None:
         await asyncio.sleep(self.delay)
@@ -91,6 +92,12 @@ class FakeTradingSystemClient:
 
     async def read_status(self) -> dict[str, Any]:
         return (await self.get()).get("status") or {}
+
+    async def list_engine_pods(self) -> list[dict[str, Any]]:
+        await asyncio.sleep(self.delay)
+        if self.unreachable:
+            raise ApiServerUnreachable("API server unreachable on list pods: ConnectionRefusedError")
+        return copy.deepcopy(self.pods)
 
     async def merge_patch_spec(self, patch: dict[str, Any], *, resource_version: str | None = None) -> dict:
         await self._io()

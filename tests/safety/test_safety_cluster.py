@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 from quantzoo_api import GROUP, PLURAL, VERSION
 from quantzoo_safety import kubectl_plugin
 from quantzoo_safety.kube import KubeRefused, TradingSystemClient, TradingSystems
-from safety_support import ACTIVATE, AUTH, closed_port
+from safety_support import ACTIVATE, AUTH, closed_port, engine_pod
 
 pytestmark = pytest.mark.cluster
 
@@ -266,3 +266,33 @@ def test_plugin_executable_uses_the_current_kubeconfig(kube_config, kube_api, na
     ks = kill_switch(kube_api, namespace)
     assert ks["reason"] == "from the terminal"
     assert ks["operator"]  # the local user
+
+
+def test_runbook_activate_halts_a_not_ready_engine_pod_listed_by_the_api_server(
+    make_client, engine, kube_api, namespace, ts
+):
+    """Issue #15, finding 1 (safety side), with the real API server listing real Pod objects by label: a
+    Running engine pod whose readiness fails (so out of the engine Service) is halted by the runbook curl.
+    Not modelled: no kubelet runs these pods (their status is written here, and a scheduling gate keeps them
+    off any node); the admin-endpoint annotation points at the stand-in engine as the pod runner does for
+    simulated pods; the Service without a Ready endpoint is a closed loopback port."""
+    core = k8s.CoreV1Api(kube_api)
+    for name, endpoint in (
+        ("demo-engine-0", engine.url),
+        ("other-engine-0", f"http://127.0.0.1:{closed_port()}"),
+    ):
+        pod = engine_pod(name, endpoint, system="demo" if name.startswith("demo") else "other")
+        pod["metadata"].pop("uid")
+        pod["spec"] = {
+            "containers": [{"name": "engine", "image": "quantzoo-not-run:0"}],
+            "schedulingGates": [{"name": "quantzoo.test/not-run"}],
+        }
+        core.create_namespaced_pod(namespace, {"apiVersion": "v1", "kind": "Pod", **pod})
+        core.patch_namespaced_pod_status(name, namespace, {"status": pod["status"]})
+    with make_client(ts, namespace=namespace, engine_url=f"http://127.0.0.1:{closed_port()}") as c:
+        r = c.post("/kill-switch/activate", json=ACTIVATE, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert (r.json()["kubernetes"], r.json()["engine"]) == ("patched", "halted")
+    assert r.json()["engine_pods"] == {"demo-engine-0": "HALTED"}  # not the other system's pod
+    assert engine.engine.trading_state == "HALTED"
+    assert kill_switch(kube_api, namespace)["engaged"] is True

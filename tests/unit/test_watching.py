@@ -6,48 +6,11 @@ The real API server (bookmarks, a black-holed connection) is in tests/faults/tes
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from quantzoo_api.watching import Backoff, ResumableWatch, WatchTimeouts
-
-
-class Stream:
-    def __init__(self, events: list[dict[str, Any]]) -> None:
-        self.lines = [json.dumps(e).encode() + b"\n" for e in events]
-        self.status = 200
-
-    def stream(self, amt: Any = None, decode_content: bool = False) -> Any:
-        yield from self.lines
-
-    def close(self) -> None: ...
-
-    def release_conn(self) -> None: ...
-
-
-def obj(rv: str) -> dict[str, Any]:
-    return {"metadata": {"name": "demo", "resourceVersion": rv}, "spec": {}}
-
-
-class Script:
-    """Answers the list and watch calls in order; records their arguments."""
-
-    def __init__(self, answers: list[Any], watch: ResumableWatch | None = None) -> None:
-        self.answers = answers
-        self.calls: list[dict[str, Any]] = []
-        self.watch = watch
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls.append(kwargs)
-        if not self.answers:
-            assert self.watch is not None
-            self.watch.stop()
-            return Stream([])
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
+from scripted_watch import Script, Stream, obj
 
 
 class Seen:

@@ -5,7 +5,8 @@
   watch that selects `metadata.name=<name>` with a field selector. And its trading Lease
   (`<name>-trading`, coordination.k8s.io): get/update by name; create cannot be limited by name.
 - safety: get/list/watch/patch its TradingSystem (activation patches spec.killSwitch: one source of truth),
-  and create Events (its audit trail shows up in `kubectl describe ts`).
+  and create Events (its audit trail shows up in `kubectl describe ts`); list pods in its namespace (its
+  direct halt reaches every engine pod by pod IP, Ready or not; list cannot be limited by name).
 The operator can grant these because it holds them itself (RBAC escalation check).
 """
 
@@ -46,6 +47,7 @@ def safety_rules(system: System) -> list[dict[str, Any]]:
             "verbs": ["get", "list", "watch", "patch"],
         },
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     ]
 
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from quantzoo_api.engine_pods import Target
+
 from quantzoo_operator import events
 from quantzoo_operator.events import EventRecorder
 from quantzoo_operator.killswitch import planning as propagation
@@ -48,7 +50,7 @@ async def halt_before_delete(
     delays = propagation.retry_delays(config.retry_initial_seconds, config.retry_max_seconds)
     acks: dict[str, Ack] = {}
     failures: dict[str, str] = {}
-    targets: list[propagation.Target] = []
+    targets: list[Target] = []
     started = time.monotonic()
     while True:
         try:

@@ -18,17 +18,14 @@ the newest engage it has seen.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from quantzoo_api import ENGINE_PORT
+from quantzoo_api.engine_pods import REFUSED_BY_POLICY, Target
 from quantzoo_api.killswitch import (
-    ADMIN_ENDPOINT_ANNOTATION,
     KillSource,
     KillSwitchAck,
     KillSwitchCommand,
@@ -40,7 +37,6 @@ from quantzoo_api.types import KillSwitchMode, KillSwitchSpec
 from quantzoo_operator import status as st
 
 OPERATOR_SOURCE = KillSource.OPERATOR
-REFUSED_BY_POLICY = "outside the permitted push networks"
 FINALIZER_SOURCE = KillSource.FINALIZER
 
 
@@ -119,61 +115,6 @@ def deletion_command(*, close_positions: bool, generation: int) -> KillSwitchCom
         source=FINALIZER_SOURCE,
         generation=generation,
     )
-
-
-# -- which replicas -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Target:
-    """One engine replica and where its admin endpoint is."""
-
-    pod: str
-    uid: str
-    endpoint: str
-
-
-def endpoint_of(pod: Mapping[str, Any]) -> str | None:
-    """The annotation (a real process standing in for a simulated pod) wins; else the pod IP."""
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    if annotations.get(ADMIN_ENDPOINT_ANNOTATION):
-        return str(annotations[ADMIN_ENDPOINT_ANNOTATION]).rstrip("/")
-    ip = (pod.get("status") or {}).get("podIP")
-    return f"http://{ip}:{ENGINE_PORT}" if ip else None
-
-
-def permitted(endpoint: str, networks: Iterable[str]) -> bool:
-    """Whether a push may dial `endpoint`: any address when no networks are configured, else only an IP
-    literal (or localhost) inside one of them -- names are not resolved, so a name cannot smuggle a target."""
-    networks = tuple(networks)
-    if not networks:
-        return True
-    host = urlsplit(endpoint).hostname or ""
-    if host == "localhost":
-        host = "127.0.0.1"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(n) for n in networks)
-
-
-def is_live(pod: Mapping[str, Any]) -> bool:
-    """A pod whose engine may be running: not terminating, not finished. Readiness does not matter -- a
-    partitioned or overloaded engine fails its probe but may still trade, so it is pushed to as well."""
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
-        return False
-    return (pod.get("status") or {}).get("phase") in {"Running", "Pending"}
-
-
-def select_targets(pods: Iterable[Mapping[str, Any]]) -> list[Target]:
-    """Every live engine pod with an endpoint, Ready or not -- each one pushed to directly by pod IP, never
-    through the load-balanced Service (which reaches one Ready replica of many)."""
-    out = []
-    for pod in pods:
-        endpoint = endpoint_of(pod)
-        if endpoint and is_live(pod):
-            meta = pod.get("metadata") or {}
-            out.append(Target(pod=meta.get("name", ""), uid=meta.get("uid", ""), endpoint=endpoint))
-    return sorted(out, key=lambda t: t.pod)
 
 
 # -- acknowledgements -----------------------------------------------------------------------------

@@ -15,11 +15,12 @@ from collections.abc import Iterable
 
 import httpx
 from quantzoo_api.engine_client import EngineUnreachable, get_state, push_kill_switch
+from quantzoo_api.engine_pods import REFUSED_BY_POLICY, Target, engine_pod_selector, permitted, select_targets
 from quantzoo_api.killswitch import KillSwitchCommand, TradingState
 
-from quantzoo_operator import labels, names
+from quantzoo_operator import names
 from quantzoo_operator.builders.admin_secret import read_token
-from quantzoo_operator.killswitch.planning import REFUSED_BY_POLICY, Ack, Target, permitted, select_targets
+from quantzoo_operator.killswitch.planning import Ack
 from quantzoo_operator.kube import Kube, KubeError
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class Pusher:
         self.tokens.warm(namespace, name)
 
     async def targets(self, namespace: str, name: str) -> list[Target]:
-        pods = await self.kube.list_pods(namespace, labels.engine_pod_selector(name), kill=True)
+        pods = await self.kube.list_pods(namespace, engine_pod_selector(name), kill=True)
         return select_targets(pods)
 
     async def _push_one(self, target: Target, command: KillSwitchCommand, token: str) -> Ack:

@@ -1,10 +1,11 @@
-"""A resumable list+watch of TradingSystems in one scope, on a thread of its own.
+"""The propagator's watch of TradingSystems in one scope: a thread running the shared resumable loop.
 
 The kill-switch propagator must not depend on kopf's per-object queue, so it watches TradingSystems
-itself: list (-> SYNC with every item), then watch from the list's resourceVersion with bookmarks;
-resume from the last resourceVersion when a stream ends (server timeout) or breaks; re-list on
-410 Gone. Every request has bounded timeouts, so a silent stream is dropped and re-opened. Events are
-handed to the asyncio loop with the monotonic time they arrived (the start of the propagation latency).
+itself, on `quantzoo_api.watching.ResumableWatch` (the engine's loop too): list (-> SYNC with every item),
+watch from the list's resourceVersion with bookmarks, resume from the last resourceVersion when the server
+ends a stream, list again on 410 Gone or after a failure, client-side timeouts on every request so a
+silent stream is dropped. This module only adapts it: events go to the asyncio loop with the monotonic
+time they arrived (the start of the propagation latency), and the health view (synced, last contact).
 """
 
 from __future__ import annotations
@@ -15,20 +16,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
+from kubernetes import client
 from quantzoo_api import GROUP, PLURAL, VERSION
+from quantzoo_api.watching import Backoff, ResumableWatch, WatchTimeouts
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[str, Any, float], None]
 """emit(kind, payload, monotonic_time): kind is SYNC (payload: list of items) or ADDED/MODIFIED/DELETED."""
 
+# How long past the server's own timeout a silent watch is kept, and how long a list may take.
+CLIENT_GRACE_SECONDS = 15.0
+LIST_READ_SECONDS = 30.0
+
 
 class TradingSystemWatch(threading.Thread):
+    """`api`: an ApiClient (or anything with the CustomObjectsApi list methods, for unit tests)."""
+
     def __init__(
         self,
-        api: client.ApiClient,
+        api: Any,
         namespace: str | None,
         emit: Emit,
         *,
@@ -37,90 +44,51 @@ class TradingSystemWatch(threading.Thread):
         max_backoff: float = 5.0,
     ) -> None:
         super().__init__(name=f"ts-watch-{namespace or 'all'}", daemon=True)
-        self.api = client.CustomObjectsApi(api)
+        objects = api if hasattr(api, "list_cluster_custom_object") else client.CustomObjectsApi(api)
         self.namespace = namespace
         self.emit = emit
-        self.server_timeout = max(1, int(server_timeout))
-        self.connect_timeout = connect_timeout
-        self.max_backoff = max_backoff
-        self.stopping = threading.Event()
         self.last_contact = time.monotonic()
         self.synced = threading.Event()
-        self._watch: watch.Watch | None = None
-
-    def stop(self) -> None:
-        self.stopping.set()
-        if self._watch is not None:
-            self._watch.stop()
-
-    # -- the API calls -------------------------------------------------------------------------------
-    def _list(self) -> dict[str, Any]:
-        if self.namespace:
-            return self.api.list_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, _request_timeout=(self.connect_timeout, 30)
-            )
-        return self.api.list_cluster_custom_object(
-            GROUP, VERSION, PLURAL, _request_timeout=(self.connect_timeout, 30)
+        if namespace:
+            list_fn, args = objects.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL)
+        else:
+            list_fn, args = objects.list_cluster_custom_object, (GROUP, VERSION, PLURAL)
+        timeouts = WatchTimeouts(
+            server_seconds=max(1, int(server_timeout)),
+            client_grace_seconds=CLIENT_GRACE_SECONDS,
+            connect_seconds=connect_timeout,
+            read_seconds=LIST_READ_SECONDS,
+        )
+        self.loop = ResumableWatch(
+            list_fn, args, self, timeouts=timeouts, backoff=Backoff(initial=0.2, maximum=max_backoff)
         )
 
-    def _stream(self, w: watch.Watch, rv: str) -> Any:
-        kwargs = {
-            "resource_version": rv,
-            "timeout_seconds": self.server_timeout,
-            "allow_watch_bookmarks": True,
-            "_request_timeout": (self.connect_timeout, self.server_timeout + 15),
-        }
-        if self.namespace:
-            return w.stream(
-                self.api.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, **kwargs
-            )
-        return w.stream(self.api.list_cluster_custom_object, GROUP, VERSION, PLURAL, **kwargs)
+    def stop(self) -> None:
+        self.loop.stop()
 
-    # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> None:
-        rv: str | None = None
-        backoff = 0.2
-        while not self.stopping.is_set():
-            try:
-                if rv is None:
-                    listing = self._list()
-                    rv = listing["metadata"]["resourceVersion"]
-                    self.last_contact = time.monotonic()
-                    self.emit("SYNC", list(listing.get("items") or []), self.last_contact)
-                    self.synced.set()
-                self._watch = w = watch.Watch()
-                for event in self._stream(w, rv):
-                    arrived = time.monotonic()
-                    self.last_contact = arrived
-                    kind, obj = event["type"], event["raw_object"]
-                    rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
-                    if kind in ("ADDED", "MODIFIED", "DELETED"):
-                        self.emit(kind, obj, arrived)
-                    if self.stopping.is_set():
-                        break
-                self.last_contact = time.monotonic()
-                backoff = 0.2
-            except ApiException as exc:
-                if exc.status == 410:
-                    log.info(
-                        "watch of %s expired (410 Gone); listing again", self.namespace or "all namespaces"
-                    )
-                    rv = None
-                    continue
-                log.warning(
-                    "watch of TradingSystems in %s failed: HTTP %s", self.namespace or "all", exc.status
-                )
-                backoff = self._sleep(backoff)
-            except RuntimeError:  # the event loop is gone: the operator is exiting
-                return
-            except Exception as exc:
-                if self.stopping.is_set():
-                    return
-                log.warning(
-                    "watch of TradingSystems in %s broke: %s", self.namespace or "all", type(exc).__name__
-                )
-                backoff = self._sleep(backoff)
+        self.loop.run()
 
-    def _sleep(self, backoff: float) -> float:
-        self.stopping.wait(backoff)
-        return min(backoff * 2, self.max_backoff)
+    def _emit(self, kind: str, payload: Any) -> None:
+        self.last_contact = arrived = time.monotonic()
+        try:
+            self.emit(kind, payload, arrived)
+        except RuntimeError:  # the event loop is gone: the operator is exiting
+            self.stop()
+
+    # -- quantzoo_api.watching.WatchHandler ----------------------------------------------------------
+    def listed(self, items: list[dict[str, Any]]) -> None:
+        self._emit("SYNC", items)
+        self.synced.set()
+
+    def event(self, event_type: str, obj: dict[str, Any]) -> None:
+        if event_type in ("ADDED", "MODIFIED", "DELETED"):
+            self._emit(event_type, obj)
+        else:
+            self.last_contact = time.monotonic()
+
+    def unchanged(self) -> None:
+        self.last_contact = time.monotonic()
+
+    def failed(self, reason: str) -> None:
+        log.warning("watch of TradingSystems in %s: %s", self.namespace or "all namespaces", reason)
