@@ -324,6 +324,11 @@ def wait_finished(jobs: BacktestJobs, name: str, timeout: float | None) -> outco
         status = outcome.status_of(job, jobs.pods(job))
         if status.finished:
             return status
+        if status.unstartable:  # else the wait would last until the Job's deadline
+            raise BacktestError(
+                f"error: backtest {jobs.namespace}/{name} cannot start: {status.reason}: {status.message}\n"
+                f"hint: delete it (kubectl delete job {name} -n {jobs.namespace}) and run it again"
+            )
         if deadline is not None and time.monotonic() > deadline:
             detail = (
                 f" ({status.reason}{': ' + status.message if status.message else ''})"

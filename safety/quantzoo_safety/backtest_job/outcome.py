@@ -15,6 +15,8 @@ from typing import Any
 from quantzoo_safety.backtest_job.manifests import ANNOTATION_STRATEGY, CONTAINER
 
 LOG_TAIL_LINES = 15
+# Waiting reasons a pod does not recover from by itself (a failed pull may succeed later; these do not).
+UNSTARTABLE = frozenset({"ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError"})
 
 
 class Phase(StrEnum):
@@ -37,6 +39,10 @@ class BacktestStatus:
     @property
     def finished(self) -> bool:
         return self.phase in (Phase.SUCCEEDED, Phase.FAILED)
+
+    @property
+    def unstartable(self) -> bool:
+        return self.phase is Phase.PENDING and self.reason in UNSTARTABLE
 
     @property
     def duration_seconds(self) -> float | None:
