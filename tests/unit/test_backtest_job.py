@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 from pathlib import Path
 
@@ -240,3 +241,116 @@ def test_our_image_of_this_version_is_the_default(tmp_path, monkeypatch):
 def test_bad_arguments_are_refused_with_the_flag_named(tmp_path, extra, message):
     with pytest.raises(command.BacktestError, match=message):
         command.request_from_args(run_args(tmp_path, "--strategy", "noop", *extra), "research")
+
+
+# ----------------------------------------------- the subcommand's flow, against a stand-in for the API
+class FakeJobs:
+    """Stands in for BacktestJobs (the API calls): a Job that has already finished, its one pod and its
+    log. Does not model the API server, the Job controller or the kubelet; tests/pods does, on a real node."""
+
+    namespace = "research"
+
+    def __init__(self, conditions: list[dict], log: str, state: dict) -> None:
+        self._job = job(conditions)
+        self._job["spec"]["selector"] = {"matchLabels": {"batch.kubernetes.io/job-name": "bt-1"}}
+        self._pods = [pod(state)]
+        self._log = log
+        self.created: list[BacktestJobRequest] = []
+
+    def create(self, req: BacktestJobRequest) -> dict:
+        self.created.append(req)
+        return self._job
+
+    def job(self, name: str) -> dict:
+        if name != "bt-1":
+            raise command.BacktestError(f"error: backtest {name}: not found in namespace research")
+        return self._job
+
+    def pods(self, job: dict) -> list[dict]:
+        return self._pods
+
+    def log(self, pod: dict) -> str:
+        return self._log
+
+
+REPORT = {
+    "strategy": {"name": "breakout", "params": {}},
+    "symbols": ["AAPL"],
+    "period": {"start": "a", "end": "b", "bars": 300},
+    "summary": {
+        "total_return_pct": 1.5,
+        "sharpe": None,
+        "max_drawdown_pct": 0.5,
+        "trades": 4,
+        "fills": 8,
+        "orders_refused": 0,
+    },
+    "equity_curve": [],
+    "trades": [],
+    "fills": [],
+    "risk_refusals_by_reason": {},
+}
+COMPLETE = [{"type": "Complete", "status": "True"}]
+FAILED = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "backoff limit"}]
+
+
+def plugin(fake: FakeJobs, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    args = kubectl_plugin.parse_args(list(argv))
+    return command.main(args, "research", out, err, jobs=fake), out.getvalue(), err.getvalue()
+
+
+def test_run_wait_creates_the_job_and_prints_the_reports_summary(tmp_path):
+    fake = FakeJobs(COMPLETE, "backtest ...\n" + json.dumps(REPORT) + "\n", {"terminated": {"exitCode": 0}})
+    code, out, _ = plugin(fake, *vars_argv(tmp_path), "--strategy", "breakout", "--wait")
+    assert code == 0
+    assert [r.strategy for r in fake.created] == ["breakout"]
+    assert "backtest research/bt-1 created" in out
+    assert "backtest breakout on AAPL: 300 bars; return 1.50%, Sharpe n/a" in out
+
+
+def test_a_failed_job_prints_its_reason_and_log_tail_and_exits_1(tmp_path):
+    log = "quantzoo backtest: strategy.params.window: Input should be greater than or equal to 2\n"
+    fake = FakeJobs(FAILED, log, {"terminated": {"exitCode": 2, "reason": "Error"}})
+    code, _, err = plugin(fake, "backtest", "report", "bt-1")
+    assert code == 1
+    assert err.splitlines() == [
+        "error: backtest research/bt-1 failed: BackoffLimitExceeded: "
+        "backoff limit; container Error (exit code 2)",
+        "last lines of its log:",
+        log.strip(),
+    ]
+
+
+def test_the_report_of_a_running_backtest_says_to_wait(tmp_path):
+    fake = FakeJobs([], "", {"running": {}})
+    code, _, err = plugin(fake, "backtest", "report", "bt-1")
+    assert code == 1
+    assert "has not finished (Running); wait for it: kubectl quantzoo backtest status bt-1 --wait" in err
+
+
+def test_the_report_as_json_html_or_files(tmp_path):
+    fake = FakeJobs(COMPLETE, json.dumps(REPORT), {"terminated": {"exitCode": 0}})
+    assert json.loads(plugin(fake, "backtest", "report", "bt-1")[1]) == REPORT
+    assert plugin(fake, "backtest", "report", "bt-1", "-o", "html")[1].startswith("<!doctype html>")
+    code, out, _ = plugin(fake, "backtest", "report", "bt-1", "--out", str(tmp_path / "rep"))
+    assert code == 0
+    assert out.splitlines()[0].startswith("backtest breakout on AAPL: 300 bars")
+    assert json.loads((tmp_path / "rep" / "report.json").read_text()) == REPORT
+    assert (tmp_path / "rep" / "report.html").is_file()
+    code, _, err = plugin(fake, "backtest", "report", "bt-2")
+    assert (code, err.strip()) == (1, "error: backtest bt-2: not found in namespace research")
+
+
+def test_status_lists_the_backtests(tmp_path):
+    fake = FakeJobs(FAILED, "", {"terminated": {"exitCode": 2, "reason": "Error"}})
+    code, out, _ = plugin(fake, "backtest", "status", "bt-1")
+    assert code == 0
+    assert out.splitlines()[0].split() == ["NAME", "STRATEGY", "STATUS", "REASON", "STARTED", "DURATION"]
+    assert out.splitlines()[1].split()[:4] == ["bt-1", "breakout", "Failed", "BackoffLimitExceeded"]
+
+
+def vars_argv(tmp_path: Path) -> list[str]:
+    bars = tmp_path / "bars.csv"
+    bars.write_text("timestamp,symbol,open,high,low,close,volume\n2026-01-05T14:30:00Z,AAPL,1,1,1,1,10\n")
+    return ["backtest", "bt-1", "--bars", str(bars)]
