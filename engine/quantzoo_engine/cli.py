@@ -69,6 +69,8 @@ def backtest(args: argparse.Namespace) -> int:
         f"{s['fills']} fills, {s['orders_refused']} refused by the risk checks; "
         f"report: {out / 'report.html'} and {out / 'report.json'}"
     )
+    if args.report_stdout:  # the cluster Job's report channel: its pod's log outlives the pod's exit
+        print(json.dumps(report, separators=(",", ":"), default=str), flush=True)
     return 0
 
 
@@ -114,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     bt.add_argument("--symbols", help="comma-separated; default: the spec's, else every symbol in the bars")
     bt.add_argument("--initial-cash", type=float, default=None)
     bt.add_argument("--out", default="backtest-report", help="directory for report.json and report.html")
+    bt.add_argument(
+        "--report-stdout",
+        action="store_true",
+        help="also print the JSON report as the last line of stdout (`kubectl quantzoo backtest` reads it)",
+    )
     sample = sub.add_parser("sample-bars", help="write seeded synthetic bars (CSV, or Parquet for .parquet)")
     sample.add_argument("--out", required=True)
     sample.add_argument("--symbols", default="AAPL")

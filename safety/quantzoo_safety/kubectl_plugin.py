@@ -4,6 +4,7 @@
                              [--mode Halt|ReduceOnly]
     kubectl quantzoo release (NAME | --all) [-n NS] --reason R [--operator WHO]
     kubectl quantzoo status  [NAME] [-n NS]
+    kubectl quantzoo backtest NAME|status|report ...   (backtest_job/command.py: a backtest as a Job)
 
 Uses the current kubeconfig (or --kubeconfig/--context) and the same patches as the safety service
 (`engage_patch` / `release_patch`), so the one source of truth is `spec.killSwitch` whichever path
@@ -36,6 +37,7 @@ from quantzoo_api.killswitch import (
 )
 from quantzoo_api.types import KillSwitchMode
 
+from quantzoo_safety.backtest_job import command as backtest_command
 from quantzoo_safety.engagement import EngageIntent, NotEngaged, kill_switch_of, plan_engage, plan_release
 from quantzoo_safety.kube import (
     ApiServerUnreachable,
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kubeconfig", default=None, help="kubeconfig (default: $KUBECONFIG, ~/.kube/config)"
     )
     parser.add_argument("--context", default=None, help="kubeconfig context (default: current)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{kill,release,status}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{kill,release,status,backtest}")
 
     def targets(p: argparse.ArgumentParser, *, optional_name: bool = False) -> None:
         p.add_argument("name", nargs="?", metavar="NAME", help="TradingSystem name")
@@ -93,12 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="table of TradingSystems and their kill switches")
     targets(status, optional_name=True)
+    backtest_command.add_parser(sub)
     return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(backtest_command.normalise_argv(argv))
     if args.command in {"kill", "release"}:
         if args.all and args.name:
             parser.error("give either NAME or --all, not both")
@@ -310,6 +313,8 @@ def main(
     out, err = out or sys.stdout, err or sys.stderr
     args = parse_args(argv)
     ns = args.namespace or current_namespace(args.kubeconfig, args.context)
+    if args.command == "backtest":
+        return backtest_command.main(args, ns, out, err)
     if systems is None:
         from quantzoo_safety.kube import api_client_from_environment
 

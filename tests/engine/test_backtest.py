@@ -139,3 +139,17 @@ def test_the_cli_names_a_bad_parameter(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "strategy.params.window" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_report_stdout_prints_the_report_as_the_last_line(tmp_path: Path, capsys) -> None:
+    """How the cluster Job hands its report over: the last line of its log is report.json, compact."""
+    from quantzoo_engine import cli
+
+    write_csv(random_walk(300), tmp_path / "bars.csv")
+    args = ["backtest", "--bars", str(tmp_path / "bars.csv"), "--strategy", "maCrossover"]
+    assert cli.main([*args, "--out", str(tmp_path / "rep"), "--report-stdout"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("backtest maCrossover on AAPL: 300 bars")
+    assert json.loads(lines[-1]) == json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert cli.main([*args, "--out", str(tmp_path / "rep2")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1  # not without the flag
