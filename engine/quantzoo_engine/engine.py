@@ -34,8 +34,9 @@ from quantzoo_engine.broker.base import Broker, BrokerError, BrokerRejected, Can
 from quantzoo_engine.clock import Clock, SystemClock
 from quantzoo_engine.feed.base import Bar
 from quantzoo_engine.feed.quality import BarVerdict, DataQualityGuard
-from quantzoo_engine.killswitch import KillSwitchLatch, KillSwitchStatus, LatchDecision, ReleaseRefused
+from quantzoo_engine.killswitch import KillSwitchLevels, KillSwitchStatus, LatchDecision, ReleaseRefused
 from quantzoo_engine.kube_watch import Proof, ResourceDeleted, SpecObserved, ViewLost, WatchAction
+from quantzoo_engine.level_watch import LevelObserved
 from quantzoo_engine.metrics import EngineMetrics
 from quantzoo_engine.orders import Order, OrderBook, OrderRequest
 from quantzoo_engine.portfolio import Portfolio
@@ -64,7 +65,7 @@ def _extend_unique(into: list[str], items: list[str]) -> None:
 
 
 def _held(s: KillSwitchStatus) -> tuple[object, ...]:
-    return (s.engaged, s.mode, s.close_positions, s.engagement)
+    return (s.engaged, s.mode, s.close_positions, s.engagement, s.held_by)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +132,8 @@ class TradingEngine:
         self.reconcile_interval_seconds = reconcile_interval_seconds
 
         self.trading = TradingStateMachine()
-        self.kill = KillSwitchLatch()
+        # One latch per level holding it (its TradingSystem, its account, the halts covering it).
+        self.kill = KillSwitchLevels(namespace, name)
         self.risk = RiskEngine(spec.risk)
         self.portfolio = Portfolio(cash=spec.broker.initial_cash)
         self.orders = OrderBook()
@@ -492,7 +494,7 @@ class TradingEngine:
         the engagement held raises ReleaseRefused (nothing changed)."""
         decision = self.apply_kill_switch_now(command)
         if decision is LatchDecision.RELEASE_REFUSED:
-            raise ReleaseRefused(self.kill.status.engagement, command.engagement)
+            raise ReleaseRefused(self.kill.held(self.kill.holder_for(command)), command.engagement)
         cancelled: list[str] = []
         closed: list[str] = []
         errors: list[str] = []
@@ -658,13 +660,39 @@ class TradingEngine:
             await self.on_symbols_changed(list(spec.symbols))
         return changed
 
-    def _proven(self) -> None:
+    def _proven(self, watch: str | None = None) -> None:
         if self.proof is not None:
-            self.proof.prove(self.clock.monotonic())
+            self.proof.prove(self.clock.monotonic(), watch)
         self.check_fences()
 
-    async def on_watch_action(self, action: WatchAction) -> None:
-        if isinstance(action, SpecObserved):
+    async def on_level_observed(self, action: LevelObserved) -> None:
+        """Another level's objects that cover the engine were read: each command to its holder's latch."""
+        enforce: bool | None = None
+        for command in action.commands:
+            decision = self.apply_kill_switch_now(command)
+            if command.engaged and decision in _ENFORCE:
+                enforce = bool(enforce) or command.close_positions
+        self._proven(action.watch)
+        if enforce is not None:
+            await self._enforce_kill_switch(close_positions=enforce, cause="kill_switch")
+
+    async def on_watch_action(self, action: WatchAction | LevelObserved) -> None:
+        if isinstance(action, LevelObserved):
+            await self.on_level_observed(action)
+        elif isinstance(action, ViewLost | Proof) and action.watch is not None:
+            if isinstance(action, Proof):
+                self._proven(action.watch)
+            else:
+                # Fail closed: without proof of this level the fences halt the engine (no_proof_of_state)
+                # until the level is read again.
+                log.warning(
+                    "lost the view of a kill-switch level: HALTED until it is read again",
+                    extra={"level": action.watch, "reason": action.reason},
+                )
+                if self.proof is not None:
+                    self.proof.lose(action.watch)
+                self.check_fences()
+        elif isinstance(action, SpecObserved):
             # The kill switch first: nothing (not even a feed re-subscription) may delay a halt.
             decision = self.apply_kill_switch_now(action.kill_switch)
             changed = self.apply_spec_now(action.spec)
@@ -759,6 +787,8 @@ class TradingEngine:
             "source": s.source,
             "generation": s.generation,
             "since": s.since,
+            # Every level holding the engine, the strongest first (issue #13).
+            "held_by": [hold.model_dump(mode="json", by_alias=True) for hold in s.held_by],
         }
 
     def state_view(self) -> dict[str, Any]:

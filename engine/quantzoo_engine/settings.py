@@ -14,6 +14,9 @@ Environment (all optional):
                                            refuses all)
   POD_NAME                                 replica name in acknowledgements (default: hostname)
   QUANTZOO_WATCH_KUBERNETES=1              watch the own TradingSystem (needs namespace and name)
+  QUANTZOO_WATCH_LEVELS=0                  with the watch: do NOT also watch the other levels covering
+                                           the system (TradingHalts; its TradingAccount when
+                                           spec.accountRef names one). Default: watch them (issue #13)
   QUANTZOO_NAMESPACE, QUANTZOO_NAME        which TradingSystem (override the config file's)
   KUBECONFIG                               kubeconfig for the watch (default: in-cluster)
   ENGINE_STATE_DIR                         where the state is persisted on SIGTERM (default: a temp dir)
@@ -80,6 +83,8 @@ class EngineSettings(BaseModel):
     token_overlap_seconds: float = Field(DEFAULT_OVERLAP_SECONDS, ge=0, le=86_400)
     pod_name: str = Field(default_factory=socket.gethostname)
     watch_kubernetes: bool = False
+    # With watch_kubernetes: also watch every other level that covers the system (level_watch.py).
+    watch_levels: bool = True
     kubeconfig: str | None = None
     state_dir: Path = Path(tempfile.gettempdir()) / "quantzoo-engine"
     log_level: str = "INFO"
@@ -154,6 +159,8 @@ class EngineSettings(BaseModel):
         if env.get("ENGINE_STATE_DIR"):
             values["state_dir"] = Path(env["ENGINE_STATE_DIR"])
         values["watch_kubernetes"] = env.get("QUANTZOO_WATCH_KUBERNETES", "").strip().lower() in _TRUE
+        if env.get("QUANTZOO_WATCH_LEVELS"):
+            values["watch_levels"] = env["QUANTZOO_WATCH_LEVELS"].strip().lower() in _TRUE
         if env.get("ENGINE_ISOLATE_STRATEGY"):
             values["isolate_strategy"] = env["ENGINE_ISOLATE_STRATEGY"].strip().lower() in _TRUE
         for field, var in {
