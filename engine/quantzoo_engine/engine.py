@@ -509,18 +509,24 @@ class TradingEngine:
                 covered = self.kill.version
                 more = await self._enforce_kill_switch(close_positions=False, cause="kill_switch")
                 cancelled, errors = cancelled + more[0], errors + more[2]
-        return self.acknowledge(cancelled, closed, errors)
+        return self.acknowledge(cancelled, closed, errors, holder=self.kill.holder_for(command))
 
-    def acknowledge(self, cancelled: list[str], closed: list[str], errors: list[str]) -> KillSwitchAck:
+    def acknowledge(
+        self, cancelled: list[str], closed: list[str], errors: list[str], *, holder: str | None = None
+    ) -> KillSwitchAck:
+        """`engaged`/`engagement`: the latch the command addressed (`holder`; the engine's own switch by
+        default), so a release of one level reads as done while another level still holds the engine;
+        `trading_state` is the engine's, whatever holds it."""
         status = self.kill.status
+        addressed = self.kill.latch(holder or self.kill.own).status
         if status.engaged:  # the engagement's totals, not only this call's share of the work
             cancelled, closed = list(self._engagement_cancelled), list(self._engagement_closed)
         return KillSwitchAck(
             pod=self.pod,
-            engaged=status.engaged,
+            engaged=addressed.engaged,
             trading_state=self.trading.state,
             generation=status.generation,
-            engagement=status.engagement if status.engaged else None,
+            engagement=addressed.engagement if addressed.engaged else None,
             acknowledged_at=self.clock.now(),
             cancelled_orders=cancelled,
             closed_positions=closed,
