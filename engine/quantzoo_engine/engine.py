@@ -793,8 +793,9 @@ class TradingEngine:
             "source": s.source,
             "generation": s.generation,
             "since": s.since,
-            # Every level holding the engine, the strongest first (issue #13).
+            # Every level holding the engine, the strongest first (issue #13), and its own switch alone.
             "held_by": [hold.model_dump(mode="json", by_alias=True) for hold in s.held_by],
+            "system_engaged": self.kill.latch(self.kill.own).status.engaged,
         }
 
     def state_view(self) -> dict[str, Any]:
