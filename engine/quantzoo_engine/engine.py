@@ -651,7 +651,9 @@ class TradingEngine:
                 log.error(
                     "calendar change refused; keeping %s", self.sessions.name, extra={"error": str(exc)}
                 )
-        needs_restart = [f for f in ("mode", "broker", "market_data") if getattr(spec, f) != getattr(old, f)]
+        # accountRef: the account's kill switch is watched from the start (level_watch.py), as its broker is.
+        fields = ("mode", "broker", "market_data", "account_ref")
+        needs_restart = [f for f in fields if getattr(spec, f) != getattr(old, f)]
         if needs_restart:
             log.warning("spec change needs an engine restart to apply", extra={"fields": needs_restart})
         self.spec = spec

@@ -90,7 +90,12 @@ def _start(tmp_path: Path, cluster, namespace: str, name: str, engines: list, **
         client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     else:
         create_trading_system(api, namespace, name)
-    engine = start_watching_engine(tmp_path, cluster.kubeconfig, namespace, name, f"{namespace}-{name}", ENV)
+    env = dict(ENV)
+    if spec:  # the operator renders the spec into the engine's config file (accountRef is read at start)
+        config = tmp_path / f"{namespace}-{name}.json"
+        config.write_text(json.dumps({"namespace": namespace, "name": name, "spec": body["spec"]}))
+        env["QUANTZOO_CONFIG"] = str(config)
+    engine = start_watching_engine(tmp_path, cluster.kubeconfig, namespace, name, f"{namespace}-{name}", env)
     engines.append(engine)
     return engine
 
