@@ -166,7 +166,9 @@ class LevelStatus:
         system = self.index.systems[key]
         holds = self.index.held_by(key)
         want = wanted(holds)
-        if want == system.shown:
+        # Nothing to say of a system no level has ever held (no heldBy, no Halted condition): no write, so
+        # an operator start does not write every status once.
+        if want == system.shown or (not holds and system.shown == ((), None, None)):
             return
         since = system.halted_since if want[1] == system.shown[1] and system.halted_since else now_iso()
         body = {
