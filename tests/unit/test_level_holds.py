@@ -83,3 +83,17 @@ def test_an_unreadable_halt_covers_nobody_in_status() -> None:
     idx = index()
     assert idx.put_halt(halt("odd", {"level": "Desk"})) == []  # Desk without a namespace
     assert idx.held_by(("a", "s1")) == []
+
+
+def test_the_component_marks_what_an_event_may_change() -> None:
+    from quantzoo_operator.levels.status import LevelStatus
+
+    levels = LevelStatus(kube=None, api_factory=lambda: None)  # type: ignore[arg-type]
+    listed = {"items": [ts("a", "s1", "main"), ts("a", "s2"), ts("b", "s3")]}
+    assert levels.apply(("TradingSystem", "LISTED", listed)) == {("a", "s1"), ("a", "s2"), ("b", "s3")}
+    desk = halt("desk-a", {"level": "Desk", "namespace": "a"})
+    assert levels.apply(("TradingHalt", "ADDED", desk)) == {("a", "s1"), ("a", "s2")}
+    assert levels.apply(("TradingAccount", "MODIFIED", account("a", "main", True))) == {("a", "s1")}
+    assert levels.apply(("TradingSystem", "DELETED", ts("a", "s2"))) == set()
+    assert levels.index.halt_counts("desk-a") == (1, 1)
+    assert "desk-a" in levels._levels_dirty
