@@ -15,10 +15,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 RELEASE = "quantzoo-dev"
 TEMPLATE = "templates/kill-levels-rbac.yaml"
+KUBE_VERSION = "1.34.0"  # the dev control plane's
 
 
 def render(helm: Path) -> str:
     args = [str(helm), "template", RELEASE, str(REPO / "charts" / "quantzoo"), "--show-only", TEMPLATE]
+    args += ["--kube-version", KUBE_VERSION]  # helm alone assumes 1.20; the chart needs 1.30
     return subprocess.run(args, check=True, capture_output=True, text=True, timeout=60).stdout
 
 
