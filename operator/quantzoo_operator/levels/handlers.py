@@ -11,7 +11,6 @@ from quantzoo_operator.levels.status import LevelStatus
 from quantzoo_operator.runtime import Runtime
 
 MEMO_KEY = "levels"
-WRITERS = 24
 
 
 @kopf.on.startup(id="levels-status")
@@ -21,10 +20,7 @@ async def start_levels(memo: kopf.Memo, **_: Any) -> None:
         raise kopf.TemporaryError("waiting for the operator's runtime", delay=0.1)
     config = runtime.config
     # Its own client and pool: a burst of level status writes never queues behind reconcile or the kill path.
-    # A halt of the firm is one status write per system: enough in flight to keep the API server busy.
-    kube = Kube(
-        lambda: new_api_client(WRITERS), workers=WRITERS, request_timeout=config.request_timeout_seconds
-    )
+    kube = Kube(lambda: new_api_client(16), request_timeout=config.request_timeout_seconds)
     levels = LevelStatus(kube, lambda: new_api_client(4), tuple(config.namespaces))
     levels.start()
     memo[MEMO_KEY] = levels
