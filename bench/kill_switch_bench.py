@@ -27,6 +27,7 @@ from kubernetes import client, config, watch
 from quantzoo_api import GROUP, PLURAL, VERSION
 from quantzoo_api.killswitch import kill_switch_of, release_patch_for
 
+from bench import one_write_kill
 from hack.devcluster import controlplane
 from hack.devcluster.podrunner import PodRunner, wait_for
 from hack.devcluster.stack import TradingSystemStack, start_operator
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             str(Path(__file__).resolve().parents[1] / "crds" / "trading.quantzoo.io_tradingsystems.yaml"),
         )
         plane.kubectl("wait", "--for=condition=Established", "crd/tradingsystems.trading.quantzoo.io")
+        one_write_kill.prepare(plane)  # the engine also watches the TradingHalts (issue #13)
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))
         ns = "bench"
         plane.kubectl("create", "namespace", ns)

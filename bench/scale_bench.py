@@ -58,6 +58,7 @@ from kubernetes import client, config, watch
 from quantzoo_api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from quantzoo_api.killswitch import kill_switch_of, release_patch_for
 
+from bench import one_write_kill
 from hack.devcluster import controlplane
 from hack.devcluster.podrunner import LocalPod, PodRunner, wait_for
 from hack.devcluster.stack import OperatorProcess, TradingSystemStack, start_operator
@@ -396,6 +397,7 @@ class Options:
     operator_env: dict[str, str] = field(default_factory=dict)
     profile: Path | None = None
     """Folder for a py-spy profile (raw collapsed stacks) of the operator during the first kill-all."""
+    one_write_rounds: int = 5
 
 
 def _api(kubeconfig: Path, pool: int) -> client.ApiClient:
@@ -780,6 +782,12 @@ def run_n(kubeconfig: Path, plane: controlplane.ControlPlane | None, n: int, opt
         result["real_processes"] = run.start_real()
         result["at_rest"] = run.at_rest()
         result["kill_all"] = run.kill_all()
+        if (
+            opts.one_write_rounds
+        ):  # issue #13: the firm / a desk stopped by one write (bench/one_write_kill.py)
+            result["one_write_kill"] = one_write_kill.measure(
+                run, rounds=opts.one_write_rounds, api_factory=lambda: _api(kubeconfig, 2)
+            )
         assert run.operator is not None
         result["operator_rss_mb_after"] = round(rss_bytes(run.operator.proc.pid) / MB, 1)
         result["operator_rss_mb_peak"] = round(rss_bytes(run.operator.proc.pid, "VmHWM") / MB, 1)
@@ -811,6 +819,9 @@ def main(argv: list[str] | None = None) -> int:
         "--operator-env", action="append", default=[], metavar="KEY=VALUE", help="extra operator env"
     )
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the operator's first kill-all")
+    parser.add_argument(
+        "--one-write-rounds", type=int, default=5, help="firm/desk kills by one write (0: none)"
+    )
     args = parser.parse_args(argv)
     counts = [int(x) for x in args.n.replace(",", " ").split()]
     opts = Options(
@@ -822,12 +833,14 @@ def main(argv: list[str] | None = None) -> int:
         parallel=args.parallel,
         operator_env=dict(kv.split("=", 1) for kv in args.operator_env),
         profile=args.profile,
+        one_write_rounds=args.one_write_rounds,
     )
     info = machine()
     plane = controlplane.start(Path(tempfile.mkdtemp(prefix="qz-scale-")))
     try:
         plane.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
         plane.kubectl("wait", "--for=condition=Established", "crd/tradingsystems.trading.quantzoo.io")
+        one_write_kill.prepare(plane)
         per_n = {n: run_n(plane.kubeconfig, plane, n, opts) for n in counts}
         versions = plane.versions()
     finally:

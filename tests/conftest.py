@@ -23,7 +23,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from hack.devcluster import controlplane, leaks
+from hack.devcluster import controlplane, leaks, levels_rbac
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO / "crds"  # TradingSystem, TradingAccount, TradingHalt
@@ -82,6 +82,13 @@ def _install_crd(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
     names = [f"crd/{load_yaml(f)['metadata']['name']}" for f in sorted(CRD_DIR.glob("*.yaml"))]
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    # Engines (as their ServiceAccounts) read the TradingHalts: the binding a chart install has.
+    helm = (
+        cluster.bin_dir / "helm"
+        if (cluster.bin_dir / "helm").exists()
+        else Path(shutil.which("helm") or "helm")
+    )
+    levels_rbac.install(cluster.kubectl, helm)
 
 
 @pytest.fixture(scope="session")

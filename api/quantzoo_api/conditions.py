@@ -16,6 +16,8 @@ class ConditionType(StrEnum):
     SAFETY_READY = "SafetyReady"
     KILL_SWITCH_ENGAGED = "KillSwitchEngaged"
     DEGRADED = "Degraded"
+    # True while any level that covers the system is engaged; the reason names the highest (issue #13).
+    HALTED = "Halted"
 
 
 RECONCILE_CONDITIONS = (
@@ -54,6 +56,12 @@ class Reason(StrEnum):
     NO_ENGINE_REPLICAS = "NoEngineReplicas"
     NOT_ENGAGED = "NotEngaged"
     RELEASED = "Released"
+    # Halted (issue #13): which level holds the system (the highest, when several do)
+    HELD_BY_FIRM = "HeldByFirm"
+    HELD_BY_DESK = "HeldByDesk"
+    HELD_BY_ACCOUNT = "HeldByAccount"
+    HELD_BY_SYSTEM = "HeldBySystem"
+    NOT_HALTED = "NotHalted"
     # Degraded
     AS_EXPECTED = "AsExpected"
     KILL_SWITCH_UNACKNOWLEDGED = "KillSwitchUnacknowledged"

@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
+from quantzoo_api.levels import HOLDER_PATTERN, MAX_HOLDER, KillLevel, holder_level
 from quantzoo_api.types import KillSwitchMode, KillSwitchSpec
 
 # Engine admin endpoint that the operator and the safety service push kill-switch commands to.
@@ -137,6 +138,10 @@ class KillSwitchCommand(BaseModel):
     # engagedAt of the engagement an engage starts or a release ends
     engagement: str | None = Field(None, max_length=64)
     issued_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # Which level's latch the command is for (issue #13), and which object holds it
+    # (quantzoo_api.levels.holder_of); None: the engine's own TradingSystem (System level).
+    level: KillLevel = KillLevel.SYSTEM
+    holder: str | None = Field(None, max_length=MAX_HOLDER, pattern=HOLDER_PATTERN)
 
     @field_validator("source", mode="before")
     @classmethod
@@ -144,6 +149,14 @@ class KillSwitchCommand(BaseModel):
         if not isinstance(value, str) or len(value) > MAX_OPERATOR:
             raise ValueError("source: a string of at most 128 characters")
         return KillSource.parse(value, KillSource.OPERATOR)
+
+    @model_validator(mode="after")
+    def _holder_is_of_the_level(self) -> KillSwitchCommand:
+        if self.holder is not None and holder_level(self.holder) is not self.level:
+            raise ValueError(f"holder {self.holder!r} is not of level {self.level}")
+        if self.holder is None and self.level is not KillLevel.SYSTEM:
+            raise ValueError(f"a level {self.level} command names its holder")
+        return self
 
 
 class KillSwitchAck(BaseModel):
@@ -167,9 +180,16 @@ class KillSwitchAck(BaseModel):
 
 
 def to_command(
-    spec: KillSwitchSpec, *, generation: int | None, source: KillSource = KillSource.OPERATOR
+    spec: KillSwitchSpec,
+    *,
+    generation: int | None,
+    source: KillSource = KillSource.OPERATOR,
+    level: KillLevel = KillLevel.SYSTEM,
+    holder: str | None = None,
 ) -> KillSwitchCommand:
-    """The command that `spec.killSwitch` of a TradingSystem stands for, delivered by `source`."""
+    """The command that the `spec.killSwitch` of a level's object stands for, delivered by `source`
+    (a TradingSystem's own by default; a TradingAccount's or TradingHalt's with `level`/`holder`)."""
+    at = {"level": level, "holder": holder}
     if spec.engaged:
         return KillSwitchCommand(
             engaged=True,
@@ -180,6 +200,7 @@ def to_command(
             source=source,
             generation=generation,
             engagement=engagement_id(spec.engaged_at),
+            **at,
         )
     release = spec.release
     return KillSwitchCommand(
@@ -189,6 +210,7 @@ def to_command(
         source=source,
         generation=generation,
         engagement=engagement_id(release.engaged_at) if release else None,
+        **at,
     )
 
 

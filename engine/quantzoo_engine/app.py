@@ -29,9 +29,10 @@ from quantzoo_engine.feed.replay import ReplayError, ReplayFeed
 from quantzoo_engine.feed.simulated import SimulatedFeed
 from quantzoo_engine.kube_watch import KubeWatch
 from quantzoo_engine.lease import LeaseKeeper, TradingLease, holder_identity, lease_name
+from quantzoo_engine.level_watch import LevelWatch
 from quantzoo_engine.metrics import EngineMetrics
 from quantzoo_engine.proof import Freshness
-from quantzoo_engine.runtime import EngineRuntime, LeaseFactory, WatchFactory
+from quantzoo_engine.runtime import EngineRuntime, LeaseFactory, LevelWatchFactory, WatchFactory
 from quantzoo_engine.sdk import registry
 from quantzoo_engine.settings import ConfigError, EngineSettings
 
@@ -138,6 +139,7 @@ def create_app(
         isolate_strategy=settings.isolate_strategy,
     )
     lease_factory: LeaseFactory | None = None
+    level_watch_factory: LevelWatchFactory | None = None
     if watch_factory is None and settings.watch_kubernetes:
         timeouts = WatchTimeouts(
             server_seconds=settings.watch_timeout_seconds,
@@ -153,6 +155,18 @@ def create_app(
                 kubeconfig=settings.kubeconfig,
                 timeouts=timeouts,
             )
+
+        def level_watch_factory(watch: KubeWatch, on_action: Any) -> list[LevelWatch]:
+            """Every other level covering the system: the TradingHalts, and its TradingAccount."""
+            if not settings.watch_levels:
+                return []
+            api_client, ns = watch.api_client(), settings.namespace
+            watches = [LevelWatch.halts(ns, api_client, on_action, timeouts=timeouts)]
+            if spec.account_ref is not None:
+                watches.append(
+                    LevelWatch.account(ns, spec.account_ref.name, api_client, on_action, timeouts=timeouts)
+                )
+            return watches
 
         def lease_factory(watch: KubeWatch, validity: Freshness, on_change: Any) -> LeaseKeeper:
             lease = TradingLease(
@@ -181,6 +195,7 @@ def create_app(
         watch_factory=watch_factory,
         proof_timeout_seconds=settings.proof_timeout_seconds,
         lease_factory=lease_factory,
+        level_watch_factory=level_watch_factory,
     )
 
     @asynccontextmanager

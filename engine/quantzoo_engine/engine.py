@@ -34,8 +34,9 @@ from quantzoo_engine.broker.base import Broker, BrokerError, BrokerRejected, Can
 from quantzoo_engine.clock import Clock, SystemClock
 from quantzoo_engine.feed.base import Bar
 from quantzoo_engine.feed.quality import BarVerdict, DataQualityGuard
-from quantzoo_engine.killswitch import KillSwitchLatch, KillSwitchStatus, LatchDecision, ReleaseRefused
+from quantzoo_engine.killswitch import KillSwitchLevels, KillSwitchStatus, LatchDecision, ReleaseRefused
 from quantzoo_engine.kube_watch import Proof, ResourceDeleted, SpecObserved, ViewLost, WatchAction
+from quantzoo_engine.level_watch import LevelObserved
 from quantzoo_engine.metrics import EngineMetrics
 from quantzoo_engine.orders import Order, OrderBook, OrderRequest
 from quantzoo_engine.portfolio import Portfolio
@@ -64,7 +65,7 @@ def _extend_unique(into: list[str], items: list[str]) -> None:
 
 
 def _held(s: KillSwitchStatus) -> tuple[object, ...]:
-    return (s.engaged, s.mode, s.close_positions, s.engagement)
+    return (s.engaged, s.mode, s.close_positions, s.engagement, s.held_by)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,8 @@ class TradingEngine:
         self.reconcile_interval_seconds = reconcile_interval_seconds
 
         self.trading = TradingStateMachine()
-        self.kill = KillSwitchLatch()
+        # One latch per level holding it (its TradingSystem, its account, the halts covering it).
+        self.kill = KillSwitchLevels(namespace, name)
         self.risk = RiskEngine(spec.risk)
         self.portfolio = Portfolio(cash=spec.broker.initial_cash)
         self.orders = OrderBook()
@@ -533,7 +535,7 @@ class TradingEngine:
         the engagement held raises ReleaseRefused (nothing changed)."""
         decision = self.apply_kill_switch_now(command)
         if decision is LatchDecision.RELEASE_REFUSED:
-            raise ReleaseRefused(self.kill.status.engagement, command.engagement)
+            raise ReleaseRefused(self.kill.held(self.kill.holder_for(command)), command.engagement)
         cancelled: list[str] = []
         closed: list[str] = []
         errors: list[str] = []
@@ -548,18 +550,24 @@ class TradingEngine:
                 covered = self.kill.version
                 more = await self._enforce_kill_switch(close_positions=False, cause="kill_switch")
                 cancelled, errors = cancelled + more[0], errors + more[2]
-        return self.acknowledge(cancelled, closed, errors)
+        return self.acknowledge(cancelled, closed, errors, holder=self.kill.holder_for(command))
 
-    def acknowledge(self, cancelled: list[str], closed: list[str], errors: list[str]) -> KillSwitchAck:
+    def acknowledge(
+        self, cancelled: list[str], closed: list[str], errors: list[str], *, holder: str | None = None
+    ) -> KillSwitchAck:
+        """`engaged`/`engagement`: the latch the command addressed (`holder`; the engine's own switch by
+        default), so a release of one level reads as done while another level still holds the engine;
+        `trading_state` is the engine's, whatever holds it."""
         status = self.kill.status
+        addressed = self.kill.latch(holder or self.kill.own).status
         if status.engaged:  # the engagement's totals, not only this call's share of the work
             cancelled, closed = list(self._engagement_cancelled), list(self._engagement_closed)
         return KillSwitchAck(
             pod=self.pod,
-            engaged=status.engaged,
+            engaged=addressed.engaged,
             trading_state=self.trading.state,
             generation=status.generation,
-            engagement=status.engagement if status.engaged else None,
+            engagement=addressed.engagement if addressed.engaged else None,
             acknowledged_at=self.clock.now(),
             cancelled_orders=cancelled,
             closed_positions=closed,
@@ -684,7 +692,9 @@ class TradingEngine:
                 log.error(
                     "calendar change refused; keeping %s", self.sessions.name, extra={"error": str(exc)}
                 )
-        needs_restart = [f for f in ("mode", "broker", "market_data") if getattr(spec, f) != getattr(old, f)]
+        # accountRef: the account's kill switch is watched from the start (level_watch.py), as its broker is.
+        fields = ("mode", "broker", "market_data", "account_ref")
+        needs_restart = [f for f in fields if getattr(spec, f) != getattr(old, f)]
         if needs_restart:
             log.warning("spec change needs an engine restart to apply", extra={"fields": needs_restart})
         self.spec = spec
@@ -699,13 +709,39 @@ class TradingEngine:
             await self.on_symbols_changed(list(spec.symbols))
         return changed
 
-    def _proven(self) -> None:
+    def _proven(self, watch: str | None = None) -> None:
         if self.proof is not None:
-            self.proof.prove(self.clock.monotonic())
+            self.proof.prove(self.clock.monotonic(), watch)
         self.check_fences()
 
-    async def on_watch_action(self, action: WatchAction) -> None:
-        if isinstance(action, SpecObserved):
+    async def on_level_observed(self, action: LevelObserved) -> None:
+        """Another level's objects that cover the engine were read: each command to its holder's latch."""
+        enforce: bool | None = None
+        for command in action.commands:
+            decision = self.apply_kill_switch_now(command)
+            if command.engaged and decision in _ENFORCE:
+                enforce = bool(enforce) or command.close_positions
+        self._proven(action.watch)
+        if enforce is not None:
+            await self._enforce_kill_switch(close_positions=enforce, cause="kill_switch")
+
+    async def on_watch_action(self, action: WatchAction | LevelObserved) -> None:
+        if isinstance(action, LevelObserved):
+            await self.on_level_observed(action)
+        elif isinstance(action, ViewLost | Proof) and action.watch is not None:
+            if isinstance(action, Proof):
+                self._proven(action.watch)
+            else:
+                # Fail closed: without proof of this level the fences halt the engine (no_proof_of_state)
+                # until the level is read again.
+                log.warning(
+                    "lost the view of a kill-switch level: HALTED until it is read again",
+                    extra={"level": action.watch, "reason": action.reason},
+                )
+                if self.proof is not None:
+                    self.proof.lose(action.watch)
+                self.check_fences()
+        elif isinstance(action, SpecObserved):
             # The kill switch first: nothing (not even a feed re-subscription) may delay a halt.
             decision = self.apply_kill_switch_now(action.kill_switch)
             changed = self.apply_spec_now(action.spec)
@@ -801,6 +837,9 @@ class TradingEngine:
             "source": s.source,
             "generation": s.generation,
             "since": s.since,
+            # Every level holding the engine, the strongest first (issue #13), and its own switch alone.
+            "held_by": [hold.model_dump(mode="json", by_alias=True) for hold in s.held_by],
+            "system_engaged": self.kill.latch(self.kill.own).status.engaged,
         }
 
     def state_view(self) -> dict[str, Any]:

@@ -16,6 +16,11 @@ of an engine run without Kubernetes) arrives here as a `KillSwitchCommand`. The 
   a release counts only if not older than the newest engage generation, and an engage without a
   generation only by a newer generation than any seen when it arrived.
 
+Levels (issue #13): the engine keeps one latch per holder (its own TradingSystem, its TradingAccount,
+each TradingHalt that covers it), each with the contract above. `KillSwitchLevels` aggregates them: the
+engine is engaged while any holder is, in the strongest mode asked (Halt over ReduceOnly, closing if any
+asks), and a release reaches only the latch of the holder it names.
+
 The broker work (cancel, flatten) is the engine's (engine.py); this module only decides.
 """
 
@@ -26,6 +31,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from quantzoo_api.killswitch import KillSource, KillSwitchCommand, engagement_id, stronger_mode, to_command
+from quantzoo_api.levels import KillLevel, LevelHold, holder_level, holder_of, level_rank
 from quantzoo_api.types import KillSwitchMode, KillSwitchSpec
 
 
@@ -60,6 +66,8 @@ class KillSwitchStatus:
     generation: int | None = None
     since: datetime | None = None
     engagement: str | None = None  # the engagement held (engagement_id); None: legacy, no identity
+    # Levels (KillSwitchLevels): every holder engaged now, the strongest level first.
+    held_by: tuple[LevelHold, ...] = ()
 
 
 class KillSwitchLatch:
@@ -157,13 +165,134 @@ class KillSwitchLatch:
         return LatchDecision.RELEASED
 
 
+def _hold(holder: str, status: KillSwitchStatus) -> LevelHold:
+    return LevelHold(
+        level=holder_level(holder),
+        name=holder,
+        engaged_at=status.engagement,
+        reason=status.reason,
+        by=status.operator,
+        mode=str(status.mode),
+    )
+
+
+def _strength(status: KillSwitchStatus) -> tuple[bool, bool, bool]:
+    return (status.engaged, status.mode is KillSwitchMode.HALT, status.close_positions)
+
+
+class KillSwitchLevels:
+    """One latch per holder; `status` is the effective one (what the engine enforces).
+
+    The same interface as a single latch (`apply`, `status`, `version`), so the engine's kill path does
+    not change: `apply` answers for the engine as a whole (ENGAGED when it was not held before,
+    ESCALATED when it got stronger, REPEATED otherwise), except for a release, which answers for the
+    latch it names (RELEASED even while another level still holds the engine: `status.engaged` says so).
+    """
+
+    def __init__(self, namespace: str, name: str) -> None:
+        self.own = holder_of(KillLevel.SYSTEM, name, namespace)
+        self.latches: dict[str, KillSwitchLatch] = {self.own: KillSwitchLatch()}
+        self.status = KillSwitchStatus()
+
+    @property
+    def version(self) -> int:
+        return sum(latch.version for latch in self.latches.values())
+
+    def holder_for(self, cmd: KillSwitchCommand) -> str:
+        return cmd.holder if cmd.holder is not None else self.own
+
+    def latch(self, holder: str) -> KillSwitchLatch:
+        if holder not in self.latches:
+            self.latches[holder] = KillSwitchLatch()
+        return self.latches[holder]
+
+    def held(self, holder: str) -> str | None:
+        """The engagement holding `holder`'s latch (for a refused release's message)."""
+        latch = self.latches.get(holder)
+        return latch.status.engagement if latch is not None else None
+
+    def apply(self, cmd: KillSwitchCommand, now: datetime) -> LatchDecision:
+        before = self.status
+        holder = self.holder_for(cmd)
+        decision = self.latch(holder).apply(cmd, now)
+        self.status = self._aggregate()
+        if not cmd.engaged:
+            return decision
+        if not before.engaged:
+            return LatchDecision.ENGAGED
+        stronger = _strength(self.status) > _strength(before)
+        return LatchDecision.ESCALATED if stronger else LatchDecision.REPEATED
+
+    def _aggregate(self) -> KillSwitchStatus:
+        engaged = sorted(
+            ((h, latch.status) for h, latch in self.latches.items() if latch.status.engaged),
+            key=lambda hs: level_rank(holder_level(hs[0])),
+        )
+        own = self.latches[self.own].status
+        if not engaged:
+            return own
+        # Who/why/engagement of the engine's own switch while it is engaged (the operator's acks match it
+        # against spec.killSwitch.engagedAt), else of the highest level holding it.
+        primary = own if own.engaged else engaged[0][1]
+        mode = KillSwitchMode.REDUCE_ONLY
+        for _, status in engaged:
+            mode = stronger_mode(mode, status.mode)
+        return KillSwitchStatus(
+            engaged=True,
+            mode=mode,
+            close_positions=any(status.close_positions for _, status in engaged),
+            reason=primary.reason,
+            operator=primary.operator,
+            source=primary.source,
+            generation=own.generation,
+            since=min((s.since for _, s in engaged if s.since is not None), default=primary.since),
+            engagement=primary.engagement,
+            held_by=tuple(_hold(h, s) for h, s in engaged),
+        )
+
+    def persisted(self) -> dict[str, object]:
+        """Every engaged holder's latch (the own one at the top level, as a single latch wrote it)."""
+        data = persisted(self.latches[self.own].status)
+        data["levels"] = {
+            h: persisted(latch.status)
+            for h, latch in self.latches.items()
+            if h != self.own and latch.status.engaged
+        }
+        return data
+
+
+def commands_from_persisted(data: object) -> list[KillSwitchCommand]:
+    """The engages to re-apply at start from what `KillSwitchLevels.persisted` wrote, one per holder
+    (also reads a single latch's older format)."""
+    commands = []
+    own = command_from_persisted(data)
+    if own is not None:
+        commands.append(own)
+    levels = data.get("levels") if isinstance(data, dict) else None
+    for holder, held in (levels if isinstance(levels, dict) else {}).items():
+        cmd = command_from_persisted(held)
+        if cmd is None:
+            continue
+        try:
+            at = {"level": holder_level(str(holder)), "holder": holder}
+            commands.append(KillSwitchCommand.model_validate({**cmd.model_dump(), **at}))
+        except ValueError:
+            continue  # not a holder we could have written
+    return commands
+
+
 def command_from_spec(
-    spec: KillSwitchSpec, *, generation: int | None, default_source: str
+    spec: KillSwitchSpec,
+    *,
+    generation: int | None,
+    default_source: str,
+    level: KillLevel = KillLevel.SYSTEM,
+    holder: str | None = None,
 ) -> KillSwitchCommand:
     """The shared `to_command`, naming the path that engaged it (`spec.source`) for an engagement."""
     delivered_by = KillSource.parse(default_source)
     source = KillSource.parse(spec.source, delivered_by) if spec.engaged else delivered_by
-    return to_command(spec, generation=generation, source=source)
+    return to_command(spec, generation=generation, source=source, level=level, holder=holder)
 
 
 def persisted(status: KillSwitchStatus) -> dict[str, object]:

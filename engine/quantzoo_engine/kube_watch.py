@@ -47,6 +47,7 @@ class ViewLost:
     """The engine can no longer tell what the kill switch says."""
 
     reason: str
+    watch: str | None = None  # another level's watch (level_watch.py); None: the own TradingSystem's
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,8 @@ class Relist:
 @dataclass(frozen=True, slots=True)
 class Proof:
     """Nothing changed (a bookmark, or a watch the server ended cleanly): the engine's view is current."""
+
+    watch: str | None = None  # another level's watch (level_watch.py); None: the own TradingSystem's
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,14 +23,10 @@ from typing import Any
 
 from quantzoo_engine.engine import ShutdownReport, TradingEngine
 from quantzoo_engine.feed.base import MarketDataFeed
-from quantzoo_engine.killswitch import (
-    KillSwitchStatus,
-    command_from_persisted,
-    command_from_spec,
-    persisted,
-)
+from quantzoo_engine.killswitch import KillSwitchStatus, command_from_spec, commands_from_persisted
 from quantzoo_engine.kube_watch import KubeWatch, WatchAction
 from quantzoo_engine.lease import LeaseKeeper
+from quantzoo_engine.level_watch import LevelWatch
 from quantzoo_engine.persistence import KILL_SWITCH_FILE_NAME, read_json, write_json, write_state
 from quantzoo_engine.proof import Freshness, ProofOfState
 
@@ -39,6 +35,8 @@ log = logging.getLogger(__name__)
 WatchFactory = Callable[[Callable[[WatchAction], Any]], KubeWatch]
 # (the watch, whose API client it shares; the Lease's validity; call on every change) -> keeper
 LeaseFactory = Callable[[KubeWatch, Freshness, Callable[[], None]], LeaseKeeper]
+# (the own watch, whose API client they share; the engine's watch-action handler) -> the other levels' watches
+LevelWatchFactory = Callable[[KubeWatch, Callable[[Any], Any]], list[LevelWatch]]
 FENCE_CHECK_SECONDS = 0.2
 
 
@@ -55,6 +53,7 @@ class EngineRuntime:
         housekeeping_interval_seconds: float = 1.0,
         proof_timeout_seconds: float = 15.0,
         lease_factory: LeaseFactory | None = None,
+        level_watch_factory: LevelWatchFactory | None = None,
     ) -> None:
         self.engine = engine
         self.feed = feed
@@ -67,6 +66,8 @@ class EngineRuntime:
         self.proof_timeout_seconds = proof_timeout_seconds
         self.lease_factory = lease_factory
         self.lease: LeaseKeeper | None = None
+        self.level_watch_factory = level_watch_factory
+        self.level_watches: list[LevelWatch] = []
         self.exit_code = 0
         self.state_file: Path | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -82,8 +83,8 @@ class EngineRuntime:
         engine = self.engine
         # Still held by the engagement of the previous run (say, a direct halt during an API-server
         # outage): only a release naming it lifts it, whatever the first read says.
-        held = command_from_persisted(read_json(self.state_dir, KILL_SWITCH_FILE_NAME))
-        if held is not None:
+        # Every level's latch (issue #13): each holder's engagement is restored to its own latch.
+        for held in commands_from_persisted(read_json(self.state_dir, KILL_SWITCH_FILE_NAME)):
             engine.apply_kill_switch_now(held)
         engine.on_latch_changed = self._persist_latch
         if self.watch_factory is None:
@@ -99,6 +100,12 @@ class EngineRuntime:
             engine.proof = ProofOfState.with_bound(self.proof_timeout_seconds)
             self.watch = self.watch_factory(engine.on_watch_action)
             self._spawn(self.watch.run(), "kube-watch")
+            if self.level_watch_factory is not None:
+                # Every other level covering the engine: unproven (so HALTED) until each has been read.
+                self.level_watches = self.level_watch_factory(self.watch, engine.on_watch_action)
+                for level_watch in self.level_watches:
+                    engine.proof.watch(level_watch.name)
+                    self._spawn(level_watch.run(), f"watch-{level_watch.name}")
             if self.lease_factory is not None:
                 engine.lease_validity = Freshness()
                 self.lease = self.lease_factory(self.watch, engine.lease_validity, engine.check_fences)
@@ -110,9 +117,9 @@ class EngineRuntime:
             self._spawn(self._run_feed(self.feed), "market-data")
         self._spawn(self._housekeeping(), "housekeeping")
 
-    def _persist_latch(self, status: KillSwitchStatus) -> None:
+    def _persist_latch(self, _: KillSwitchStatus) -> None:
         try:
-            write_json(self.state_dir, KILL_SWITCH_FILE_NAME, persisted(status), fsync=False)
+            write_json(self.state_dir, KILL_SWITCH_FILE_NAME, self.engine.kill.persisted(), fsync=False)
         except OSError:
             log.exception("could not persist the kill-switch engagement", extra={"dir": str(self.state_dir)})
 
@@ -187,6 +194,8 @@ class EngineRuntime:
             report = ShutdownReport(started_at=datetime.now(UTC), errors=["shutdown deadline reached"])
         if self.watch is not None:
             self.watch.stop()
+        for level_watch in self.level_watches:
+            level_watch.stop()
         for t in self._tasks:
             t.cancel()
         if self.lease is not None:

@@ -16,6 +16,9 @@ is a ConfigError naming the variable):
                                            refuses all)
   POD_NAME                                 replica name in acknowledgements (default: hostname)
   QUANTZOO_WATCH_KUBERNETES=1              watch the own TradingSystem (needs namespace and name)
+  QUANTZOO_WATCH_LEVELS=0                  with the watch: do NOT also watch the other levels covering
+                                           the system (TradingHalts; its TradingAccount when
+                                           spec.accountRef names one). Default: watch them (issue #13)
   QUANTZOO_NAMESPACE, QUANTZOO_NAME        which TradingSystem (override the config file's)
   KUBECONFIG                               kubeconfig for the watch (default: in-cluster)
   ENGINE_STATE_DIR                         where the state is persisted on SIGTERM (default: a temp dir)
@@ -85,6 +88,8 @@ class EngineSettings(EnvSettings):
     )
     pod_name: str = Field(default_factory=socket.gethostname, validation_alias="POD_NAME")
     watch_kubernetes: bool = setting("QUANTZOO_WATCH_KUBERNETES", False)
+    # With watch_kubernetes: also watch every other level that covers the system (level_watch.py).
+    watch_levels: bool = setting("QUANTZOO_WATCH_LEVELS", True)
     kubeconfig: str | None = setting("KUBECONFIG", None)
     state_dir: Path = setting("ENGINE_STATE_DIR", Path(tempfile.gettempdir()) / "quantzoo-engine")
     log_level: str = setting("LOG_LEVEL", "INFO")

@@ -470,9 +470,7 @@ state = "{d / "state"}"
 
     def _deploy_coredns(self, timeout: float) -> None:
         manifest = (Path(__file__).parent / "manifests" / "coredns.yaml").read_text()
-        manifest = manifest.replace("${IMAGE}", self.images["coredns"].ref).replace(
-            "${DNS_IP}", DNS_IP
-        )
+        manifest = manifest.replace("${IMAGE}", self.images["coredns"].ref).replace("${DNS_IP}", DNS_IP)
         self.plane.kubectl("apply", "-f", "-", input=manifest)
         res = self.plane.kubectl(
             *("-n", "kube-system", "rollout", "status", "deployment/coredns"),

@@ -23,6 +23,7 @@ from quantzoo_safety.context import SafetyContext
 from quantzoo_safety.errors import validation_error_handler
 from quantzoo_safety.killswitch import KillSwitchService
 from quantzoo_safety.kube import ApiServerUnreachable, TradingSystemClient, api_client_from_environment
+from quantzoo_safety.levels_api import levels
 from quantzoo_safety.metrics import SafetyMetrics
 from quantzoo_safety.middleware import RequestRecorder
 from quantzoo_safety.observe import Observer
@@ -155,6 +156,7 @@ def create_app(
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(runbook)
+    app.include_router(levels)  # GET /kill-switch/levels (levels_api.py)
     app.include_router(probes)
     app.add_middleware(RequestRecorder, context=lambda: app.state.safety)
     return app

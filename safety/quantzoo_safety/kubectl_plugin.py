@@ -3,8 +3,13 @@
     kubectl quantzoo kill    (NAME | --all) [-n NS] --reason R [--operator WHO] [--close-positions]
                              [--mode Halt|ReduceOnly]
     kubectl quantzoo release (NAME | --all) [-n NS] --reason R [--operator WHO]
+    kubectl quantzoo kill | release  (--account A [-n NS] | --namespace NS | --firm)  ...
     kubectl quantzoo status  [NAME] [-n NS]
     kubectl quantzoo backtest NAME|status|report ...   (backtest_job/command.py: a backtest as a Job)
+
+The levels above one system (issue #13, quantzoo_safety.levels): `--account A` the TradingAccount's switch,
+`--namespace NS` alone (no NAME, no --all) the desk's TradingHalt `desk-NS`, `--firm` the TradingHalt
+`firm`; one write stops every system the level covers (the halt is created on first use).
 
 Uses the current kubeconfig (or --kubeconfig/--context) and the same patches as the safety service
 (`engage_patch` / `release_patch`), so the one source of truth is `spec.killSwitch` whichever path
@@ -35,8 +40,10 @@ from quantzoo_api.killswitch import (
     clip,
     normalise_mode,
 )
+from quantzoo_api.levels import KillLevel
 from quantzoo_api.types import KillSwitchMode
 
+from quantzoo_safety import levels
 from quantzoo_safety.backtest_job import command as backtest_command
 from quantzoo_safety.engagement import EngageIntent, NotEngaged, kill_switch_of, plan_engage, plan_release
 from quantzoo_safety.kube import (
@@ -76,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
         if not optional_name:
             p.add_argument("--all", action="store_true", help="every TradingSystem in the namespace")
+            # The levels (issue #13): one write for many systems.
+            p.add_argument("--account", default=None, metavar="A", help="the TradingAccount A's switch")
+            p.add_argument("--firm", action="store_true", help="the firm's TradingHalt: every system")
 
     kill = sub.add_parser("kill", help="engage the kill switch")
     targets(kill)
@@ -103,10 +113,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(backtest_command.normalise_argv(argv))
     if args.command in {"kill", "release"}:
-        if args.all and args.name:
+        args.level = level_of(parser, args)
+        if args.level is None and args.all and args.name:
             parser.error("give either NAME or --all, not both")
-        if not args.all and not args.name:
-            parser.error("give a TradingSystem NAME or --all")
+        if args.level is None and not args.all and not args.name:
+            parser.error(
+                "give a TradingSystem NAME or --all (or a level: --account A, --namespace NS, --firm)"
+            )
         if args.command == "kill":
             args.reason = clip(args.reason, MAX_REASON, DEFAULT_REASON)
             args.operator = clip(args.operator or default_operator(), MAX_OPERATOR, DEFAULT_OPERATOR)
@@ -117,6 +130,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if not args.operator:
             parser.error("--operator must not be blank")
     return args
+
+
+def level_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> KillLevel | None:
+    """Which level a kill/release is for: None for TradingSystems (NAME or --all)."""
+    chosen = [flag for flag, on in (("--account", args.account), ("--firm", args.firm)) if on]
+    if len(chosen) > 1 or (chosen and (args.name or args.all)):
+        parser.error("give one of NAME, --all, --account A, --namespace NS or --firm")
+    if args.firm:
+        if args.namespace:
+            parser.error("--firm covers every namespace: drop --namespace")
+        return KillLevel.FIRM
+    if args.account:
+        return KillLevel.ACCOUNT
+    if args.namespace and not args.name and not args.all:
+        return KillLevel.DESK
+    return None
 
 
 def current_namespace(kubeconfig: str | None, context: str | None) -> str:
@@ -315,6 +344,8 @@ def main(
     ns = args.namespace or current_namespace(args.kubeconfig, args.context)
     if args.command == "backtest":
         return backtest_command.main(args, ns, out, err)
+    if getattr(args, "level", None) is not None:
+        return _level(args, ns, out, err)
     if systems is None:
         from quantzoo_safety.kube import api_client_from_environment
 
@@ -325,6 +356,30 @@ def main(
             return 1
         systems = TradingSystems(api_client, request_timeout=10, field_manager=FIELD_MANAGER)
     return run(args, systems, ns, out, err)
+
+
+def _level(args: argparse.Namespace, ns: str, out: TextIO, err: TextIO) -> int:
+    from quantzoo_safety.kube import api_client_from_environment
+
+    try:
+        api_client = api_client_from_environment(args.kubeconfig, args.context)
+    except ApiServerUnreachable as exc:
+        print(f"error: {exc}", file=err)
+        return 1
+    objects = levels.LevelObjects(api_client, request_timeout=10, field_manager=FIELD_MANAGER)
+    target = {
+        KillLevel.FIRM: lambda: levels.LevelTarget.firm(),
+        KillLevel.DESK: lambda: levels.LevelTarget.desk(ns),
+        KillLevel.ACCOUNT: lambda: levels.LevelTarget.account(ns, args.account),
+    }[args.level]()
+    intent = EngageIntent(
+        reason=args.reason,
+        operator=args.operator,
+        source=SOURCE,
+        close_positions=getattr(args, "close_positions", False),
+        mode=normalise_mode(getattr(args, "mode", KillSwitchMode.HALT)),
+    )
+    return levels.act(objects, target, args.command, intent, out, err)
 
 
 if __name__ == "__main__":

@@ -148,7 +148,8 @@ def safety_checks(ctx: SafetyContext, engine: EngineView, cluster: ClusterView) 
         views["status"] = cluster.status_engaged
     else:
         views["safety"] = bool(ctx.killswitch.local.get("engaged"))
-    views["engine"] = engine.engaged
+    # The engine's own switch (not an account, desk or firm holding it: issue #13) is what spec says.
+    views["engine"] = engine.kill_switch.get("system_engaged", engine.engaged) if engine.reachable else None
     shown = ", ".join(f"{k}={_on_off(v)}" for k, v in views.items())
     required = ["spec", "engine"] if cluster.enabled else ["safety", "engine"]
     missing = [k for k in required if views[k] is None]

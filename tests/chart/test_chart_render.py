@@ -177,6 +177,8 @@ def test_defaults_render_the_operator_and_nothing_optional(render):
         "NetworkPolicy",
         "ConfigMap",
         "Pod",
+        "ValidatingAdmissionPolicy",  # a release needs the release right (kill-release-policy.yaml)
+        "ValidatingAdmissionPolicyBinding",
     }
     assert not out.of_kind("TradingSystem"), "the sample must be off by default"
     assert not out.of_kind("PrometheusRule")
@@ -311,7 +313,7 @@ def test_helm_test_hook(render):
     assert c["args"] == [(CHART / "files" / "helm-test.py").read_text()]
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env["QUANTZOO_OPERATOR_URL"] == f"http://{OPERATOR}.quantzoo-system.svc:8080"
-    test_role = next(o for o in out.of_kind("ClusterRole") if o["metadata"]["name"] != OPERATOR)
+    test_role = next(o for o in out.of_kind("ClusterRole") if o["metadata"]["name"].endswith("-test"))
     assert test_role["rules"] == [
         {
             "apiGroups": ["apiextensions.k8s.io"],
@@ -391,7 +393,12 @@ def test_watch_namespaces_restricts_the_operator(render, rbac_rules):
         assert b["subjects"][0]["namespace"] == "quantzoo-system"
     cluster_role = out.one("ClusterRole", OPERATOR)
     cluster_resources = {res for r in cluster_role["rules"] for res in r["resources"]}
-    assert cluster_resources == {"namespaces", "customresourcedefinitions"}
+    assert cluster_resources == {
+        "namespaces",
+        "customresourcedefinitions",
+        "tradinghalts",  # cluster-scoped: the levels of the kill switch
+        "tradinghalts/status",
+    }
     # Split, not changed: the namespaced Role plus the ClusterRole grant exactly what the file grants.
     assert normalise(roles[0]["rules"]) | normalise(cluster_role["rules"]) == normalise(rbac_rules)
     assert not normalise(roles[0]["rules"]) & normalise(cluster_role["rules"])

@@ -59,7 +59,7 @@ Resources that exist only at cluster scope. When the operator watches a list of 
 stay in a ClusterRole; every other rule of files/operator-rbac-rules.yaml becomes a Role in each namespace.
 */}}
 {{- define "quantzoo.clusterScopedResources" -}}
-{{- list "namespaces" "nodes" "persistentvolumes" "customresourcedefinitions" "clusterroles" "clusterrolebindings" "storageclasses" "priorityclasses" "apiservices" "tokenreviews" "subjectaccessreviews" "selfsubjectaccessreviews" "certificatesigningrequests" "mutatingwebhookconfigurations" "validatingwebhookconfigurations" | toJson }}
+{{- list "namespaces" "nodes" "persistentvolumes" "customresourcedefinitions" "clusterroles" "clusterrolebindings" "storageclasses" "priorityclasses" "apiservices" "tokenreviews" "subjectaccessreviews" "selfsubjectaccessreviews" "certificatesigningrequests" "mutatingwebhookconfigurations" "validatingwebhookconfigurations" "tradinghalts" | toJson }}
 {{- end }}
 
 {{/* The operator's RBAC rules: files/operator-rbac-rules.yaml, the one source of truth. */}}

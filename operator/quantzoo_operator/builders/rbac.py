@@ -3,8 +3,11 @@
 - engine: get/list/watch its TradingSystem (the independent kill-switch path: it watches spec.killSwitch
   itself, so a kill reaches it while the operator is down). list/watch with resourceNames works for a
   watch that selects `metadata.name=<name>` with a field selector. And its trading Lease
-  (`<name>-trading`, coordination.k8s.io): get/update by name; create cannot be limited by name.
+  (`<name>-trading`, coordination.k8s.io): get/update by name; create cannot be limited by name. And its
+  TradingAccount (spec.accountRef), get/list/watch by name: a kill switch level it watches (issue #13);
+  the TradingHalts are cluster-scoped, read through the chart's -halt-reader ClusterRoleBinding.
 - safety: get/list/watch/patch its TradingSystem (activation patches spec.killSwitch: one source of truth),
+  and `release` on it (the chart's kill-release admission policy asks for it: the runbook's deactivate),
   and create Events (its audit trail shows up in `kubectl describe ts`); list pods in its namespace (its
   direct halt reaches every engine pod by pod IP, Ready or not; list cannot be limited by name).
 The operator can grant these because it holds them itself (RBAC escalation check).
@@ -15,13 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 from quantzoo_api import GROUP, PLURAL
+from quantzoo_api.accounts import ACCOUNT_PLURAL
 
 from quantzoo_operator import labels, names
 from quantzoo_operator.builders.common import System, metadata
 
 
 def engine_rules(system: System) -> list[dict[str, Any]]:
-    return [
+    rules: list[dict[str, Any]] = [
         {
             "apiGroups": [GROUP],
             "resources": [PLURAL],
@@ -36,6 +40,16 @@ def engine_rules(system: System) -> list[dict[str, Any]]:
         },
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
     ]
+    if system.spec.account_ref is not None:
+        rules.append(
+            {
+                "apiGroups": [GROUP],
+                "resources": [ACCOUNT_PLURAL],
+                "resourceNames": [system.spec.account_ref.name],
+                "verbs": ["get", "list", "watch"],
+            }
+        )
+    return rules
 
 
 def safety_rules(system: System) -> list[dict[str, Any]]:
@@ -44,7 +58,7 @@ def safety_rules(system: System) -> list[dict[str, Any]]:
             "apiGroups": [GROUP],
             "resources": [PLURAL],
             "resourceNames": [system.name],
-            "verbs": ["get", "list", "watch", "patch"],
+            "verbs": ["get", "list", "watch", "patch", "release"],
         },
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},

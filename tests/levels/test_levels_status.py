@@ -1,0 +1,84 @@
+"""The operator writes which level holds each TradingSystem (issue #13), against the real API server:
+status.killSwitch.heldBy (highest level first), the Halted condition naming the highest level, and the
+TradingHalt's status.systems/halted. A real operator process, no engines (test_levels_engines has them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+from quantzoo_api import GROUP, PLURAL, VERSION
+from quantzoo_api.levels import HALT_PLURAL, KillLevel
+
+from hack.devcluster.stack import start_operator
+from tests.faults.watching_engine import SPEC
+from tests.levels.halts import (
+    create_account,
+    create_halt,
+    delete_halt,
+    engage_account,
+    engage_halt,
+    release_halt,
+)
+from tests.operator.conftest import FAST_ENV, release_finalizers, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def status_of(api: client.ApiClient, namespace: str, name: str) -> dict:
+    obj = client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    return obj.get("status") or {}
+
+
+def held(api: client.ApiClient, namespace: str, name: str) -> tuple[list[str], str | None]:
+    status = status_of(api, namespace, name)
+    names = [h["name"] for h in (status.get("killSwitch") or {}).get("heldBy") or []]
+    cond = next((c for c in status.get("conditions") or () if c["type"] == "Halted"), {})
+    return names, cond.get("reason")
+
+
+@pytest.fixture
+def operator(cluster, kube_api, namespace) -> Iterator[None]:
+    op = start_operator(cluster.kubeconfig, [namespace], FAST_ENV)
+    try:
+        yield
+    finally:
+        op.stop()
+        release_finalizers(kube_api, namespace)
+
+
+def test_status_names_the_levels_holding_each_system(cluster, kube_api, namespace, operator) -> None:
+    custom = client.CustomObjectsApi(kube_api)
+    create_account(kube_api, namespace, "main")
+    for name, extra in (("s1", {"accountRef": {"name": "main"}}), ("s2", {})):
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TradingSystem", "metadata": {"name": name}}
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, body | {"spec": {**SPEC, **extra}}
+        )
+    desk = create_halt(kube_api, KillLevel.DESK, namespace)
+    try:
+        assert held(kube_api, namespace, "s2") == ([], None)  # never held: nothing written
+        engage_halt(kube_api, desk)
+        for name in ("s1", "s2"):
+            wait_for(
+                lambda n=name: held(kube_api, namespace, n) == ([f"Desk/{desk}"], "HeldByDesk"), 10, what=name
+            )
+        halt = custom.get_cluster_custom_object(GROUP, VERSION, HALT_PLURAL, desk)
+        wait_for(
+            lambda: (
+                (custom.get_cluster_custom_object(GROUP, VERSION, HALT_PLURAL, desk).get("status") or {})
+                == {"systems": 2, "halted": 2}
+            ),
+            10,
+            what=f"the halt's status (was {halt.get('status')})",
+        )
+        engage_account(kube_api, namespace, "main")
+        want = ([f"Desk/{desk}", f"Account/{namespace}/main"], "HeldByDesk")
+        wait_for(lambda: held(kube_api, namespace, "s1") == want, 10, what="desk, then account")
+        release_halt(kube_api, desk)
+        wait_for(lambda: held(kube_api, namespace, "s2") == ([], "NotHalted"), 10, what="s2 released")
+        want = ([f"Account/{namespace}/main"], "HeldByAccount")
+        wait_for(lambda: held(kube_api, namespace, "s1") == want, 10, what="s1 still held by its account")
+    finally:
+        delete_halt(kube_api, desk)
