@@ -92,6 +92,7 @@ bench: setup ## benchmarks; figures in bench/results/*.json
 	$(PY) -m bench.engine_bench
 	$(PY) -m bench.kill_switch_bench
 	$(PY) -m bench.kill_switch_bench --cpu-burner
+	$(PY) -m bench.kill_switch_realpods_bench
 	$(PY) -m bench.strategy_isolation_bench
 	$(PY) -m bench.scale_bench --n "$(SCALE_N)"
 

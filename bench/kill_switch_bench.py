@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -96,6 +97,59 @@ def wait_halted(http: httpx.Client, url: str, timeout: float = 10.0) -> float:
     raise TimeoutError("engine did not halt")
 
 
+def run_trials(
+    stack: TradingSystemStack,
+    watcher: ObjectWatcher,
+    http: httpx.Client,
+    trials: int,
+    activate: Callable[[], None],
+    deactivate: Callable[[], None],
+) -> dict[str, list[float]]:
+    """The trials (see the module docstring): {figure: milliseconds per trial}. `activate`/`deactivate`
+    are the runbook's calls as this edition makes them."""
+    patch_to_halt, patch_to_ack, floor, safety_to_halt = [], [], [], []
+    for i in range(trials):
+        out = stack.patch(
+            {"spec": {"killSwitch": {"engaged": True, "reason": f"bench {i}", "operator": "bench"}}}
+        )
+        t0 = time.monotonic()
+        rv, gen = out["metadata"]["resourceVersion"], out["metadata"]["generation"]
+        t_halt = wait_halted(http, stack.engine.url)
+        wait_for(lambda g=gen: g in watcher.acked_generation, timeout=10, interval=0.002)
+        wait_for(lambda r=rv: r in watcher.seen_rv, timeout=10, interval=0.002)
+        patch_to_halt.append((t_halt - t0) * 1000)
+        patch_to_ack.append((watcher.acked_generation[gen] - t0) * 1000)
+        floor.append((watcher.seen_rv[rv] - t0) * 1000)
+        stack.patch(release_patch_for(kill_switch_of(stack.get()), operator="bench", reason=f"trial {i}"))
+        wait_for(lambda: stack.engine_state()["trading_state"] == "ACTIVE", timeout=10, interval=0.005)
+        # (c) the runbook's activate call
+        t1 = time.monotonic()
+        activate()
+        safety_to_halt.append((wait_halted(http, stack.engine.url) - t1) * 1000)
+        deactivate()
+        wait_for(lambda: stack.engine_state()["trading_state"] == "ACTIVE", timeout=10, interval=0.005)
+    return {
+        "patch_to_halt_ms": patch_to_halt,
+        "patch_to_ack_ms": patch_to_ack,
+        "safety_api_to_halt_ms": safety_to_halt,
+        "watch_floor_ms": floor,
+    }
+
+
+def summarise(figures: dict[str, list[float]], trials: int, spec: dict, apiserver: str) -> dict:
+    """Percentiles, and the targets checked against the same run's floor."""
+    result: dict = {"trials": trials, **{k: pct(v) for k, v in figures.items()}}
+    halt, ack, floor = result["patch_to_halt_ms"], result["patch_to_ack_ms"], result["watch_floor_ms"]
+    result["targets"] = {
+        "patch_to_halt_p99_within_50ms_of_floor_p99": halt["p99"] - floor["p99"] <= 50,
+        "patch_to_ack_p99_under_500ms": ack["p99"] < 500,
+    }
+    result["strategy"] = spec["strategy"]["name"]
+    result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    result["kube_apiserver"] = apiserver
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=1000)
@@ -151,53 +205,23 @@ def main(argv: list[str] | None = None) -> int:
         watcher.start()
         time.sleep(1)
 
-        patch_to_halt, patch_to_ack, floor, safety_to_halt = [], [], [], []
-        for i in range(args.trials):
-            out = stack.patch(
-                {"spec": {"killSwitch": {"engaged": True, "reason": f"bench {i}", "operator": "bench"}}}
-            )
-            t0 = time.monotonic()
-            rv, gen = out["metadata"]["resourceVersion"], out["metadata"]["generation"]
-            t_halt = wait_halted(http, stack.engine.url)
-            wait_for(lambda g=gen: g in watcher.acked_generation, timeout=10, interval=0.002)
-            wait_for(lambda r=rv: r in watcher.seen_rv, timeout=10, interval=0.002)
-            patch_to_halt.append((t_halt - t0) * 1000)
-            patch_to_ack.append((watcher.acked_generation[gen] - t0) * 1000)
-            floor.append((watcher.seen_rv[rv] - t0) * 1000)
-            stack.patch(release_patch_for(kill_switch_of(stack.get()), operator="bench", reason=f"trial {i}"))
-            wait_for(lambda: stack.engine_state()["trading_state"] == "ACTIVE", timeout=10, interval=0.005)
-            # (c) the runbook's activate call
-            t1 = time.monotonic()
-            resp = http.post(
+        def activate() -> None:
+            http.post(
                 stack.safety.url + "/kill-switch/activate",
                 headers=stack.safety_headers(),
-                json={"reason": f"bench {i}", "close_positions": False, "operator": "bench"},
-            )
-            resp.raise_for_status()
-            safety_to_halt.append((wait_halted(http, stack.engine.url) - t1) * 1000)
+                json={"reason": "bench", "close_positions": False, "operator": "bench"},
+            ).raise_for_status()
+
+        def deactivate() -> None:
             http.post(
                 stack.safety.url + "/kill-switch/deactivate",
                 headers=stack.safety_headers(),
                 json={"operator": "bench"},
             ).raise_for_status()
-            wait_for(lambda: stack.engine_state()["trading_state"] == "ACTIVE", timeout=10, interval=0.005)
-        watcher.stop_flag.set()
 
-        halt, ack, floor_pct = pct(patch_to_halt), pct(patch_to_ack), pct(floor)
-        result = {
-            "trials": args.trials,
-            "patch_to_halt_ms": halt,
-            "patch_to_ack_ms": ack,
-            "safety_api_to_halt_ms": pct(safety_to_halt),
-            "watch_floor_ms": floor_pct,
-            "targets": {
-                "patch_to_halt_p99_within_50ms_of_floor_p99": halt["p99"] - floor_pct["p99"] <= 50,
-                "patch_to_ack_p99_under_500ms": ack["p99"] < 500,
-            },
-            "strategy": spec["strategy"]["name"],
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            "kube_apiserver": plane.versions()["kube-apiserver"],
-        }
+        figures = run_trials(stack, watcher, http, args.trials, activate, deactivate)
+        watcher.stop_flag.set()
+        result = summarise(figures, args.trials, spec, plane.versions()["kube-apiserver"])
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))

@@ -18,6 +18,11 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 _ENGAGE_BUCKETS = (1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 0.1, 1.0)
 
 
+# The kinds Engine.count_error counts; present at 0 from the start, so an error-rate panel reads 0, not
+# "no data", on a healthy engine.
+ERROR_KINDS = ("broker", "strategy", "internal", "kill_path")
+
+
 class EngineMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -123,6 +128,8 @@ class EngineMetrics:
             registry=r,
         )
         self.set_trading_state(TradingState.HALTED)
+        for kind in ERROR_KINDS:
+            self.errors.labels(kind=kind)
         for api in ("broker", "http"):
             # Present from the start, so the runbook's SlowAPI alert and dashboards always see the series.
             self.api_latency_seconds.labels(api=api).set(0)

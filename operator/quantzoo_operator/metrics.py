@@ -51,6 +51,10 @@ class OperatorMetrics:
         """Count, time and count failures of an async handler."""
 
         def decorator(fn: F) -> F:
+            # The handler's series exist at 0 before its first run (an error rate reads 0, not "no data").
+            self.reconcile_total.labels(handler)
+            self.reconcile_errors.labels(handler)
+
             @wraps(fn)
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 self.reconcile_total.labels(handler).inc()
