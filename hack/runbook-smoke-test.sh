@@ -45,7 +45,7 @@ position() {  # the signed quantity held in SYMBOL (0 when flat)
   curl -fsS "http://localhost:$E/positions/current" | jq --arg s "$SYMBOL" '[.positions[] | select(.symbol == $s) | .quantity] | add // 0'
 }
 wait_position() {  # wait_position QTY: until the position is QTY (a market order fills at the next price)
-  for _ in $(seq 60); do [ "$(position)" = "$1" ] && return 0; sleep 0.5; done
+  for _ in $(seq 60); do jq -en --argjson have "$(position)" --argjson want "$1" '$have == $want' >/dev/null && return 0; sleep 0.5; done
   fail "position in $SYMBOL is $(position), expected $1"
 }
 

@@ -100,12 +100,16 @@ def test_runbook_curl_on_the_node_port_halts_the_engine_with_the_api_server_down
             res = ownsystem.bash(commands, env, timeout=60)
             assert res.returncode == 0, res.stderr
             assert res.stdout.strip(), res.stderr  # the safety service answered (the checks follow)
+            # Halted by the kill switch the curl carried (without the API server the engine would also
+            # halt on its own a while later, for want of proof of the switch's state or of its Lease).
             state = realpods.wait_for(
-                lambda: (s := engine_state(engine))["trading_state"] == "HALTED" and s,
+                lambda: (s := engine_state(engine))["kill_switch"]["engaged"] and s,
                 30,
-                "the engine HALTED with the API server down",
+                "the engine halted by the kill switch with the API server down",
             )
-            assert state["kill_switch"]["engaged"] is True, state
+            assert state["trading_state"] == "HALTED", state
+            assert "kill_switch_engaged" in state["halt_reasons"], state
+            assert "API server down" in (state["kill_switch"]["reason"] or ""), state
         finally:
             release.plane.start_apiserver()
         # Back up: the safety service's pending engagement reaches spec.killSwitch.
