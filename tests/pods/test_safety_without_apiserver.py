@@ -71,7 +71,7 @@ def test_runbook_curl_on_the_node_port_halts_the_engine_with_the_api_server_down
         assert (svc["type"], svc["ports"][0]["nodePort"]) == ("NodePort", NODE_PORT)
 
         # A source inside sourceRanges (the pod network) gets in; outside it, it is refused.
-        ownsystem.namespace(release, OUTSIDE_NS)
+        ownsystem.namespace(release, OUTSIDE_NS, restricted=False)
         try:
             inside = realpods.probe_from(release, OUTSIDE_NS, "probe-inside", [url])
             assert inside[url] == 200, inside
