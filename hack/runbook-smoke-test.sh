@@ -49,6 +49,15 @@ wait_position() {  # wait_position QTY: until the position is QTY (a market orde
   fail "position in $SYMBOL is $(position), expected $1"
 }
 
+wait_trading() {  # wait_trading STATE: until the engine's trading_state is STATE (30 s)
+  for _ in $(seq 60); do
+    [ "$(curl -fsS "http://localhost:$E/state" | jq -r .trading_state)" = "$1" ] && return 0; sleep 0.5
+  done
+  fail "the engine is $(curl -fsS "http://localhost:$E/state" | jq -c '{trading_state, halt_reasons}'), expected $1"
+}
+
+step "0. the engine is trading"
+wait_trading ACTIVE
 start=$(position)
 step "1. place a small paper order: buy $QTY $SYMBOL"
 code=$(order buy); [ "$code" = 201 ] || fail "order refused: HTTP $code $(cat "$answer")"
@@ -72,26 +81,18 @@ curl -fsS -X POST "http://localhost:$S/kill-switch/activate" \
   -H "Authorization: Bearer $SAFETY_API_TOKEN" \
   -H "Content-Type: application/json" \
   -d '{"reason": "runbook smoke test", "close_positions": false, "operator": "smoke-test"}' | jq -c .
-for _ in $(seq 60); do
-  [ "$(curl -fsS "http://localhost:$E/state" | jq -r .trading_state)" = HALTED ] && break; sleep 0.5
-done
-curl -fsS "http://localhost:$E/state" | jq -e -c '{trading_state} | select(.trading_state == "HALTED")' \
-  || fail "the engine is not HALTED"
+wait_trading HALTED
 
 step "6. orders are refused while the kill switch is engaged"
 code=$(order buy)
 [ "$code" = 409 ] || fail "an order while killed answered HTTP $code $(cat "$answer")"
-jq -e -c '.detail | select(.reason == "trading_halted")' "$answer" || fail "not refused as halted"
+jq -e -c '(.detail // .) | select(.reason == "trading_halted")' "$answer" || fail "not refused as halted"
 
 step "7. deactivate the kill switch (the runbook's curl); trading resumes"
 curl -fsS -X POST "http://localhost:$S/kill-switch/deactivate" \
   -H "Authorization: Bearer $SAFETY_API_TOKEN" \
   -H "Content-Type: application/json" \
   -d '{"operator": "smoke-test"}' | jq -c .
-for _ in $(seq 60); do
-  [ "$(curl -fsS "http://localhost:$E/state" | jq -r .trading_state)" = ACTIVE ] && break; sleep 0.5
-done
-curl -fsS "http://localhost:$E/state" | jq -e -c '{trading_state} | select(.trading_state == "ACTIVE")' \
-  || fail "the engine did not resume"
+wait_trading ACTIVE
 curl -fsS "http://localhost:$S/status" | jq -c .
 echo "smoke test passed: $NS/$TS"

@@ -152,6 +152,9 @@ class LocalObjectReference(_Model):
     name: str = Field(min_length=1, max_length=253)
 
 
+AFFINITY_KEYS = ("nodeAffinity", "podAffinity", "podAntiAffinity")
+
+
 class Placement(_Model):
     """Where and how an operand pod is scheduled: the pod fields a platform team sets.
 
@@ -165,6 +168,15 @@ class Placement(_Model):
     tolerations: list[Toleration] = Field(default_factory=list)
     affinity: dict[str, Any] = Field(default_factory=dict)
     priority_class_name: str | None = Field(None, max_length=253)
+
+    @model_validator(mode="after")
+    def _affinity_shape(self) -> Placement:
+        for key, value in self.affinity.items():
+            if key not in AFFINITY_KEYS:
+                raise ValueError(f"affinity has only {', '.join(AFFINITY_KEYS)}, not {key!r}")
+            if not isinstance(value, dict):
+                raise ValueError(f"affinity.{key} must be an object")
+        return self
 
 
 class WorkloadSpec(Placement):

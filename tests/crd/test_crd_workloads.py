@@ -121,7 +121,6 @@ INVALID = [
         _with("engine", "affinity", {"nodeAfinity": {}}),
         "affinity has only nodeAffinity, podAffinity and podAntiAffinity",
     ),
-    ("affinity-shape", _with("safety", "affinity", {"podAntiAffinity": "yes"}), "are objects"),
     (
         "priority-class",
         _with("engine", "priorityClassName", "Trading Critical"),

@@ -172,3 +172,20 @@ def test_load_balancer_gets_the_source_ranges_too() -> None:
 def test_bad_expose_is_refused_by_the_model(expose: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         parse_spec({"safety": {"expose": expose}})
+
+
+@pytest.mark.parametrize(
+    ("affinity", "message"),
+    [
+        ({"podAntiAffinity": "yes"}, "affinity.podAntiAffinity must be an object"),
+        (
+            {"nodeAfinity": {}},
+            "affinity has only nodeAffinity, podAffinity, podAntiAffinity, not 'nodeAfinity'",
+        ),
+    ],
+)
+def test_bad_affinity_is_refused_by_the_model(affinity: dict[str, Any], message: str) -> None:
+    """The CRD checks only the keys (a preserved object): the operator refuses a non-object value before
+    it writes any pod template (an InvalidSpec Degraded condition naming it)."""
+    with pytest.raises(ValidationError, match=message):
+        parse_spec({"engine": {"affinity": affinity}})
