@@ -117,9 +117,9 @@ INVALID = [
         "tolerationSeconds needs effect NoExecute",
     ),
     (
-        "affinity-key",
-        _with("engine", "affinity", {"nodeAfinity": {}}),
-        "affinity has only nodeAffinity, podAffinity and podAntiAffinity",
+        "affinity-shape",
+        _with("safety", "affinity", {"podAntiAffinity": "yes"}),
+        "spec.safety.affinity.podAntiAffinity",
     ),
     (
         "priority-class",
@@ -149,6 +149,11 @@ INVALID = [
     ),
     ("expose-on-engine", _with("engine", "expose", {"sourceRanges": ["10.0.0.0/8"]}), None),
 ]
+
+
+def test_unknown_affinity_key_is_pruned_never_applied(crs, namespace):
+    spec = _create(crs, namespace, _ts("affinity", _with("engine", "affinity", {"nodeAfinity": {}})))["spec"]
+    assert spec["engine"]["affinity"] == {}
 
 
 @pytest.mark.parametrize(("name", "spec", "message"), INVALID, ids=[i[0] for i in INVALID])
