@@ -90,11 +90,6 @@ INVALID = [
         _with("engine", "imagePullSecrets", [{}]),
         "spec.engine.imagePullSecrets[0].name: Required value",
     ),
-    (
-        "node-selector-key",
-        _with("engine", "nodeSelector", {"bad key!": "x"}),
-        "nodeSelector keys are label keys",
-    ),
     ("node-selector-value", _with("engine", "nodeSelector", {"zone": 3}), "spec.engine.nodeSelector.zone"),
     (
         "toleration-operator",
@@ -105,16 +100,6 @@ INVALID = [
         "toleration-effect",
         _with("engine", "tolerations", [{"key": "a", "effect": "Never"}]),
         "spec.engine.tolerations[0].effect",
-    ),
-    (
-        "toleration-exists-value",
-        _with("engine", "tolerations", [{"key": "a", "operator": "Exists", "value": "b"}]),
-        "a toleration with operator Exists has no value",
-    ),
-    (
-        "toleration-seconds",
-        _with("engine", "tolerations", [{"key": "a", "tolerationSeconds": 5}]),
-        "tolerationSeconds needs effect NoExecute",
     ),
     (
         "affinity-shape",
@@ -136,7 +121,11 @@ INVALID = [
         _with("safety", "expose", {"sourceRanges": []}),
         "spec.safety.expose.sourceRanges",
     ),
-    ("expose-bad-cidr", _with("safety", "expose", {"sourceRanges": ["everyone"]}), "each entry is a CIDR"),
+    (
+        "expose-bad-cidr",
+        _with("safety", "expose", {"sourceRanges": ["everyone"]}),
+        "spec.safety.expose.sourceRanges[0]",
+    ),
     (
         "expose-port",
         _with("safety", "expose", {"sourceRanges": ["10.0.0.0/8"], "nodePort": 8888}),
