@@ -7,6 +7,7 @@ defaults).
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -126,11 +127,88 @@ class EnvVar(_Model):
     value_from: dict[str, Any] | None = None
 
 
-class WorkloadSpec(_Model):
-    image: str = "quantzoo/quantzoo:0.1.0"
-    image_pull_policy: str = "IfNotPresent"
+class TolerationOperator(StrEnum):
+    EXISTS = "Exists"
+    EQUAL = "Equal"
+
+
+class TaintEffect(StrEnum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+class Toleration(_Model):
+    """A pod toleration, as core/v1 has it."""
+
+    key: str | None = Field(None, max_length=317)
+    operator: TolerationOperator | None = None
+    value: str | None = Field(None, max_length=63)
+    effect: TaintEffect | None = None
+    toleration_seconds: int | None = None
+
+
+class LocalObjectReference(_Model):
+    name: str = Field(min_length=1, max_length=253)
+
+
+AFFINITY_KEYS = ("nodeAffinity", "podAffinity", "podAntiAffinity")
+
+
+class Placement(_Model):
+    """Where and how an operand pod is scheduled: the pod fields a platform team sets.
+
+    Per TradingSystem in spec.engine / spec.safety; the operator's chart-level defaults
+    (values `operands.*`) fill each field the TradingSystem leaves unset (quantzoo_operator.placement).
+    `affinity` is core/v1 Affinity (the CRD checks its three top-level keys; the API server checks the
+    rest when the operator writes the pod template)."""
+
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    affinity: dict[str, Any] = Field(default_factory=dict)
+    priority_class_name: str | None = Field(None, max_length=253)
+
+    @model_validator(mode="after")
+    def _affinity_shape(self) -> Placement:
+        for key, value in self.affinity.items():
+            if key not in AFFINITY_KEYS:
+                raise ValueError(f"affinity has only {', '.join(AFFINITY_KEYS)}, not {key!r}")
+            if not isinstance(value, dict):
+                raise ValueError(f"affinity.{key} must be an object")
+        return self
+
+
+class WorkloadSpec(Placement):
+    # Unset: the operator's default, which the chart sets to the chart's own image.
+    image: str | None = Field(None, max_length=512)
+    # Unset: the operator's default (the chart's image.pullPolicy).
+    image_pull_policy: str | None = None
     resources: dict[str, Any] = Field(default_factory=dict)
     env: list[EnvVar] = Field(default_factory=list)
+
+
+class ExposeType(StrEnum):
+    NODE_PORT = "NodePort"
+    LOAD_BALANCER = "LoadBalancer"
+
+
+class SafetyExposeSpec(_Model):
+    """The safety API on a NodePort or LoadBalancer Service, admitted only from `source_ranges`: a path to
+    the kill switch that does not go through the API server (kubectl port-forward does)."""
+
+    type: ExposeType = ExposeType.NODE_PORT
+    node_port: int | None = Field(None, ge=30000, le=32767)
+    source_ranges: list[str] = Field(min_length=1, max_length=32)
+
+    @model_validator(mode="after")
+    def _cidrs(self) -> SafetyExposeSpec:
+        for cidr in self.source_ranges:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"safety.expose.sourceRanges: {cidr!r} is not a CIDR") from None
+        return self
 
 
 class AutoTripSpec(_Model):
@@ -143,6 +221,7 @@ class AutoTripSpec(_Model):
 
 class SafetySpec(WorkloadSpec):
     auto_trip: AutoTripSpec = AutoTripSpec()
+    expose: SafetyExposeSpec | None = None
 
 
 class AccountRef(_Model):

@@ -42,7 +42,11 @@ class Runtime:
         recorder = EventRecorder(kube, config.instance)
         status_writer = StatusWriter(kube, recorder)
         options = BuildOptions(
-            operator_namespace=config.operator_namespace, monitoring_namespaces=config.monitoring_namespaces
+            operator_namespace=config.operator_namespace,
+            monitoring_namespaces=config.monitoring_namespaces,
+            default_image=config.default_image,
+            default_image_pull_policy=config.default_image_pull_policy,
+            operand_placement=config.operand_placement,
         )
         reconciler = Reconciler(kube, recorder, status_writer, options)
         pusher = Pusher(kube, push_timeout=config.push_timeout_seconds, networks=config.push_networks)

@@ -33,6 +33,12 @@ Environment (every variable optional; the command line wins where both exist):
                                                 commands to (default: any). The local control plane's
                                                 simulated pods have made-up IPs; tests, the demo and the
                                                 benchmarks set 127.0.0.0/8 so those are never dialled.
+  QUANTZOO_OPERATOR_DEFAULT_IMAGE              image of engine and safety pods whose TradingSystem sets
+                                                none (the chart sets its own image: repo:tag or repo@digest)
+  QUANTZOO_OPERATOR_DEFAULT_IMAGE_PULL_POLICY  their pull policy when unset (the chart's image.pullPolicy)
+  QUANTZOO_OPERATOR_OPERAND_PLACEMENT          JSON of a quantzoo_api.types.Placement (imagePullSecrets,
+                                                nodeSelector, tolerations, affinity, priorityClassName):
+                                                defaults for each field a TradingSystem leaves unset
   POD_NAMESPACE, POD_NAME             the operator's own namespace and pod (downward API): the engine's
                                       NetworkPolicy admits the operator from that namespace only
 """
@@ -46,12 +52,19 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import version
+
+from pydantic import ValidationError
+from quantzoo_api.types import Placement
 
 FINALIZER = "trading.quantzoo.io/halt-before-delete"
 KILL_SWITCH_FIELD = "spec.killSwitch"
 ANNOTATION_PREFIX = "trading.quantzoo.io"
 FLATTEN_ON_DELETE_ANNOTATION = "trading.quantzoo.io/flatten-on-delete"
 ENV_PREFIX = "QUANTZOO_OPERATOR_"
+DEFAULT_IMAGE = f"quantzoo/quantzoo:{version('quantzoo')}"
+"""Only when run outside the chart (tests, a laptop): the chart always passes its own image."""
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
 class ConfigError(ValueError):
@@ -74,6 +87,9 @@ class OperatorConfig:
     operator_namespace: str | None = None
     instance: str = field(default_factory=socket.gethostname)
     monitoring_namespaces: tuple[str, ...] = ()
+    default_image: str = DEFAULT_IMAGE
+    default_image_pull_policy: str = "IfNotPresent"
+    operand_placement: Placement = field(default_factory=Placement)
 
     # Kill-switch propagation.
     push_timeout_seconds: float = 2.0
@@ -145,6 +161,12 @@ class OperatorConfig:
                 ipaddress.ip_network(cidr)
             except ValueError:
                 raise ConfigError(f"push network {cidr!r} is not a CIDR (e.g. 127.0.0.0/8)") from None
+        if not self.default_image or len(self.default_image) > 512 or not self.default_image.isprintable():
+            raise ConfigError(f"default image {self.default_image!r} is not an image reference")
+        if self.default_image_pull_policy not in PULL_POLICIES:
+            raise ConfigError(
+                f"default image pull policy {self.default_image_pull_policy!r} is not one of {PULL_POLICIES}"
+            )
         for ns in self.namespaces:
             if any(c in ns for c in "*?[]!"):
                 raise ConfigError(f"namespace {ns!r}: patterns are not supported, name namespaces exactly")
@@ -161,13 +183,22 @@ def _parse(name: str, kind: object, raw: str) -> object:
             if raw.strip().lower() in {"0", "false", "no", "off"}:
                 return False
             raise ValueError(raw)
+        if kind in ("Placement",):
+            return Placement.model_validate_json(raw)
         if kind in ("int",):
             return int(raw)
         if kind in ("float",):
             return float(raw)
         return raw
+    except ValidationError as exc:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()} is not a valid {kind}: {_first_error(exc)}") from None
     except ValueError:
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
 
 
 def configure_kopf(settings: object, config: OperatorConfig) -> None:

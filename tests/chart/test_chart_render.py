@@ -377,6 +377,56 @@ def test_scrape_namespaces_reach_the_operator(render):
     assert "QUANTZOO_OPERATOR_MONITORING_NAMESPACES" not in {e["name"] for e in c["env"]}
 
 
+# ---------------------------------------------------------------- operands: image and placement
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def operator_env(out) -> dict[str, str | None]:
+    (c,) = out.one("Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in c["env"]}
+
+
+def test_operands_default_to_the_charts_image(render):
+    """The operator gets the chart's image (and pull policy) as the default of engine and safety pods."""
+    env = operator_env(render("--set", "image.tag=1.2.3", "--set", "image.pullPolicy=Never"))
+    assert env["QUANTZOO_OPERATOR_DEFAULT_IMAGE"] == "quantzoo/quantzoo:1.2.3"
+    assert env["QUANTZOO_OPERATOR_DEFAULT_IMAGE_PULL_POLICY"] == "Never"
+    assert operator_env(render())["QUANTZOO_OPERATOR_DEFAULT_IMAGE"] == "quantzoo/quantzoo:0.1.0"
+
+
+def test_image_by_digest(render):
+    """image.digest: the operator's pod, the helm test pod and the operands all run repository@digest."""
+    out = render("--set", f"image.digest={DIGEST}", "--set", "image.tag=ignored")
+    expected = f"quantzoo/quantzoo@{DIGEST}"
+    images = {c["image"] for _, spec in pod_specs(out.objects) for c in spec["containers"]}
+    assert images == {expected}
+    assert operator_env(out)["QUANTZOO_OPERATOR_DEFAULT_IMAGE"] == expected
+
+
+PLACEMENT = {
+    "imagePullSecrets": [{"name": "registry-creds"}],
+    "nodeSelector": {"node-role.example/trading": "true"},
+    "tolerations": [{"key": "trading", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+    "priorityClassName": "trading-critical",
+}
+
+
+def test_operand_placement_defaults_reach_the_operator(render):
+    env = operator_env(render("--set-json", f"operands={json.dumps(PLACEMENT)}"))
+    assert json.loads(env["QUANTZOO_OPERATOR_OPERAND_PLACEMENT"]) == PLACEMENT
+    # Nothing set: no variable (the operator's default is "no placement").
+    assert "QUANTZOO_OPERATOR_OPERAND_PLACEMENT" not in operator_env(render())
+
+
+def test_operator_pod_takes_the_same_placement_values(render):
+    args = [a for k, v in PLACEMENT.items() for a in ("--set-json", f"{k}={json.dumps(v)}")]
+    pod = render(*args).one("Deployment", OPERATOR)["spec"]["template"]["spec"]
+    for key, value in PLACEMENT.items():
+        assert pod[key] == value, key
+
+
 # ---------------------------------------------------------------- watched namespaces
 
 
@@ -583,6 +633,17 @@ BAD_VALUES = [
     (["--set-json", 'pushNetworks=["pods"]'], "at '/pushNetworks/0'"),
     (["--set-json", 'monitoring.scrapeNamespaces=["Bad_NS"]'], "at '/monitoring/scrapeNamespaces/0'"),
     (["--set", "replicaCount=2"], "at '': additional properties 'replicaCount' not allowed"),
+    (["--set", "image.digest=sha256:abc"], "at '/image/digest'"),
+    (["--set", "image.digest=latest"], "at '/image/digest'"),
+    (
+        ["--set-json", 'operands.tolerations=[{"key":"t","operator":"Sometimes"}]'],
+        "at '/operands/tolerations/0/operator': value must be one of 'Exists', 'Equal'",
+    ),
+    (["--set-json", 'operands.nodeSelector={"bad key!":"x"}'], "'bad key!' does not match pattern"),
+    (["--set", "operands.priorityClassName=Not_A_Name"], "at '/operands/priorityClassName'"),
+    (["--set-json", 'operands.affinity={"nodeAfinity":{}}'], "at '/operands/affinity'"),
+    (["--set-json", 'operands.imagePullSecrets=[{"nam":"x"}]'], "at '/operands/imagePullSecrets/0'"),
+    (["--set", "operands.gpu=true"], "at '/operands': additional properties 'gpu' not allowed"),
 ]
 
 

@@ -43,9 +43,36 @@ def test_environment() -> None:
     assert config.instance == "quantzoo-operator-abc"
 
 
+def test_operand_defaults_from_the_chart() -> None:
+    digest = "quantzoo/quantzoo@sha256:" + "0" * 64
+    config = OperatorConfig.from_env(
+        {
+            "QUANTZOO_OPERATOR_DEFAULT_IMAGE": digest,
+            "QUANTZOO_OPERATOR_DEFAULT_IMAGE_PULL_POLICY": "Never",
+            "QUANTZOO_OPERATOR_OPERAND_PLACEMENT": json.dumps(
+                {"priorityClassName": "trading", "tolerations": [{"key": "t", "operator": "Exists"}]}
+            ),
+        }
+    )
+    assert (config.default_image, config.default_image_pull_policy) == (digest, "Never")
+    assert config.operand_placement.priority_class_name == "trading"
+    assert config.operand_placement.tolerations[0].key == "t"
+    assert OperatorConfig.from_env({}).default_image == "quantzoo/quantzoo:0.1.0"  # outside the chart
+
+
+def test_bad_operand_placement_names_the_field() -> None:
+    bad = json.dumps({"tolerations": [{"operator": "Sometimes"}]})
+    with pytest.raises(
+        ConfigError, match=r"OPERAND_PLACEMENT is not a valid Placement: tolerations\.0\.operator"
+    ):
+        OperatorConfig.from_env({"QUANTZOO_OPERATOR_OPERAND_PLACEMENT": bad})
+
+
 @pytest.mark.parametrize(
     "env",
     [
+        {"QUANTZOO_OPERATOR_DEFAULT_IMAGE_PULL_POLICY": "Sometimes"},
+        {"QUANTZOO_OPERATOR_OPERAND_PLACEMENT": "{not json"},
         {"QUANTZOO_OPERATOR_PORT": "http"},
         {"QUANTZOO_OPERATOR_PUSH_TIMEOUT_SECONDS": "0"},
         {"QUANTZOO_OPERATOR_NAMESPACES": "team-*"},

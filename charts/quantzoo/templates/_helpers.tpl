@@ -50,8 +50,22 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
+{{/* repository@digest when image.digest is set, else repository:tag (tag defaults to appVersion). */}}
 {{- define "quantzoo.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* values.operands without its empty fields, as the operator reads it (QUANTZOO_OPERATOR_OPERAND_PLACEMENT). */}}
+{{- define "quantzoo.operandPlacement" -}}
+{{- $out := dict }}
+{{- range $key, $value := .Values.operands }}
+{{- if $value }}{{ $_ := set $out $key $value }}{{ end }}
+{{- end }}
+{{- $out | toJson }}
 {{- end }}
 
 {{/*

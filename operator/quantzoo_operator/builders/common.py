@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quantzoo_api import API_VERSION, KIND
-from quantzoo_api.types import EnvVar, TradingSystemSpec, parse_spec
+from quantzoo_api.types import EnvVar, Placement, TradingSystemSpec, parse_spec
 
 from quantzoo_operator import labels
+from quantzoo_operator.settings import DEFAULT_IMAGE
 
 RUN_AS_USER = 10001
 """Numeric, non-root: `runAsNonRoot` can only be verified by the kubelet for a numeric user."""
@@ -49,6 +50,11 @@ class BuildOptions:
     """Where the operator runs: only its pods there may reach the engine's admin port. None: any namespace."""
     monitoring_namespaces: tuple[str, ...] = ()
     """Namespaces whose pods may scrape /metrics on the engine and safety ports."""
+    default_image: str = DEFAULT_IMAGE
+    """Image of engine and safety when the TradingSystem sets none (the chart's own image)."""
+    default_image_pull_policy: str = "IfNotPresent"
+    operand_placement: Placement = field(default_factory=Placement)
+    """Chart-level defaults of each placement field a TradingSystem leaves unset."""
 
 
 def owner_reference(system: System) -> dict[str, Any]:

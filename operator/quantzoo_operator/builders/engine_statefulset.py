@@ -18,7 +18,7 @@ from quantzoo_api.killswitch import ENGINE_ADMIN_TOKEN_ENV
 from quantzoo_api.types import BrokerKind, MarketDataKind
 
 from quantzoo_operator import labels, names
-from quantzoo_operator.builders import config_map
+from quantzoo_operator.builders import config_map, placement
 from quantzoo_operator.builders.admin_secret import TOKEN_KEY
 from quantzoo_operator.builders.common import (
     BuildOptions,
@@ -86,7 +86,8 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def pod_template(system: System) -> dict[str, Any]:
+def pod_template(system: System, options: BuildOptions | None = None) -> dict[str, Any]:
+    options = options or BuildOptions()
     spec = system.spec
     mounts = secret_mounts(system)
     return {
@@ -103,8 +104,7 @@ def pod_template(system: System) -> dict[str, Any]:
             "containers": [
                 {
                     "name": "engine",
-                    "image": spec.engine.image,
-                    "imagePullPolicy": spec.engine.image_pull_policy,
+                    **placement.image(spec.engine, options),
                     "command": ["quantzoo-engine"],
                     "ports": [{"name": "http", "containerPort": ENGINE_PORT, "protocol": "TCP"}],
                     "env": env(system),
@@ -133,12 +133,12 @@ def pod_template(system: System) -> dict[str, Any]:
                 {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
                 *(m.pod_volume() for m in mounts),
             ],
+            **placement.engine(system, options),
         },
     }
 
 
 def build(system: System, options: BuildOptions | None = None) -> dict[str, Any]:
-    del options  # same shape everywhere; kept for a uniform builder signature
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -150,6 +150,6 @@ def build(system: System, options: BuildOptions | None = None) -> dict[str, Any]
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": labels.selector(system.name, labels.ENGINE)},
-            "template": pod_template(system),
+            "template": pod_template(system, options),
         },
     }

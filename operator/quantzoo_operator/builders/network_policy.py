@@ -3,12 +3,14 @@
 - engine (port 8001: the admin kill-switch endpoint, state, metrics): only this TradingSystem's safety
   pod and the operator's pods (in the operator's namespace when known), plus the monitoring namespaces
   the operator is configured with (Prometheus scrapes /metrics on the same port). Nothing else.
-- safety (port 8888: the runbook's API): pods of the same namespace, the operator, monitoring.
+- safety (port 8888: the runbook's API): pods of the same namespace, the operator, monitoring, and
+  the CIDRs of spec.safety.expose.sourceRanges (the node port / load balancer path).
 Egress stays open: the engine needs its broker and the API server.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from quantzoo_api import ENGINE_PORT, SAFETY_PORT
@@ -71,9 +73,17 @@ def engine(system: System, options: BuildOptions) -> dict[str, Any]:
     return _ingress_only(system, names.engine(system.name), labels.ENGINE, peers, ENGINE_PORT)
 
 
+def expose_peers(system: System) -> list[dict[str, Any]]:
+    """spec.safety.expose.sourceRanges: who may call the safety API on its node port / load balancer."""
+    expose = system.spec.safety.expose
+    if expose is None:
+        return []
+    return [{"ipBlock": {"cidr": str(ipaddress.ip_network(c, strict=False))}} for c in expose.source_ranges]
+
+
 def safety(system: System, options: BuildOptions) -> dict[str, Any]:
     same_namespace = {"podSelector": {}}
-    peers = [same_namespace, operator_peer(options), *monitoring_peers(options)]
+    peers = [same_namespace, operator_peer(options), *monitoring_peers(options), *expose_peers(system)]
     return _ingress_only(system, names.safety(system.name), labels.SAFETY, peers, SAFETY_PORT)
 
 

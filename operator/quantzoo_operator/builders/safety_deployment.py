@@ -14,7 +14,7 @@ from quantzoo_api import SAFETY_PORT
 from quantzoo_api.killswitch import ENGINE_ADMIN_TOKEN_ENV, SAFETY_API_TOKEN_ENV
 
 from quantzoo_operator import labels, names
-from quantzoo_operator.builders import config_map
+from quantzoo_operator.builders import config_map, placement
 from quantzoo_operator.builders.admin_secret import TOKEN_KEY
 from quantzoo_operator.builders.common import (
     BuildOptions,
@@ -73,7 +73,7 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 
 def build(system: System, options: BuildOptions | None = None) -> dict[str, Any]:
-    del options
+    options = options or BuildOptions()
     spec = system.spec.safety
     mounts = secret_mounts(system)
     return {
@@ -96,8 +96,7 @@ def build(system: System, options: BuildOptions | None = None) -> dict[str, Any]
                     "containers": [
                         {
                             "name": "safety",
-                            "image": spec.image,
-                            "imagePullPolicy": spec.image_pull_policy,
+                            **placement.image(spec, options),
                             "command": ["quantzoo-safety"],
                             "ports": [{"name": "http", "containerPort": SAFETY_PORT, "protocol": "TCP"}],
                             "env": env(system),
@@ -123,6 +122,7 @@ def build(system: System, options: BuildOptions | None = None) -> dict[str, Any]
                         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
                         *(m.pod_volume() for m in mounts),
                     ],
+                    **placement.safety(system, options),
                 },
             },
         },

@@ -1,13 +1,14 @@
 """Services: the engine's headless Service (the StatefulSet's governing Service: a stable DNS name per
 replica), the engine's ClusterIP Service on 8001 (what the safety service calls) and the safety Service
-on 8888 (the runbook's API). The operator itself never pushes through a Service: it pushes to every
-replica's own endpoint (pushing.py)."""
+on 8888 (the runbook's API; optionally on a node port, see safety()). The operator itself never pushes
+through a Service: it pushes to every replica's own endpoint (pushing.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from quantzoo_api import ENGINE_PORT, SAFETY_PORT
+from quantzoo_api.types import ExposeType
 
 from quantzoo_operator import labels, names
 from quantzoo_operator.builders.common import System, metadata
@@ -47,15 +48,28 @@ def engine(system: System) -> dict[str, Any]:
 
 
 def safety(system: System) -> dict[str, Any]:
+    """ClusterIP; NodePort or LoadBalancer with spec.safety.expose (still reachable in the cluster by its
+    ClusterIP and name). `externalTrafficPolicy: Local` keeps the client's address, which the safety
+    NetworkPolicy checks against expose.sourceRanges; it also means only the safety pod's node answers on
+    the node port. Dropping expose turns it back into ClusterIP (the API server clears the node port)."""
+    expose = system.spec.safety.expose
+    spec: dict[str, Any] = {
+        "type": "ClusterIP",
+        "selector": labels.selector(system.name, labels.SAFETY),
+        "ports": [_port(SAFETY_PORT)],
+    }
+    if expose is not None:
+        port = _port(SAFETY_PORT)
+        if expose.node_port is not None:
+            port["nodePort"] = expose.node_port
+        spec.update(type=str(expose.type), ports=[port], externalTrafficPolicy="Local")
+        if expose.type is ExposeType.LOAD_BALANCER:
+            spec["loadBalancerSourceRanges"] = list(expose.source_ranges)
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": metadata(system, names.safety(system.name), labels.SAFETY),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": labels.selector(system.name, labels.SAFETY),
-            "ports": [_port(SAFETY_PORT)],
-        },
+        "spec": spec,
     }
 
 
