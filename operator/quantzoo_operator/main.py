@@ -1,5 +1,5 @@
 """The module kopf loads (`kopf run -m quantzoo_operator.main`): importing it registers every handler."""
 
-from quantzoo_operator.handlers import children, deletion, killswitch, lifecycle, reconcile
+from quantzoo_operator.handlers import accounts, children, deletion, killswitch, lifecycle, reconcile
 
-__all__ = ["children", "deletion", "killswitch", "lifecycle", "reconcile"]
+__all__ = ["accounts", "children", "deletion", "killswitch", "lifecycle", "reconcile"]
