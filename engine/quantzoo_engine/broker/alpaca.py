@@ -395,17 +395,33 @@ class AlpacaBroker:
             except OSError as exc:
                 log.warning("could not save the owned book: %s", exc)
 
+    async def _count_orders_since(self, since: datetime) -> int:
+        """How many orders the whole account placed since `since` (a page at a time, oldest first)."""
+        seen: set[str] = set()
+        after = since
+        for _ in range(_MAX_PAGES):
+            request = GetOrdersRequest(
+                status=QueryOrderStatus.ALL, limit=_ORDER_PAGE, after=after, direction=Sort.ASC
+            )
+            page = await self._call(self._method("get_orders"), request, timeout=self.timeout_seconds)
+            seen.update(str(o.id) for o in page if (_aware(o.submitted_at) or since) >= since)
+            if len(page) < _ORDER_PAGE:
+                break
+            last = max(_aware(o.submitted_at) or since for o in page)
+            if last <= after:
+                break
+            after = last - timedelta(milliseconds=1)
+        return len(seen)
+
     async def account_exposure(self) -> AccountExposure:
         """The whole account, for the account-wide limits: three reads side by side."""
         since = datetime.now(UTC) - timedelta(seconds=60)
-        recent = GetOrdersRequest(status=QueryOrderStatus.ALL, limit=_ORDER_PAGE, after=since)
-        account, positions, orders = await asyncio.gather(
+        account, positions, last_minute = await asyncio.gather(
             self._call(self._method("get_account"), timeout=self.timeout_seconds),
             self._call(self._method("get_all_positions"), timeout=self.timeout_seconds),
-            self._call(self._method("get_orders"), recent, timeout=self.timeout_seconds),
+            self._count_orders_since(since),
         )
         gross = sum(abs(float(p.market_value or 0)) for p in positions)
-        last_minute = sum(1 for o in orders if (_aware(o.submitted_at) or since) >= since)
         return AccountExposure(
             gross_exposure=gross,
             equity=float(account.equity or 0),
