@@ -31,7 +31,7 @@ from engine_process import TOKEN, EngineProcess, start_engine, stop
 from quantzoo_api.accounts import order_id_prefix
 from quantzoo_api.killswitch import ENGINE_KILL_SWITCH_PATH
 
-pytestmark = pytest.mark.slow  # two engine processes (no cluster: no lock needed)
+pytestmark = pytest.mark.slow  # two engine processes
 
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 ACCOUNT = "shared"
