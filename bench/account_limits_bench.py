@@ -13,7 +13,7 @@ plus the in-memory check alone (`check_account_limits` on a cached reading, µs)
 the same process (its HTTP server shares the GIL), so the absolute figures are this machine's loopback,
 not Alpaca's internet round trip; the difference between the runs is what the limits add.
 
-Run: .venv/bin/python bench/account_limits_bench.py  (under the heavy lock; writes
+Run: .venv/bin/python -m bench.account_limits_bench  (under the heavy lock; writes
 bench/results/account_limits.json)
 """
 
