@@ -293,9 +293,9 @@ class Reconciler:
         ):
             return  # the owner is gone or going: garbage collection takes the child
         try:
-            system = system_from_body(ts)
-        except InvalidTradingSystem:
-            return
+            system = await accounts.resolve(self.kube, system_from_body(ts))
+        except (InvalidTradingSystem, accounts.AccountProblem):
+            return  # the reconcile reports it; a child built without its account would trade elsewhere
         wanted = {(m["kind"], m["metadata"]["name"]): m for m in build_children(system, self.options)}.get(
             (child.get("kind"), meta["name"])
         )

@@ -129,17 +129,54 @@ def test_a_system_in_an_account_trades_with_the_accounts_broker_and_limits(
 
     # A change of the account's limits reaches the engine at once (not at the next resync).
     custom(kube_api).patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, ACCOUNT_PLURAL, "shared", {"spec": {"limits": {"maxGrossExposure": 12345}}}
+        GROUP,
+        VERSION,
+        namespace,
+        ACCOUNT_PLURAL,
+        "shared",
+        {"spec": {"limits": {"maxGrossExposure": 12345}}},
+        _content_type="application/merge-patch+json",
     )
     wait_for(
         lambda: (
-            json.loads(engine_env(kube_api, namespace, "alpha")["QUANTZOO_ACCOUNT_LIMITS"])[
+            json.loads(engine_env(kube_api, namespace, "alpha").get("QUANTZOO_ACCOUNT_LIMITS", "{}")).get(
                 "maxGrossExposure"
-            ]
+            )
             == 12345
         ),
         what="the new limit in the engine's environment",
     )
+
+    # Drift on the engine StatefulSet is restored WITH the account (a restore built from the bare
+    # TradingSystem once dropped the account's env and broker: the engine would have traded elsewhere).
+    client.AppsV1Api(kube_api).patch_namespaced_stateful_set(
+        "alpha-engine",
+        namespace,
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "engine",
+                                "env": [{"name": "QUANTZOO_ACCOUNT_NAME", "value": "tampered"}],
+                            }
+                        ]
+                    }
+                }
+            }
+        },
+        _content_type="application/strategic-merge-patch+json",
+    )
+    wait_for(
+        lambda: (
+            engine_env(kube_api, namespace, "alpha").get("QUANTZOO_ACCOUNT_NAME") == "shared"
+            and "QUANTZOO_ACCOUNT_LIMITS" in engine_env(kube_api, namespace, "alpha")
+        ),
+        what="the account's env restored on the engine StatefulSet",
+    )
+    config = client.CoreV1Api(kube_api).read_namespaced_config_map("alpha-config", namespace)
+    assert json.loads(config.data["engine.json"])["spec"]["broker"]["kind"] == "alpaca"
 
     # The account goes: the system is Degraded, naming it.
     custom(kube_api).delete_namespaced_custom_object(GROUP, VERSION, namespace, ACCOUNT_PLURAL, "shared")
