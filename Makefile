@@ -94,6 +94,7 @@ bench: setup ## benchmarks; figures in bench/results/*.json
 	$(PY) -m bench.kill_switch_bench --cpu-burner
 	$(PY) -m bench.kill_switch_realpods_bench
 	$(PY) -m bench.strategy_isolation_bench
+	$(PY) -m bench.account_limits_bench
 	$(PY) -m bench.scale_bench --n "$(SCALE_N)"
 
 .PHONY: bench-backtest

@@ -41,6 +41,11 @@ class Reason(StrEnum):
     STRATEGY_INVALID = "StrategyInvalid"
     CREDENTIALS_SECRET_MISSING = "CredentialsSecretMissing"  # noqa: S105 - a reason
     CREDENTIALS_SECRET_INVALID = "CredentialsSecretInvalid"  # noqa: S105 - a reason
+    # ... or its TradingAccount (spec.accountRef) is: missing, or with a broker engines cannot share
+    ACCOUNT_MISSING = "AccountMissing"
+    ACCOUNT_NOT_SHAREABLE = "AccountNotShareable"
+    # A TradingAccount's Ready
+    ACCOUNT_READY = "AccountReady"
     # EngineReady
     ENGINE_RUNNING = "EngineRunning"
     ENGINE_MISSING = "EngineMissing"

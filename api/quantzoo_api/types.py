@@ -263,6 +263,13 @@ class TradingSystemSpec(_Model):
         return max(10.0, 3 * self.bar_interval_seconds)
 
     @model_validator(mode="after")
+    def _account_or_own_credentials(self) -> TradingSystemSpec:
+        # The CRD's CEL rule, mirrored: a system trades with its account's credentials or its own.
+        if self.account_ref is not None and self.broker.credentials_secret:
+            raise ValueError("set either accountRef or broker.credentialsSecret, not both")
+        return self
+
+    @model_validator(mode="after")
     def _live_needs_real_broker(self) -> TradingSystemSpec:
         if self.mode is TradingMode.LIVE and self.broker.kind is not BrokerKind.ALPACA:
             raise ValueError("mode live needs a real broker (broker.kind: alpaca)")

@@ -18,6 +18,7 @@ from quantzoo_api.types import BrokerKind, MarketDataKind, TradingMode
 from quantzoo_api.watching import WatchTimeouts
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from quantzoo_engine.account import AccountBinding, AccountConfigError
 from quantzoo_engine.api import admin, public
 from quantzoo_engine.broker.base import Broker
 from quantzoo_engine.broker.dry_run import DryRunBroker
@@ -32,6 +33,7 @@ from quantzoo_engine.lease import LeaseKeeper, TradingLease, holder_identity, le
 from quantzoo_engine.level_watch import LevelWatch
 from quantzoo_engine.metrics import EngineMetrics
 from quantzoo_engine.proof import Freshness
+from quantzoo_engine.risk.account_limits import AccountGuard
 from quantzoo_engine.runtime import EngineRuntime, LeaseFactory, LevelWatchFactory, WatchFactory
 from quantzoo_engine.sdk import registry
 from quantzoo_engine.settings import ConfigError, EngineSettings
@@ -39,7 +41,7 @@ from quantzoo_engine.settings import ConfigError, EngineSettings
 log = logging.getLogger(__name__)
 
 
-def build_broker(settings: EngineSettings, clock: Clock) -> Broker:
+def build_broker(settings: EngineSettings, clock: Clock, account: AccountBinding | None = None) -> Broker:
     spec = settings.spec
     real: Broker | None = None
     if spec.broker.kind is BrokerKind.ALPACA:
@@ -54,6 +56,10 @@ def build_broker(settings: EngineSettings, clock: Clock) -> Broker:
             url_override=spec.broker.base_url,
             timeout_seconds=settings.broker_timeout_seconds,
             credentials=credentials.current,  # a rotated Secret rebuilds the clients, no restart
+            # In a shared account: only what this system owns (broker/ownership.py).
+            owner_prefix=account.order_prefix if account else None,
+            capital=spec.broker.initial_cash,
+            state_dir=settings.state_dir,
         )
     if spec.mode is TradingMode.DRY_RUN:
         return DryRunBroker(spec.broker.initial_cash, clock, seed_from=real)
@@ -122,11 +128,25 @@ def create_app(
         raise ConfigError(str(exc)) from None
     except UnknownCalendar as exc:
         raise ConfigError(f"session.calendar: {exc}") from None
+    try:
+        account = AccountBinding.from_env(settings.namespace, settings.name, spec)
+    except AccountConfigError as exc:
+        raise ConfigError(str(exc)) from None
     if feed is None and with_feed:
         feed = build_feed(settings)
+    broker = broker or build_broker(settings, clock, account)
+    account_guard = None
+    if account is not None and hasattr(broker, "account_exposure"):  # a dry run sends nothing to limit
+        account_guard = AccountGuard(
+            account.name,
+            account.limits,
+            broker.account_exposure,
+            clock.monotonic,
+            max_age_seconds=account.cache_seconds,
+        )
     engine = TradingEngine(
         spec=spec,
-        broker=broker or build_broker(settings, clock),
+        broker=broker,
         metrics=metrics,
         clock=clock,
         pod=settings.pod_name,
@@ -137,6 +157,8 @@ def create_app(
         bar_interval_seconds=feed.bar_interval_seconds if feed is not None else None,
         reconcile_interval_seconds=settings.reconcile_interval_seconds,
         isolate_strategy=settings.isolate_strategy,
+        order_prefix=account.order_prefix if account else None,
+        account_guard=account_guard,
     )
     lease_factory: LeaseFactory | None = None
     level_watch_factory: LevelWatchFactory | None = None

@@ -22,10 +22,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
+from quantzoo_api.accounts import owned_client_order_id, owns
 from quantzoo_api.killswitch import KillSwitchAck, KillSwitchCommand, TradingState
 from quantzoo_api.sessions import UnknownCalendar, sessions_for
 from quantzoo_api.types import KillSwitchMode, TradingSystemSpec
@@ -41,6 +42,7 @@ from quantzoo_engine.metrics import EngineMetrics
 from quantzoo_engine.orders import Order, OrderBook, OrderRequest
 from quantzoo_engine.portfolio import Portfolio
 from quantzoo_engine.proof import Freshness, ProofOfState
+from quantzoo_engine.risk.account_limits import AccountGuard
 from quantzoo_engine.risk.checks import PreTradeContext, Rejection, RejectReason, RiskEngine
 from quantzoo_engine.sdk import OrderIntent, Strategy, StrategyContext
 from quantzoo_engine.sdk.registry import StrategyConfigError
@@ -117,8 +119,14 @@ class TradingEngine:
         outlier_pct: float = 10.0,
         bar_interval_seconds: float | None = None,
         reconcile_interval_seconds: float = 5.0,
+        order_prefix: str | None = None,
+        account_guard: AccountGuard | None = None,
     ) -> None:
         self.spec = spec
+        # In a shared TradingAccount: every client order id carries this prefix (quantzoo_api.accounts),
+        # and the account-wide limits are checked with every order.
+        self.order_prefix = order_prefix
+        self.account_guard = account_guard
         self.broker = broker
         self.metrics = metrics or EngineMetrics()
         self.clock = clock or SystemClock()
@@ -427,6 +435,7 @@ class TradingEngine:
             working_net=self.orders.working_net(symbol),
             gross_exposure=self.portfolio.gross_exposure,
             daily_drawdown_pct=self.portfolio.daily_drawdown_pct,
+            account=self.account_guard.view() if self.account_guard is not None else None,
         )
 
     def _count_rejection(self, reason: RejectReason) -> None:
@@ -435,6 +444,13 @@ class TradingEngine:
         self.metrics.orders_rejected.labels(reason=str(reason)).inc()
 
     async def submit(self, request: OrderRequest) -> SubmitResult:
+        if self.order_prefix is not None and not owns(self.order_prefix, request.client_order_id):
+            request = replace(
+                request, client_order_id=owned_client_order_id(self.order_prefix, request.client_order_id)
+            )
+        if self.account_guard is not None:
+            # Before the checks (every await is): the kill switch is checked after it, in evaluate.
+            await self.account_guard.refresh_if_stale()
         self.check_fences()  # exact at the moment of sending, not only as fresh as the last timer tick
         rejection = self.risk.evaluate(request, self.pretrade_context(request), self.clock.monotonic())
         if rejection is not None:
@@ -442,6 +458,9 @@ class TradingEngine:
             log.debug("order refused", extra={"reason": str(rejection.reason), "symbol": request.symbol})
             return SubmitResult(rejection=rejection)
         # Accepted: no await between the checks and the broker call (see the module docstring).
+        if self.account_guard is not None:
+            price = request.limit_price or self.data.last_price(request.symbol) or 0.0
+            self.account_guard.note_sent(request.quantity * price)
         self.orders.add_pending(request)
         self._inflight += 1
         started = time.perf_counter()

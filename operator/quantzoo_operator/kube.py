@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from kubernetes import client, config
 from quantzoo_api import API_VERSION, GROUP, PLURAL, VERSION
+from quantzoo_api.accounts import ACCOUNT_KIND, ACCOUNT_PLURAL
 
 T = TypeVar("T")
 
@@ -38,6 +39,7 @@ PLURALS = {
     ("rbac.authorization.k8s.io/v1", "Role"): "roles",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
     (API_VERSION, "TradingSystem"): PLURAL,
+    (API_VERSION, ACCOUNT_KIND): ACCOUNT_PLURAL,
 }
 
 

@@ -1,6 +1,6 @@
 """The module kopf loads (`kopf run -m quantzoo_operator.main`): importing it registers every handler."""
 
-from quantzoo_operator.handlers import children, deletion, killswitch, lifecycle, reconcile
+from quantzoo_operator.handlers import accounts, children, deletion, killswitch, lifecycle, reconcile
 from quantzoo_operator.levels import handlers as levels
 
-__all__ = ["children", "deletion", "killswitch", "levels", "lifecycle", "reconcile"]
+__all__ = ["accounts", "children", "deletion", "killswitch", "levels", "lifecycle", "reconcile"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from quantzoo_api.types import BrokerKind
 
-from quantzoo_operator import FIELD_MANAGER, events, names
+from quantzoo_operator import FIELD_MANAGER, accounts, events, names
 from quantzoo_operator.builders import BuildOptions, System, admin_secret, build_children
 from quantzoo_operator.events import EventRecorder
 from quantzoo_operator.kube import Applied, Kube, KubeError
@@ -113,6 +113,10 @@ class Reconciler:
         try:
             if problem := strategy_problem(system.spec):
                 raise ReconcileError(problem, Reason.STRATEGY_INVALID)
+            try:
+                system = await accounts.resolve(self.kube, system)
+            except accounts.AccountProblem as exc:
+                raise ReconcileError(str(exc), exc.reason) from None
             await self.check_credentials(system)
             created_secrets = await self.ensure_secrets(system)
             manifests = build_children(system, self.options)
@@ -135,6 +139,8 @@ class Reconciler:
         )
         self._announce(body, manifests, results, created_secrets)
         await self.status.refresh(system.namespace, system.name)
+        if system.account_name is not None:  # its account lists it in status.systems
+            await accounts.list_system(self.kube, system.namespace, system.account_name, system.name)
 
     async def _report_failure(self, body: Mapping[str, Any], reason: Reason, message: str) -> None:
         """Ready=False and Degraded=True with `reason`, and a Warning Event: what the person on call reads."""
@@ -285,9 +291,9 @@ class Reconciler:
         ):
             return  # the owner is gone or going: garbage collection takes the child
         try:
-            system = system_from_body(ts)
-        except InvalidTradingSystem:
-            return
+            system = await accounts.resolve(self.kube, system_from_body(ts))
+        except (InvalidTradingSystem, accounts.AccountProblem):
+            return  # the reconcile reports it; a child built without its account would trade elsewhere
         wanted = {(m["kind"], m["metadata"]["name"]): m for m in build_children(system, self.options)}.get(
             (child.get("kind"), meta["name"])
         )

@@ -171,6 +171,11 @@ def test_every_reason_has_a_check_or_is_a_broker_reason() -> None:
         RejectReason.ORDER_RATE_PER_MINUTE,
         RejectReason.BROKER_REJECTED,
         RejectReason.BROKER_ERROR,
+        # The account-wide checks: test_engine_account_pure.py.
+        RejectReason.ACCOUNT_GROSS_EXPOSURE,
+        RejectReason.ACCOUNT_DAILY_LOSS,
+        RejectReason.ACCOUNT_ORDER_RATE,
+        RejectReason.ACCOUNT_UNKNOWN,
     }
     assert covered == set(RejectReason)
 

@@ -164,6 +164,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
 _STATUS_FOR_REASON = {
     RejectReason.ORDER_RATE_PER_SECOND: status.HTTP_429_TOO_MANY_REQUESTS,
     RejectReason.ORDER_RATE_PER_MINUTE: status.HTTP_429_TOO_MANY_REQUESTS,
+    RejectReason.ACCOUNT_ORDER_RATE: status.HTTP_429_TOO_MANY_REQUESTS,
     # The order is fine, the engine's state refuses it:
     RejectReason.TRADING_HALTED: status.HTTP_409_CONFLICT,
     RejectReason.REDUCE_ONLY: status.HTTP_409_CONFLICT,
@@ -171,6 +172,8 @@ _STATUS_FOR_REASON = {
     RejectReason.MARKET_CLOSED: status.HTTP_409_CONFLICT,
     RejectReason.OUTLIER_PRICE: status.HTTP_409_CONFLICT,
     RejectReason.DAILY_DRAWDOWN: status.HTTP_409_CONFLICT,
+    RejectReason.ACCOUNT_DAILY_LOSS: status.HTTP_409_CONFLICT,
+    RejectReason.ACCOUNT_UNKNOWN: status.HTTP_409_CONFLICT,
     RejectReason.DUPLICATE_CLIENT_ORDER_ID: status.HTTP_409_CONFLICT,
     RejectReason.BROKER_ERROR: status.HTTP_502_BAD_GATEWAY,
 }

@@ -15,6 +15,12 @@ or rate-limiting Alpaca delays the clean-up, never the halt.
 Credentials rotate without a restart: before every call the broker asks `credentials()` (the mounted
 Secret's files, a cheap stat when nothing changed) and, when the pair changed, rebuilds both clients.
 Engine state (positions, orders, the kill switch) lives outside the clients and is untouched.
+
+In a shared TradingAccount (`owner` set, broker/ownership.py) the broker shows the engine only what its
+system owns: its open orders (by client-order-id prefix), the positions and cash its own fills made,
+and a kill path that cancels its own order ids one by one and closes its own quantities with orders of
+its own: Alpaca's account-wide cancel-all and close-all are never used then. `account_exposure` reads
+the whole account (positions, equity, the last minute's orders) for the account-wide limits.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
+from alpaca.common.enums import Sort
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, QueryOrderStatus
@@ -43,8 +51,11 @@ from alpaca.trading.requests import (
 from alpaca.trading.requests import (
     OrderRequest as AlpacaOrderRequest,
 )
+from quantzoo_api.accounts import owned_client_order_id
 
+from quantzoo_engine import persistence
 from quantzoo_engine.broker.base import (
+    AccountExposure,
     AccountSnapshot,
     BrokerError,
     BrokerRejected,
@@ -52,6 +63,7 @@ from quantzoo_engine.broker.base import (
     CancelReport,
     FlattenReport,
 )
+from quantzoo_engine.broker.ownership import OwnedBook
 from quantzoo_engine.orders import (
     Fill,
     Order,
@@ -67,6 +79,10 @@ from quantzoo_engine.portfolio import Position
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+OWNED_BOOK_FILE_NAME = "owned-book.json"
+_ORDER_PAGE = 500  # Alpaca's largest page
+_MAX_PAGES = 200
 
 _FINISHED = {
     "filled": OrderStatus.FILLED,
@@ -189,6 +205,9 @@ class AlpacaBroker:
         timeout_seconds: float = 10.0,
         client_factory: Callable[..., TradingClient] = TradingClient,
         credentials: Callable[[], tuple[str, str]] | None = None,
+        owner_prefix: str | None = None,
+        capital: float = 0.0,
+        state_dir: Path | None = None,
     ) -> None:
         self.paper = paper
         self.timeout_seconds = timeout_seconds
@@ -204,6 +223,14 @@ class AlpacaBroker:
         self._kill_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alpaca-kill")
         self._fills: list[Fill] = []
         self._reported_fill_qty: dict[str, float] = {}
+        # A system in a shared account: what it owns (None: the whole account is this engine's).
+        self.owner_prefix = owner_prefix
+        self.capital = capital
+        self._state_dir = state_dir
+        self.book: OwnedBook | None = None
+        if owner_prefix is not None:
+            saved = persistence.read_json(state_dir, OWNED_BOOK_FILE_NAME) if state_dir else None
+            self.book = OwnedBook.from_json(owner_prefix, saved)
 
     def _make_clients(self, api_key: str, secret_key: str) -> tuple[TradingClient, TradingClient]:
         client = self._factory(api_key, secret_key, paper=self.paper, url_override=self._url_override)
@@ -305,9 +332,17 @@ class AlpacaBroker:
 
     # --- reads -------------------------------------------------------------------------------------------
     async def connect(self) -> None:
-        await self.account()  # proves credentials and reachability before the engine reconciles
+        # Proves credentials and reachability before the engine reconciles.
+        await self._call(self._method("get_account"), timeout=self.timeout_seconds)
 
     async def account(self) -> AccountSnapshot:
+        if self.book is not None:
+            # The system's own: its capital plus what its fills brought in (positions at cost; the
+            # engine marks them). Read first by a reconcile, so it brings the book up to date.
+            await self.refresh_book()
+            cash = self.capital + self.book.cash_delta
+            at_cost = sum(p.quantity * p.avg_price for p in self.book.positions.values())
+            return AccountSnapshot(cash=cash, equity=cash + at_cost)
         raw = await self._call(self._method("get_account"), timeout=self.timeout_seconds)
         equity = float(raw.equity or 0)
         return AccountSnapshot(
@@ -317,13 +352,82 @@ class AlpacaBroker:
         )
 
     async def positions(self) -> list[Position]:
+        if self.book is not None:
+            return self.book.position_list()  # as of the refresh account() just made
         raw = await self._call(self._method("get_all_positions"), timeout=self.timeout_seconds)
         return [position_from_alpaca(p) for p in raw]
 
     async def open_orders(self) -> list[Order]:
-        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500)
+        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=_ORDER_PAGE)
         raw = await self._call(self._method("get_orders"), request, timeout=self.timeout_seconds)
-        return [order_from_alpaca(o) for o in raw]
+        orders = [order_from_alpaca(o) for o in raw]
+        return orders if self.book is None else [o for o in orders if self.book.owns(o)]
+
+    async def refresh_book(self, *, kill: bool = False, deadline_at: float | None = None) -> None:
+        """Read the system's own orders since the book's cursor (all statuses, oldest first, page by
+        page) and count their fills; then save the book (no fsync: a lost file means a full replay)."""
+        assert self.book is not None
+        now = datetime.now(UTC)
+        after = self.book.cursor - timedelta(seconds=1) if self.book.cursor else None
+        for _ in range(_MAX_PAGES):
+            request = GetOrdersRequest(
+                status=QueryOrderStatus.ALL, limit=_ORDER_PAGE, after=after, direction=Sort.ASC
+            )
+            if kill and deadline_at is not None:
+                raw = await self._kill_call("get_orders", request, deadline_at=deadline_at)
+            else:
+                raw = await self._call(self._method("get_orders"), request, timeout=self.timeout_seconds)
+            page = [order_from_alpaca(o) for o in raw]
+            for order in page:
+                self.book.observe(order, now)
+            if len(page) < _ORDER_PAGE:
+                break
+            last = max(o.submitted_at for o in page)
+            if after is not None and last <= after:
+                break  # a page of one instant: nothing newer can be asked for
+            after = last - timedelta(milliseconds=1)
+        self.book.advance_cursor(now)
+        if self._state_dir is not None:
+            try:
+                persistence.write_json(
+                    self._state_dir, OWNED_BOOK_FILE_NAME, self.book.to_json(), fsync=False
+                )
+            except OSError as exc:
+                log.warning("could not save the owned book: %s", exc)
+
+    async def _count_orders_since(self, since: datetime) -> int:
+        """How many orders the whole account placed since `since` (a page at a time, oldest first)."""
+        seen: set[str] = set()
+        after = since
+        for _ in range(_MAX_PAGES):
+            request = GetOrdersRequest(
+                status=QueryOrderStatus.ALL, limit=_ORDER_PAGE, after=after, direction=Sort.ASC
+            )
+            page = await self._call(self._method("get_orders"), request, timeout=self.timeout_seconds)
+            seen.update(str(o.id) for o in page if (_aware(o.submitted_at) or since) >= since)
+            if len(page) < _ORDER_PAGE:
+                break
+            last = max(_aware(o.submitted_at) or since for o in page)
+            if last <= after:
+                break
+            after = last - timedelta(milliseconds=1)
+        return len(seen)
+
+    async def account_exposure(self) -> AccountExposure:
+        """The whole account, for the account-wide limits: three reads side by side."""
+        since = datetime.now(UTC) - timedelta(seconds=60)
+        account, positions, last_minute = await asyncio.gather(
+            self._call(self._method("get_account"), timeout=self.timeout_seconds),
+            self._call(self._method("get_all_positions"), timeout=self.timeout_seconds),
+            self._count_orders_since(since),
+        )
+        gross = sum(abs(float(p.market_value or 0)) for p in positions)
+        return AccountExposure(
+            gross_exposure=gross,
+            equity=float(account.equity or 0),
+            last_equity=float(account.last_equity) if account.last_equity else None,
+            orders_last_minute=last_minute,
+        )
 
     # --- orders ------------------------------------------------------------------------------------------
     async def submit_order(self, request: OrderRequest) -> Order:
@@ -376,6 +480,11 @@ class AlpacaBroker:
             raise BrokerError(f"{cause} (outcome unknown: {exc})") from cause
 
     def _note_fill(self, order: Order) -> None:
+        if self.book is not None:
+            fill = self.book.observe(order, datetime.now(UTC))
+            if fill is not None:
+                self._fills.append(fill)
+            return
         # Alpaca may answer a market order already filled; report that fill once. Later fills are
         # learnt from the periodic reconcile of positions (the broker is the source of truth).
         already = self._reported_fill_qty.get(order.id, 0.0)
@@ -396,6 +505,8 @@ class AlpacaBroker:
     # --- the kill path -------------------------------------------------------------------------------------
     async def cancel_all_orders(self, deadline_seconds: float) -> CancelReport:
         deadline_at = asyncio.get_running_loop().time() + deadline_seconds
+        if self.book is not None:
+            return await self._cancel_own(deadline_at)
         report = CancelReport()
         try:
             responses = await self._kill_call("cancel_orders", deadline_at=deadline_at)
@@ -411,6 +522,8 @@ class AlpacaBroker:
 
     async def close_all_positions(self, deadline_seconds: float) -> FlattenReport:
         deadline_at = asyncio.get_running_loop().time() + deadline_seconds
+        if self.book is not None:
+            return await self._close_own(deadline_at)
         report = FlattenReport()
         try:
             responses = await self._kill_call(
@@ -424,6 +537,60 @@ class AlpacaBroker:
                 report.closed.append(item.symbol or "")
             else:
                 report.errors.append(f"close {item.symbol}: HTTP {item.status}")
+        return report
+
+    async def _cancel_own(self, deadline_at: float) -> CancelReport:
+        """Cancel this system's working orders by id; never another system's, never all."""
+        report = CancelReport()
+        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=_ORDER_PAGE)
+        try:
+            raw = await self._kill_call("get_orders", request, deadline_at=deadline_at)
+        except BrokerError as exc:
+            report.errors.append(str(exc))
+            return report
+        assert self.book is not None
+        mine = [o for o in (order_from_alpaca(r) for r in raw) if self.book.owns(o)]
+
+        async def cancel(order_id: str) -> None:
+            try:
+                await self._kill_call("cancel_order_by_id", order_id, deadline_at=deadline_at)
+                report.cancelled.append(order_id)
+            except BrokerError as exc:
+                report.errors.append(f"cancel {order_id}: {exc}")
+
+        await asyncio.gather(*(cancel(o.id) for o in mine))
+        return report
+
+    async def _close_own(self, deadline_at: float) -> FlattenReport:
+        """Close this system's own quantities with market orders of its own (its book, read afresh)."""
+        report = FlattenReport()
+        assert self.book is not None
+        try:
+            await self.refresh_book(kill=True, deadline_at=deadline_at)
+        except BrokerError as exc:
+            report.errors.append(f"read own orders: {exc}")
+            return report  # closing a stale quantity could overshoot into another system's position
+
+        async def close(position: Position) -> None:
+            assert self.book is not None
+            request = MarketOrderRequest(
+                symbol=position.symbol,
+                qty=abs(position.quantity),
+                side=OrderSide.SELL if position.quantity > 0 else OrderSide.BUY,
+                time_in_force=AlpacaTimeInForce.DAY,
+                client_order_id=owned_client_order_id(self.book.prefix),
+            )
+            try:
+                raw = await self._kill_call("submit_order", request, deadline_at=deadline_at)
+            except BrokerError as exc:
+                report.errors.append(f"close {position.symbol}: {exc}")
+                return
+            order = order_from_alpaca(raw)
+            order.origin = OrderOrigin.KILL_SWITCH
+            self._note_fill(order)
+            report.closed.append(position.symbol)
+
+        await asyncio.gather(*(close(p) for p in self.book.position_list()))
         return report
 
     async def close(self) -> None:

@@ -37,6 +37,16 @@ class AccountSnapshot:
     last_equity: float | None = None  # equity at the previous close (start of today's P&L)
 
 
+@dataclass(frozen=True, slots=True)
+class AccountExposure:
+    """The whole broker account, every system in it together (for the account-wide limits)."""
+
+    gross_exposure: float
+    equity: float
+    last_equity: float | None
+    orders_last_minute: int
+
+
 @dataclass(slots=True)
 class CancelReport:
     cancelled: list[str] = field(default_factory=list)

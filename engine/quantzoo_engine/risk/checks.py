@@ -18,6 +18,7 @@ from quantzoo_api.killswitch import TradingState
 from quantzoo_api.types import RiskLimits
 
 from quantzoo_engine.orders import OrderRequest, OrderType, increases_exposure
+from quantzoo_engine.risk.account_limits import AccountView
 from quantzoo_engine.risk.ratelimit import SlidingWindowCounter
 
 
@@ -38,6 +39,11 @@ class RejectReason(StrEnum):
     DAILY_DRAWDOWN = "daily_drawdown"
     ORDER_RATE_PER_SECOND = "order_rate_per_second"
     ORDER_RATE_PER_MINUTE = "order_rate_per_minute"
+    # The TradingAccount's limits, across every system in the account (risk/account_limits.py).
+    ACCOUNT_GROSS_EXPOSURE = "account_gross_exposure"
+    ACCOUNT_DAILY_LOSS = "account_daily_loss"
+    ACCOUNT_ORDER_RATE = "account_order_rate"
+    ACCOUNT_UNKNOWN = "account_unknown"
     # Not pre-trade: the broker refused or failed. Listed here so every rejection is counted under one
     # `reason` label (docs/metrics.md, quantzoo_engine_orders_rejected_total).
     BROKER_REJECTED = "broker_rejected"
@@ -71,6 +77,8 @@ class PreTradeContext:
     stale_limit_seconds: float = 10.0
     # The TradingSystem's calendar has a session now (or it allows orders outside sessions).
     market_open: bool = True
+    # The TradingAccount this system trades in (None: the broker account is the system's alone).
+    account: AccountView | None = None
     # Filled in by RiskEngine.evaluate from its own state:
     limits: RiskLimits = _DEFAULT_LIMITS
     increases_exposure: bool = True
@@ -265,6 +273,42 @@ def check_order_rate_per_minute(order: OrderRequest, ctx: PreTradeContext) -> Re
     return None
 
 
+def check_account_limits(order: OrderRequest, ctx: PreTradeContext) -> Rejection | None:
+    account = ctx.account
+    if account is None:
+        return None
+    who, limits = f"TradingAccount {account.name}", account.limits
+    if account.exposure is None:
+        if ctx.increases_exposure:
+            return Rejection(
+                RejectReason.ACCOUNT_UNKNOWN,
+                f"{who}: no recent reading of the account from the broker; only exposure-reducing orders",
+            )
+        return None
+    if account.orders_last_minute >= limits.max_orders_per_minute:
+        return Rejection(
+            RejectReason.ACCOUNT_ORDER_RATE,
+            f"{who}: {account.orders_last_minute} orders in the last minute across the account "
+            f"(its maxOrdersPerMinute {limits.max_orders_per_minute})",
+        )
+    if not ctx.increases_exposure:
+        return None
+    if account.daily_loss >= limits.max_daily_loss:
+        return Rejection(
+            RejectReason.ACCOUNT_DAILY_LOSS,
+            f"{who}: the account lost {_fmt(account.daily_loss)} today, its maxDailyLoss is "
+            f"{_fmt(limits.max_daily_loss)}: only exposure-reducing orders",
+        )
+    projected = account.gross_exposure + order.quantity * _order_price(order, ctx)
+    if projected > limits.max_gross_exposure:
+        return Rejection(
+            RejectReason.ACCOUNT_GROSS_EXPOSURE,
+            f"{who}: the account's gross exposure would be {_fmt(projected)}, above its maxGrossExposure "
+            f"{_fmt(limits.max_gross_exposure)}",
+        )
+    return None
+
+
 class RiskEngine:
     """Runs the checks in order; remembers what the rate limits and the duplicate check need."""
 
@@ -284,6 +328,7 @@ class RiskEngine:
         check_daily_drawdown,
         check_order_rate_per_second,
         check_order_rate_per_minute,
+        check_account_limits,
     )
 
     def __init__(self, limits: RiskLimits, client_id_memory: int = 100_000) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quantzoo_api import API_VERSION, KIND
+from quantzoo_api.accounts import AccountLimits
 from quantzoo_api.types import EnvVar, Placement, TradingSystemSpec, parse_spec
 
 from quantzoo_operator import labels
@@ -27,6 +28,10 @@ class System:
     spec: TradingSystemSpec
     labels: Mapping[str, str] = field(default_factory=dict)
     generation: int = 0
+    # The TradingAccount it trades in (spec.accountRef, resolved by accounts.py; spec then carries the
+    # account's broker and mode).
+    account_name: str | None = None
+    account_limits: AccountLimits | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> System:

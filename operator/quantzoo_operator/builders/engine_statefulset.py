@@ -18,7 +18,7 @@ from quantzoo_api.killswitch import ENGINE_ADMIN_TOKEN_ENV
 from quantzoo_api.types import BrokerKind, MarketDataKind
 
 from quantzoo_operator import labels, names
-from quantzoo_operator.builders import config_map, placement
+from quantzoo_operator.builders import account_env, config_map, placement
 from quantzoo_operator.builders.admin_secret import TOKEN_KEY
 from quantzoo_operator.builders.common import (
     BuildOptions,
@@ -72,6 +72,7 @@ def env(system: System) -> list[dict[str, Any]]:
         {"name": "QUANTZOO_NAMESPACE", "value": system.namespace},
         {"name": "QUANTZOO_NAME", "value": system.name},
         {"name": "ENGINE_STATE_DIR", "value": STATE_DIR},
+        *account_env.env(system),
     ]
     reserved = {item["name"] for item in out}.union(*(m.reserved_env() for m in mounts))
     return out + user_env(list(spec.engine.env), reserved)

@@ -5,4 +5,5 @@
 - children.py    events on owned children: restore drift, refresh readiness
 - killswitch.py  spec.killSwitch field handler: a second trigger for the independent propagator
 - deletion.py    the finalizer: halt the engine before the workloads go
+- accounts.py    TradingAccounts: their status, and their systems reconciled when one changes
 """
