@@ -26,10 +26,10 @@ from quantzoo_operator.kube import Applied, Kube, KubeError
 from quantzoo_operator.status import Reason
 from quantzoo_operator.status_writer import StatusWriter, reconciled_inputs
 from quantzoo_operator.strategy_check import strategy_problem
+from quantzoo_operator.workloads import WORKLOAD_KINDS, WorkloadCache
 
 log = logging.getLogger(__name__)
 
-WORKLOAD_KINDS = frozenset({"StatefulSet", "Deployment"})
 CREDENTIAL_KEYS = ("ALPACA_API_KEY", "ALPACA_API_SECRET")
 # An API server refusing a child as invalid: the spec produced it, so it is the TradingSystem's fault.
 CHILD_REJECTED_STATUSES = frozenset({400, 422})
@@ -83,24 +83,34 @@ def system_from_body(body: Mapping[str, Any]) -> System:
 
 class Reconciler:
     def __init__(
-        self, kube: Kube, recorder: EventRecorder, status_writer: StatusWriter, options: BuildOptions
+        self,
+        kube: Kube,
+        recorder: EventRecorder,
+        status_writer: StatusWriter,
+        options: BuildOptions,
+        workloads: WorkloadCache | None = None,
     ) -> None:
         self.kube = kube
         self.recorder = recorder
         self.status = status_writer
         self.options = options
+        self.workloads = WorkloadCache() if workloads is None else workloads
         # What was last applied per child (this process): tells a real change from a resync.
         self._applied: dict[ChildKey, str] = {}
         # The resourceVersion each child had after the operator's last write: an event about an older
         # version is stale (the write that followed it re-asserted the spec already).
         self._written: dict[ChildKey, int] = {}
+        # A workload's generation after the operator's last write, and the labels and annotations it
+        # set: a workload event with neither changed is the controllers' status churn, not drift.
+        self._workload_generation: dict[ChildKey, int] = {}
+        self._workload_meta: dict[ChildKey, tuple[dict[str, str], dict[str, str]]] = {}
         # Which children belong to which TradingSystem, so its memory goes with it.
         self._children: dict[tuple[str, str], set[ChildKey]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         for key in self._children.pop((namespace, name), set()):
-            self._applied.pop(key, None)
-            self._written.pop(key, None)
+            for store in (self._applied, self._written, self._workload_generation, self._workload_meta):
+                store.pop(key, None)
 
     # -- the whole TradingSystem ---------------------------------------------------------------------
     async def reconcile(self, body: Mapping[str, Any]) -> None:
@@ -186,6 +196,13 @@ class Reconciler:
         written = _resource_version(applied.obj)
         if written is not None:
             self._written[key] = max(written, self._written.get(key, 0))
+        if key.kind in WORKLOAD_KINDS:
+            self.workloads.observe(None, applied.obj)
+            meta = manifest["metadata"]
+            self._workload_meta[key] = (dict(meta.get("labels") or {}), dict(meta.get("annotations") or {}))
+            generation = (applied.obj.get("metadata") or {}).get("generation")
+            if isinstance(generation, int):
+                self._workload_generation[key] = generation
         return Applied(_slim(applied.obj), applied.created), before is not None and before != digest
 
     def _announce(
@@ -259,8 +276,24 @@ class Reconciler:
         version = _resource_version(child)
         return version is not None and version <= self._written.get(key, 0)
 
-    async def restore_child(self, event_type: str, child: Mapping[str, Any]) -> None:
-        """A child changed or vanished: apply what it should be (a no-op when nothing drifted)."""
+    def _workload_as_written(self, key: ChildKey, child: Mapping[str, Any]) -> bool:
+        """Is this workload's spec (its generation) and the metadata the operator sets as it last wrote
+        them? Then the event is the controllers' status churn: nothing to restore."""
+        written = self._workload_generation.get(key)
+        meta = child.get("metadata") or {}
+        if written is None or not isinstance(meta.get("generation"), int) or meta["generation"] > written:
+            return False
+        labels, annotations = self._workload_meta.get(key, ({}, {}))
+        have_labels, have_annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+        return all(have_labels.get(k) == v for k, v in labels.items()) and all(
+            have_annotations.get(k) == v for k, v in annotations.items()
+        )
+
+    async def restore_child(
+        self, event_type: str, child: Mapping[str, Any], *, readiness_changed: bool = True
+    ) -> None:
+        """A child changed or vanished: apply what it should be (a no-op when nothing drifted). For a
+        workload, the owner's status is refreshed when `readiness_changed` (workloads.py says)."""
         meta = child.get("metadata") or {}
         owner = next(
             (
@@ -273,12 +306,13 @@ class Reconciler:
         if owner is None:
             return
         namespace = meta["namespace"]
-        if (
-            event_type != "DELETED"
-            and child.get("kind") not in WORKLOAD_KINDS
-            and self._stale_key(ChildKey(str(child.get("kind")), namespace, meta["name"]), child)
-        ):
+        key = ChildKey(str(child.get("kind")), namespace, meta["name"])
+        if event_type != "DELETED" and key.kind not in WORKLOAD_KINDS and self._stale_key(key, child):
             return  # the echo of the operator's own write: no need to read the owner to know that
+        if event_type != "DELETED" and key.kind in WORKLOAD_KINDS and self._workload_as_written(key, child):
+            if readiness_changed:  # no drift, no read of the owner to know that; maybe a new readiness
+                await self.status.refresh(namespace, owner["name"])
+            return
         ts = await self.kube.get_tradingsystem(namespace, owner["name"])
         if (
             ts is None
@@ -311,7 +345,7 @@ class Reconciler:
                     events.DRIFT_CORRECTED,
                     f"{label} was changed{f' by {who}' if who else ''}; the operator restored its spec",
                 )
-        if child.get("kind") in WORKLOAD_KINDS:
+        if child.get("kind") in WORKLOAD_KINDS and readiness_changed:
             await self.status.refresh(namespace, owner["name"])
 
 

@@ -44,7 +44,7 @@ class Runtime:
         options = BuildOptions(
             operator_namespace=config.operator_namespace, monitoring_namespaces=config.monitoring_namespaces
         )
-        reconciler = Reconciler(kube, recorder, status_writer, options)
+        reconciler = Reconciler(kube, recorder, status_writer, options, status_writer.workloads)
         pusher = Pusher(kube, push_timeout=config.push_timeout_seconds, networks=config.push_networks)
         propagator = Propagator(
             config,
