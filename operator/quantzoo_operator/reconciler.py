@@ -113,8 +113,9 @@ class Reconciler:
                 store.pop(key, None)
 
     # -- the whole TradingSystem ---------------------------------------------------------------------
-    async def reconcile(self, body: Mapping[str, Any]) -> None:
-        """Apply every child, then refresh the status."""
+    async def reconcile(self, body: Mapping[str, Any], *, created: bool = False) -> None:
+        """Apply every child, then refresh the status. `created`: the TradingSystem is new (its token
+        Secrets most likely do not exist yet)."""
         try:
             system = system_from_body(body)
         except InvalidTradingSystem as exc:
@@ -124,7 +125,7 @@ class Reconciler:
             if problem := strategy_problem(system.spec):
                 raise ReconcileError(problem, Reason.STRATEGY_INVALID)
             await self.check_credentials(system)
-            created_secrets = await self.ensure_secrets(system)
+            created_secrets = await self.ensure_secrets(system, create_first=created)
             manifests = build_children(system, self.options)
             first = [m for m in manifests if m["kind"] not in WORKLOAD_KINDS]
             workloads = [m for m in manifests if m["kind"] in WORKLOAD_KINDS]
@@ -243,28 +244,37 @@ class Reconciler:
             )
 
     # -- Secrets -------------------------------------------------------------------------------------
-    async def ensure_secrets(self, system: System) -> list[str]:
-        """Create each token Secret that does not exist yet; returns the names created."""
+    async def ensure_secrets(self, system: System, *, create_first: bool = False) -> list[str]:
+        """Create each token Secret that does not exist yet; returns the names created. Each is read
+        first, unless `create_first` (a new TradingSystem): then the create is tried at once and the
+        Secret read only if it exists already (a creation burst of N systems saves 2N reads)."""
         created = []
         for make in (admin_secret.engine_admin, admin_secret.safety_token):
             manifest = make(system, admin_secret.generate_token())
             name = manifest["metadata"]["name"]
-            existing = await self.kube.get("v1", "Secret", system.namespace, name)
-            if existing is not None:
-                if admin_secret.read_token(existing) is None:
-                    log.warning(
-                        "Secret %s has no token; the engine and safety pods cannot start",
-                        name,
-                        extra={"namespace": system.namespace, "tradingsystem": system.name},
-                    )
-                continue
+            if not create_first:
+                existing = await self.kube.get("v1", "Secret", system.namespace, name)
+                if existing is not None:
+                    self._check_token(system, name, existing)
+                    continue
             try:
                 await self.kube.create(manifest, FIELD_MANAGER)
                 created.append(name)
             except KubeError as exc:
-                if exc.status != 409:  # created meanwhile by a concurrent reconcile: fine
+                if exc.status != 409:  # 409: it exists (made beforehand, or by a concurrent reconcile)
                     raise
+                if create_first and (existing := await self.kube.get("v1", "Secret", system.namespace, name)):
+                    self._check_token(system, name, existing)
         return created
+
+    @staticmethod
+    def _check_token(system: System, name: str, secret: Mapping[str, Any]) -> None:
+        if admin_secret.read_token(dict(secret)) is None:
+            log.warning(
+                "Secret %s has no token; the engine and safety pods cannot start",
+                name,
+                extra={"namespace": system.namespace, "tradingsystem": system.name},
+            )
 
     # -- one child (drift) ---------------------------------------------------------------------------
     def _stale(self, wanted: Mapping[str, Any], child: Mapping[str, Any]) -> bool:
