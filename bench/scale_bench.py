@@ -533,7 +533,6 @@ class ScaleRun:
         time.sleep(self.opts.idle_seconds)
         after = {k: [cpu_seconds(pid) for pid in pids] for k, pids in procs.items()}
         _stop(profiler)
-        self._heap_dump()
         out: dict[str, Any] = {
             "idle_window_s": self.opts.idle_seconds,
             "loadavg": [round(x, 2) for x in load0],
@@ -561,6 +560,7 @@ class ScaleRun:
             f"at rest: operator {out['operator']['rss_mb']} MB, {out['operator']['cpu_percent']}% CPU; "
             f"engine {out['engine']['rss_mb_median']} MB, safety {out['safety']['rss_mb_median']} MB"
         )
+        self._heap_dump()  # after the RSS above: the dump trims the allocator
         return out
 
     def api_latency(self, samples: int = 20) -> dict[str, float | int]:

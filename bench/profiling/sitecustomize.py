@@ -3,7 +3,8 @@
 The benchmark puts this folder on the operator's PYTHONPATH, so Python imports it at startup. It
 starts tracemalloc when QZ_PROFILE_TRACEMALLOC is set (frames to keep), and on SIGUSR2 writes to
 QZ_PROFILE_HEAP_OUT: RSS, thread and asyncio task counts, the most numerous object types (gc), and
-tracemalloc's top allocation sites (live memory by traceback).
+tracemalloc's top allocation sites (live memory by traceback); then it trims the C allocator
+(malloc_trim) and writes the RSS before and after: memory Python freed but the allocator kept.
 """
 
 from __future__ import annotations
@@ -54,8 +55,19 @@ def _dump(_signum: int, _frame: object) -> None:
                 lines.append(f"{stat.size / 2**20:8.2f} MiB {stat.count:8d} blocks")
                 frames = stat.traceback.format(limit=8 if kind == "traceback" else 1)
                 lines += [f"      {fr}" for fr in frames]
+    # How much of the RSS is memory the allocator holds but Python freed: glibc gives it back on a trim.
+    import ctypes
+
+    before = _rss_kib()
+    trimmed = ctypes.CDLL("libc.so.6").malloc_trim(0)
+    lines.append(f"malloc_trim(0) -> {trimmed}: RSS {before} kB -> {_rss_kib()} kB")
     with open(_OUT, "a") as f:
         f.write("\n".join(lines) + "\n\n")
+
+
+def _rss_kib() -> int:
+    with open(f"/proc/{os.getpid()}/status") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS"))
 
 
 if _OUT:
