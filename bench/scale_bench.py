@@ -27,10 +27,11 @@ of the operator, the API server and etcd. On a shared machine the times vary wit
 round, with the API server's GET latency at rest); the request counts and CPU seconds much less.
 
 Writes bench/results/scale.json and prints a table. `--profile DIR` records the operator with py-spy
-during the creation burst, the idle window and the first kill-all, dumps its threads at rest, and writes
-its heap at rest (bench/profiling/sitecustomize.py: object and task counts; with `--profile-tracemalloc
-FRAMES` also tracemalloc's top allocation sites, which slows the operator). A development aid: py-spy is
-not a project dependency.
+during the creation burst, the idle window and the first kill-all (py-spy slows it: not with
+`--profile-heap-only`), and at the end of each N dumps its threads and heap (bench/profiling/
+sitecustomize.py: object and task counts, the RSS the C allocator gives back on a trim; with
+`--profile-tracemalloc FRAMES` also tracemalloc's top allocation sites, which slows the operator a lot).
+A development aid: py-spy is not a project dependency.
 """
 
 from __future__ import annotations
@@ -401,6 +402,8 @@ class Options:
     """Folder for py-spy profiles (raw collapsed stacks) and heap dumps of the operator."""
     profile_tracemalloc: int = 0
     """Frames tracemalloc keeps in the operator (0: off); its top allocation sites go in the heap dump."""
+    pyspy: bool = True
+    """With `profile`: py-spy records too (it slows the operator: a heap dump alone does not)."""
 
 
 def _api(kubeconfig: Path, pool: int) -> client.ApiClient:
@@ -560,7 +563,6 @@ class ScaleRun:
             f"at rest: operator {out['operator']['rss_mb']} MB, {out['operator']['cpu_percent']}% CPU; "
             f"engine {out['engine']['rss_mb_median']} MB, safety {out['safety']['rss_mb_median']} MB"
         )
-        self._heap_dump()  # after the RSS above: the dump trims the allocator
         return out
 
     def api_latency(self, samples: int = 20) -> dict[str, float | int]:
@@ -715,7 +717,7 @@ class ScaleRun:
 
     def _profile(self, label: str, apiserver: bool = True) -> subprocess.Popen[bytes] | None:
         """py-spy on the operator (a development aid: `--profile DIR`; py-spy is not a dependency)."""
-        if self.opts.profile is None or self.operator is None:
+        if self.opts.profile is None or self.operator is None or not self.opts.pyspy:
             return None
         self.opts.profile.mkdir(parents=True, exist_ok=True)
         spy = Path(sys.executable).parent / "py-spy"
@@ -730,13 +732,14 @@ class ScaleRun:
         time.sleep(1.0)  # py-spy attaches
         return proc
 
-    def _heap_dump(self) -> None:
-        """At rest: the operator's threads (py-spy dump) and heap (SIGUSR2 -> bench/profiling)."""
+    def heap_dump(self) -> None:
+        """The operator's threads (py-spy dump) and heap (SIGUSR2 -> bench/profiling)."""
         if self.opts.profile is None or self.operator is None:
             return
-        spy = Path(sys.executable).parent / "py-spy"
-        with open(self.opts.profile / f"threads-n{self.n}.txt", "wb") as out:
-            subprocess.run([str(spy), "dump", "-p", str(self.operator.proc.pid)], stdout=out, check=False)
+        if self.opts.pyspy:
+            spy = Path(sys.executable).parent / "py-spy"
+            with open(self.opts.profile / f"threads-n{self.n}.txt", "wb") as out:
+                subprocess.run([str(spy), "dump", "-p", str(self.operator.proc.pid)], stdout=out, check=False)
         self.operator.proc.send_signal(signal.SIGUSR2)
         time.sleep(5.0 if self.opts.profile_tracemalloc else 2.0)  # the snapshot takes a while
 
@@ -829,6 +832,7 @@ def run_n(kubeconfig: Path, plane: controlplane.ControlPlane | None, n: int, opt
         result["operator_rss_mb_after"] = round(rss_bytes(run.operator.proc.pid) / MB, 1)
         result["operator_rss_mb_peak"] = round(rss_bytes(run.operator.proc.pid, "VmHWM") / MB, 1)
         result["watch_restarts"] = run.watch.restarts
+        run.heap_dump()  # last: it trims the operator's allocator
         return result
     except Exception:
         if run.operator is not None:
@@ -859,6 +863,7 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", type=Path, default=None, help="py-spy and heap dumps of the operator (see above)"
     )
     parser.add_argument("--profile-tracemalloc", type=int, default=0, metavar="FRAMES")
+    parser.add_argument("--profile-heap-only", action="store_true", help="with --profile: no py-spy")
     args = parser.parse_args(argv)
     counts = [int(x) for x in args.n.replace(",", " ").split()]
     opts = Options(
@@ -871,6 +876,7 @@ def main(argv: list[str] | None = None) -> int:
         operator_env=dict(kv.split("=", 1) for kv in args.operator_env),
         profile=args.profile,
         profile_tracemalloc=args.profile_tracemalloc,
+        pyspy=not args.profile_heap_only,
     )
     info = machine()
     plane = controlplane.start(Path(tempfile.mkdtemp(prefix="qz-scale-")))
