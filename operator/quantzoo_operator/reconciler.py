@@ -100,16 +100,17 @@ class Reconciler:
         # The resourceVersion each child had after the operator's last write: an event about an older
         # version is stale (the write that followed it re-asserted the spec already).
         self._written: dict[ChildKey, int] = {}
-        # A workload's generation after the operator's last write, and the labels and annotations it
-        # set: a workload event with neither changed is the controllers' status churn, not drift.
-        self._workload_generation: dict[ChildKey, int] = {}
-        self._workload_meta: dict[ChildKey, tuple[dict[str, str], dict[str, str]]] = {}
+        # A child's generation after the operator's last write (kinds whose spec has one: workloads,
+        # PDB, NetworkPolicy), and the labels and annotations it set: an event with neither changed is
+        # the controllers' status churn, not drift.
+        self._generation_written: dict[ChildKey, int] = {}
+        self._meta_written: dict[ChildKey, tuple[dict[str, str], dict[str, str]]] = {}
         # Which children belong to which TradingSystem, so its memory goes with it.
         self._children: dict[tuple[str, str], set[ChildKey]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         for key in self._children.pop((namespace, name), set()):
-            for store in (self._applied, self._written, self._workload_generation, self._workload_meta):
+            for store in (self._applied, self._written, self._generation_written, self._meta_written):
                 store.pop(key, None)
 
     # -- the whole TradingSystem ---------------------------------------------------------------------
@@ -199,11 +200,11 @@ class Reconciler:
             self._written[key] = max(written, self._written.get(key, 0))
         if key.kind in WORKLOAD_KINDS:
             self.workloads.observe(None, applied.obj)
+        generation = (applied.obj.get("metadata") or {}).get("generation")
+        if isinstance(generation, int):
             meta = manifest["metadata"]
-            self._workload_meta[key] = (dict(meta.get("labels") or {}), dict(meta.get("annotations") or {}))
-            generation = (applied.obj.get("metadata") or {}).get("generation")
-            if isinstance(generation, int):
-                self._workload_generation[key] = generation
+            self._generation_written[key] = generation
+            self._meta_written[key] = (dict(meta.get("labels") or {}), dict(meta.get("annotations") or {}))
         return Applied(_slim(applied.obj), applied.created), before is not None and before != digest
 
     def _announce(
@@ -286,14 +287,15 @@ class Reconciler:
         version = _resource_version(child)
         return version is not None and version <= self._written.get(key, 0)
 
-    def _workload_as_written(self, key: ChildKey, child: Mapping[str, Any]) -> bool:
-        """Is this workload's spec (its generation) and the metadata the operator sets as it last wrote
-        them? Then the event is the controllers' status churn: nothing to restore."""
-        written = self._workload_generation.get(key)
+    def _as_written(self, key: ChildKey, child: Mapping[str, Any]) -> bool:
+        """Are this child's spec (its generation) and the metadata the operator sets as it last wrote
+        them? Then the event is the controllers' status churn: nothing to restore. (Kinds without a
+        generation -- ConfigMap, Service, RBAC -- are judged by resourceVersion, `_stale_key`.)"""
+        written = self._generation_written.get(key)
         meta = child.get("metadata") or {}
         if written is None or not isinstance(meta.get("generation"), int) or meta["generation"] > written:
             return False
-        labels, annotations = self._workload_meta.get(key, ({}, {}))
+        labels, annotations = self._meta_written.get(key, ({}, {}))
         have_labels, have_annotations = meta.get("labels") or {}, meta.get("annotations") or {}
         return all(have_labels.get(k) == v for k, v in labels.items()) and all(
             have_annotations.get(k) == v for k, v in annotations.items()
@@ -319,8 +321,9 @@ class Reconciler:
         key = ChildKey(str(child.get("kind")), namespace, meta["name"])
         if event_type != "DELETED" and key.kind not in WORKLOAD_KINDS and self._stale_key(key, child):
             return  # the echo of the operator's own write: no need to read the owner to know that
-        if event_type != "DELETED" and key.kind in WORKLOAD_KINDS and self._workload_as_written(key, child):
-            if readiness_changed:  # no drift, no read of the owner to know that; maybe a new readiness
+        if event_type != "DELETED" and self._as_written(key, child):
+            # No drift, and no read of the owner to know that; a workload may have a new readiness.
+            if key.kind in WORKLOAD_KINDS and readiness_changed:
                 await self.status.refresh(namespace, owner["name"])
             return
         ts = await self.kube.get_tradingsystem(namespace, owner["name"])

@@ -151,3 +151,18 @@ def test_a_workloads_spec_or_label_edit_is_still_restored() -> None:
     kube.applied.clear()
     _event(reconciler, "DELETED", _sts(9, labels=labels))
     assert kube.applied == ["StatefulSet"]
+
+
+def test_a_pdbs_status_churn_costs_nothing_its_spec_edit_is_restored() -> None:
+    """The disruption controller writes each PodDisruptionBudget's status: not drift (its generation
+    and labels are as the operator wrote them), so neither the owner is read nor the PDB re-applied."""
+    kube, reconciler, _ = _reconciled()
+    pdb = next(m for m in _built(reconciler) if m["kind"] == "PodDisruptionBudget")
+    churn = copy.deepcopy(pdb)
+    churn["metadata"].update(resourceVersion="9", generation=1)
+    churn["status"] = {"currentHealthy": 1}
+    _event(reconciler, "MODIFIED", churn)
+    assert (kube.owner_reads, kube.applied) == (0, [])
+    churn["metadata"].update(resourceVersion="10", generation=2)  # someone edited its spec
+    _event(reconciler, "MODIFIED", churn)
+    assert (kube.owner_reads, kube.applied) == (1, ["PodDisruptionBudget"])
