@@ -324,7 +324,7 @@ class Reconciler:
         if event_type != "DELETED" and self._as_written(key, child):
             # No drift, and no read of the owner to know that; a workload may have a new readiness.
             if key.kind in WORKLOAD_KINDS and readiness_changed:
-                await self.status.refresh(namespace, owner["name"])
+                self.status.refresh_soon(namespace, owner["name"])
             return
         ts = await self.kube.get_tradingsystem(namespace, owner["name"])
         if (
@@ -359,7 +359,7 @@ class Reconciler:
                     f"{label} was changed{f' by {who}' if who else ''}; the operator restored its spec",
                 )
         if child.get("kind") in WORKLOAD_KINDS and readiness_changed:
-            await self.status.refresh(namespace, owner["name"])
+            self.status.refresh_soon(namespace, owner["name"])
 
 
 def _resource_version(obj: Mapping[str, Any]) -> int | None:

@@ -99,6 +99,7 @@ class NoEvents:
 def _reconciled() -> tuple[CountingKube, Reconciler, dict[str, Any]]:
     kube = CountingKube()
     writer = StatusWriter(kube, NoEvents())  # type: ignore[arg-type]
+    writer.settle_seconds = 0.0
     reconciler = Reconciler(kube, NoEvents(), writer, BuildOptions(), writer.workloads)  # type: ignore[arg-type]
 
     async def reconcile() -> None:
@@ -125,6 +126,7 @@ def _event(reconciler: Reconciler, event_type: str, obj: dict[str, Any]) -> None
     async def handle() -> None:
         changed = reconciler.workloads.observe(event_type, obj)
         await reconciler.restore_child(event_type, obj, readiness_changed=changed)
+        await asyncio.sleep(0.01)  # the status refresh it asked for runs
 
     asyncio.run(handle())
 
@@ -166,3 +168,22 @@ def test_a_pdbs_status_churn_costs_nothing_its_spec_edit_is_restored() -> None:
     churn["metadata"].update(resourceVersion="10", generation=2)  # someone edited its spec
     _event(reconciler, "MODIFIED", churn)
     assert (kube.owner_reads, kube.applied) == (1, ["PodDisruptionBudget"])
+
+
+def test_workload_events_in_quick_succession_cost_one_status_refresh() -> None:
+    """A starting pod moves its StatefulSet through several states within a second: one refresh (one
+    read of the owner, one status write) covers them."""
+    kube, reconciler, sts = _reconciled()
+    reconciler.status.settle_seconds = 0.05
+    labels = sts["metadata"]["labels"]
+
+    async def burst() -> None:
+        for rv, ready in ((6, 0), (7, 1)):
+            obj = _sts(rv, ready=ready, labels=labels)
+            changed = reconciler.workloads.observe("MODIFIED", obj)
+            assert changed
+            await reconciler.restore_child("MODIFIED", obj, readiness_changed=changed)
+        await asyncio.sleep(0.2)
+
+    asyncio.run(burst())
+    assert (kube.owner_reads, kube.status_writes) == (1, 1)
