@@ -26,8 +26,12 @@ Beside the times, each kill-all round records what it cost: the API server's own
 of the operator, the API server and etcd. On a shared machine the times vary with its load (recorded per
 round, with the API server's GET latency at rest); the request counts and CPU seconds much less.
 
-Writes bench/results/scale.json and prints a table. `--profile DIR` records the operator's first
-kill-all with py-spy (a development aid; py-spy is not a project dependency).
+Writes bench/results/scale.json and prints a table. `--profile DIR` records the operator with py-spy
+during the creation burst, the idle window and the first kill-all (py-spy slows it: not with
+`--profile-heap-only`), and at the end of each N dumps its threads and heap (bench/profiling/
+sitecustomize.py: object and task counts, the RSS the C allocator gives back on a trim; with
+`--profile-tracemalloc FRAMES` also tracemalloc's top allocation sites, which slows the operator a lot).
+A development aid: py-spy is not a project dependency.
 """
 
 from __future__ import annotations
@@ -396,8 +400,12 @@ class Options:
     parallel: int = 16
     operator_env: dict[str, str] = field(default_factory=dict)
     profile: Path | None = None
-    """Folder for a py-spy profile (raw collapsed stacks) of the operator during the first kill-all."""
     one_write_rounds: int = 5
+    """Folder for py-spy profiles (raw collapsed stacks) and heap dumps of the operator."""
+    profile_tracemalloc: int = 0
+    """Frames tracemalloc keeps in the operator (0: off); its top allocation sites go in the heap dump."""
+    pyspy: bool = True
+    """With `profile`: py-spy records too (it slows the operator: a heap dump alone does not)."""
 
 
 def _api(kubeconfig: Path, pool: int) -> client.ApiClient:
@@ -446,12 +454,25 @@ class ScaleRun:
             timeout=60,
             what="the namespace's default ServiceAccount",
         )
-        self.operator = start_operator(self.kubeconfig, [self.namespace], self.opts.operator_env)
+        self.operator = start_operator(self.kubeconfig, [self.namespace], self._operator_env())
         self.watch.start()
         wait_for(self.watch.synced.is_set, timeout=30, what="the benchmark's own watch")
 
+    def _operator_env(self) -> dict[str, str]:
+        if self.opts.profile is None:
+            return self.opts.operator_env
+        self.opts.profile.mkdir(parents=True, exist_ok=True)
+        return {
+            "PYTHONPATH": str(REPO / "bench" / "profiling"),
+            "QZ_PROFILE_HEAP_OUT": str(self.opts.profile / f"heap-n{self.n}.txt"),
+            "QZ_PROFILE_TRACEMALLOC": str(self.opts.profile_tracemalloc),
+            **self.opts.operator_env,
+        }
+
     def create_all(self) -> dict[str, Any]:
         self.watch.arm(lambda _name, obj: is_ready(obj))
+        profiler = self._profile(f"create-n{self.n}")
+        counted, cpu0 = self.api_metrics(), self.cpu_of_parts()
         t0 = time.monotonic()
 
         def create(name: str) -> None:
@@ -461,9 +482,18 @@ class ScaleRun:
         list(self.pool.map(create, self.names))
         created_ms = _ms(time.monotonic(), t0)
         hits = self.watch.wait(self.names, timeout=120 + 1.0 * self.n, what="Ready after creation")
+        _stop(profiler)
         ready = [(hits[n] - t0) for n in self.names]
+        # What the operator asked of the API server until every system was Ready, and the CPU it took.
+        requests = request_delta(count_requests(counted), count_requests(self.api_metrics()))
+        cpu1 = self.cpu_of_parts()
         self.log(f"created in {created_ms:.0f} ms; all Ready after {max(ready):.1f} s")
-        return {"create_burst_ms": round(created_ms, 1), **percentiles(ready, 2)}
+        return {
+            "create_burst_ms": round(created_ms, 1),
+            **percentiles(ready, 2),
+            "api_requests": requests,
+            "cpu_seconds": {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1 if k in cpu0},
+        }
 
     def start_real(self) -> dict[str, Any]:
         """Engine and safety processes of the first `real` systems (both pods of each)."""
@@ -502,10 +532,12 @@ class ScaleRun:
             "engine": [p.proc.pid for p in engines],
             "safety": [p.proc.pid for p in safeties],
         }
+        profiler = self._profile(f"idle-n{self.n}", apiserver=False)
         before = {k: [cpu_seconds(pid) for pid in pids] for k, pids in procs.items()}
         load0 = os.getloadavg()
         time.sleep(self.opts.idle_seconds)
         after = {k: [cpu_seconds(pid) for pid in pids] for k, pids in procs.items()}
+        _stop(profiler)
         out: dict[str, Any] = {
             "idle_window_s": self.opts.idle_seconds,
             "loadavg": [round(x, 2) for x in load0],
@@ -678,18 +710,16 @@ class ScaleRun:
         for i in range(self.opts.rounds):
             profiler = self._profile(f"killall-n{self.n}") if i == 0 else None
             rounds["patch"].append(self._engage_round(f"patch round {i + 1}", by_patches))
-            if profiler is not None:
-                profiler.send_signal(signal.SIGINT)
-                profiler.wait(30)
+            _stop(profiler)
             self._release(f"patch round {i + 1}", release_by_patches)
         for i in range(self.opts.plugin_rounds):
             rounds["plugin"].append(self._engage_round(f"plugin round {i + 1}", by_plugin))
             self._release(f"plugin round {i + 1}", release_by_plugin)
         return {kind: summarise_rounds(rs) for kind, rs in rounds.items() if rs}
 
-    def _profile(self, label: str) -> subprocess.Popen[bytes] | None:
+    def _profile(self, label: str, apiserver: bool = True) -> subprocess.Popen[bytes] | None:
         """py-spy on the operator (a development aid: `--profile DIR`; py-spy is not a dependency)."""
-        if self.opts.profile is None or self.operator is None:
+        if self.opts.profile is None or self.operator is None or not self.opts.pyspy:
             return None
         self.opts.profile.mkdir(parents=True, exist_ok=True)
         spy = Path(sys.executable).parent / "py-spy"
@@ -699,9 +729,21 @@ class ScaleRun:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        threading.Thread(target=self._apiserver_profile, args=(label,), daemon=True).start()
+        if apiserver:
+            threading.Thread(target=self._apiserver_profile, args=(label,), daemon=True).start()
         time.sleep(1.0)  # py-spy attaches
         return proc
+
+    def heap_dump(self) -> None:
+        """The operator's threads (py-spy dump) and heap (SIGUSR2 -> bench/profiling)."""
+        if self.opts.profile is None or self.operator is None:
+            return
+        if self.opts.pyspy:
+            spy = Path(sys.executable).parent / "py-spy"
+            with open(self.opts.profile / f"threads-n{self.n}.txt", "wb") as out:
+                subprocess.run([str(spy), "dump", "-p", str(self.operator.proc.pid)], stdout=out, check=False)
+        self.operator.proc.send_signal(signal.SIGUSR2)
+        time.sleep(5.0 if self.opts.profile_tracemalloc else 2.0)  # the snapshot takes a while
 
     def _apiserver_profile(self, label: str) -> None:
         """The API server's own CPU profile (Go pprof) over the same kill-all."""
@@ -743,6 +785,12 @@ class ScaleRun:
     def _try_patch(self, name: str, body: dict[str, Any]) -> None:
         with contextlib.suppress(client.ApiException):
             self.crs.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, body)
+
+
+def _stop(profiler: subprocess.Popen[bytes] | None) -> None:
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(30)
 
 
 def summarise_rounds(rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -792,6 +840,7 @@ def run_n(kubeconfig: Path, plane: controlplane.ControlPlane | None, n: int, opt
         result["operator_rss_mb_after"] = round(rss_bytes(run.operator.proc.pid) / MB, 1)
         result["operator_rss_mb_peak"] = round(rss_bytes(run.operator.proc.pid, "VmHWM") / MB, 1)
         result["watch_restarts"] = run.watch.restarts
+        run.heap_dump()  # last: it trims the operator's allocator
         return result
     except Exception:
         if run.operator is not None:
@@ -818,10 +867,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--operator-env", action="append", default=[], metavar="KEY=VALUE", help="extra operator env"
     )
-    parser.add_argument("--profile", type=Path, default=None, help="py-spy the operator's first kill-all")
     parser.add_argument(
         "--one-write-rounds", type=int, default=5, help="firm/desk kills by one write (0: none)"
     )
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="py-spy and heap dumps of the operator (see above)"
+    )
+    parser.add_argument("--profile-tracemalloc", type=int, default=0, metavar="FRAMES")
+    parser.add_argument("--profile-heap-only", action="store_true", help="with --profile: no py-spy")
     args = parser.parse_args(argv)
     counts = [int(x) for x in args.n.replace(",", " ").split()]
     opts = Options(
@@ -834,6 +887,8 @@ def main(argv: list[str] | None = None) -> int:
         operator_env=dict(kv.split("=", 1) for kv in args.operator_env),
         profile=args.profile,
         one_write_rounds=args.one_write_rounds,
+        profile_tracemalloc=args.profile_tracemalloc,
+        pyspy=not args.profile_heap_only,
     )
     info = machine()
     plane = controlplane.start(Path(tempfile.mkdtemp(prefix="qz-scale-")))

@@ -8,6 +8,7 @@ into the same `namespace` / `tradingsystem` fields the engine and the safety ser
 from __future__ import annotations
 
 import logging
+import re
 
 from quantzoo_api.logs import configure_json_logging
 
@@ -30,11 +31,28 @@ class KopfObjectFilter(logging.Filter):
         return True
 
 
+# kopf says "Handler '<id>' succeeded." after every handler run. For the raw event handlers (a child's
+# event, the kill-switch nudge) that is one line per watch event and says nothing: a creation burst of
+# 300 systems wrote 7,000 of them. Their failures are still logged.
+_EVENT_HANDLER_SUCCESS = re.compile(r"Handler '(child-[a-z]+|kill-switch-nudge)' succeeded\.")
+
+
+class QuietEventHandlerSuccess(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno == logging.INFO
+            and isinstance(record.msg, str)
+            and _EVENT_HANDLER_SUCCESS.fullmatch(record.msg) is not None
+        )
+
+
 def configure(level: str = "INFO") -> None:
     configure_json_logging("operator", level=level.upper())
     root = logging.getLogger()
     for handler in root.handlers:
         handler.filters.insert(0, KopfObjectFilter())
+    # On the logger, before any handler formats the record.
+    logging.getLogger("kopf.objects").addFilter(QuietEventHandlerSuccess())
     # Quiet the per-request chatter of the clients underneath.
     for noisy in ("kubernetes.client.rest", "urllib3", "httpx", "httpcore", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -26,10 +26,10 @@ from quantzoo_operator.kube import Applied, Kube, KubeError
 from quantzoo_operator.status import Reason
 from quantzoo_operator.status_writer import StatusWriter, reconciled_inputs
 from quantzoo_operator.strategy_check import strategy_problem
+from quantzoo_operator.workloads import WORKLOAD_KINDS, WorkloadCache
 
 log = logging.getLogger(__name__)
 
-WORKLOAD_KINDS = frozenset({"StatefulSet", "Deployment"})
 CREDENTIAL_KEYS = ("ALPACA_API_KEY", "ALPACA_API_SECRET")
 # An API server refusing a child as invalid: the spec produced it, so it is the TradingSystem's fault.
 CHILD_REJECTED_STATUSES = frozenset({400, 422})
@@ -83,28 +83,40 @@ def system_from_body(body: Mapping[str, Any]) -> System:
 
 class Reconciler:
     def __init__(
-        self, kube: Kube, recorder: EventRecorder, status_writer: StatusWriter, options: BuildOptions
+        self,
+        kube: Kube,
+        recorder: EventRecorder,
+        status_writer: StatusWriter,
+        options: BuildOptions,
+        workloads: WorkloadCache | None = None,
     ) -> None:
         self.kube = kube
         self.recorder = recorder
         self.status = status_writer
         self.options = options
+        self.workloads = WorkloadCache() if workloads is None else workloads
         # What was last applied per child (this process): tells a real change from a resync.
         self._applied: dict[ChildKey, str] = {}
         # The resourceVersion each child had after the operator's last write: an event about an older
         # version is stale (the write that followed it re-asserted the spec already).
         self._written: dict[ChildKey, int] = {}
+        # A child's generation after the operator's last write (kinds whose spec has one: workloads,
+        # PDB, NetworkPolicy), and the labels and annotations it set: an event with neither changed is
+        # the controllers' status churn, not drift.
+        self._generation_written: dict[ChildKey, int] = {}
+        self._meta_written: dict[ChildKey, tuple[dict[str, str], dict[str, str]]] = {}
         # Which children belong to which TradingSystem, so its memory goes with it.
         self._children: dict[tuple[str, str], set[ChildKey]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         for key in self._children.pop((namespace, name), set()):
-            self._applied.pop(key, None)
-            self._written.pop(key, None)
+            for store in (self._applied, self._written, self._generation_written, self._meta_written):
+                store.pop(key, None)
 
     # -- the whole TradingSystem ---------------------------------------------------------------------
-    async def reconcile(self, body: Mapping[str, Any]) -> None:
-        """Apply every child, then refresh the status."""
+    async def reconcile(self, body: Mapping[str, Any], *, created: bool = False) -> None:
+        """Apply every child, then refresh the status. `created`: the TradingSystem is new (its token
+        Secrets most likely do not exist yet)."""
         try:
             system = system_from_body(body)
         except InvalidTradingSystem as exc:
@@ -118,7 +130,7 @@ class Reconciler:
             except accounts.AccountProblem as exc:
                 raise ReconcileError(str(exc), exc.reason) from None
             await self.check_credentials(system)
-            created_secrets = await self.ensure_secrets(system)
+            created_secrets = await self.ensure_secrets(system, create_first=created)
             manifests = build_children(system, self.options)
             first = [m for m in manifests if m["kind"] not in WORKLOAD_KINDS]
             workloads = [m for m in manifests if m["kind"] in WORKLOAD_KINDS]
@@ -190,6 +202,13 @@ class Reconciler:
         written = _resource_version(applied.obj)
         if written is not None:
             self._written[key] = max(written, self._written.get(key, 0))
+        if key.kind in WORKLOAD_KINDS:
+            self.workloads.observe(None, applied.obj)
+        generation = (applied.obj.get("metadata") or {}).get("generation")
+        if isinstance(generation, int):
+            meta = manifest["metadata"]
+            self._generation_written[key] = generation
+            self._meta_written[key] = (dict(meta.get("labels") or {}), dict(meta.get("annotations") or {}))
         return Applied(_slim(applied.obj), applied.created), before is not None and before != digest
 
     def _announce(
@@ -230,28 +249,37 @@ class Reconciler:
             )
 
     # -- Secrets -------------------------------------------------------------------------------------
-    async def ensure_secrets(self, system: System) -> list[str]:
-        """Create each token Secret that does not exist yet; returns the names created."""
+    async def ensure_secrets(self, system: System, *, create_first: bool = False) -> list[str]:
+        """Create each token Secret that does not exist yet; returns the names created. Each is read
+        first, unless `create_first` (a new TradingSystem): then the create is tried at once and the
+        Secret read only if it exists already (a creation burst of N systems saves 2N reads)."""
         created = []
         for make in (admin_secret.engine_admin, admin_secret.safety_token):
             manifest = make(system, admin_secret.generate_token())
             name = manifest["metadata"]["name"]
-            existing = await self.kube.get("v1", "Secret", system.namespace, name)
-            if existing is not None:
-                if admin_secret.read_token(existing) is None:
-                    log.warning(
-                        "Secret %s has no token; the engine and safety pods cannot start",
-                        name,
-                        extra={"namespace": system.namespace, "tradingsystem": system.name},
-                    )
-                continue
+            if not create_first:
+                existing = await self.kube.get("v1", "Secret", system.namespace, name)
+                if existing is not None:
+                    self._check_token(system, name, existing)
+                    continue
             try:
                 await self.kube.create(manifest, FIELD_MANAGER)
                 created.append(name)
             except KubeError as exc:
-                if exc.status != 409:  # created meanwhile by a concurrent reconcile: fine
+                if exc.status != 409:  # 409: it exists (made beforehand, or by a concurrent reconcile)
                     raise
+                if create_first and (existing := await self.kube.get("v1", "Secret", system.namespace, name)):
+                    self._check_token(system, name, existing)
         return created
+
+    @staticmethod
+    def _check_token(system: System, name: str, secret: Mapping[str, Any]) -> None:
+        if admin_secret.read_token(dict(secret)) is None:
+            log.warning(
+                "Secret %s has no token; the engine and safety pods cannot start",
+                name,
+                extra={"namespace": system.namespace, "tradingsystem": system.name},
+            )
 
     # -- one child (drift) ---------------------------------------------------------------------------
     def _stale(self, wanted: Mapping[str, Any], child: Mapping[str, Any]) -> bool:
@@ -263,8 +291,25 @@ class Reconciler:
         version = _resource_version(child)
         return version is not None and version <= self._written.get(key, 0)
 
-    async def restore_child(self, event_type: str, child: Mapping[str, Any]) -> None:
-        """A child changed or vanished: apply what it should be (a no-op when nothing drifted)."""
+    def _as_written(self, key: ChildKey, child: Mapping[str, Any]) -> bool:
+        """Are this child's spec (its generation) and the metadata the operator sets as it last wrote
+        them? Then the event is the controllers' status churn: nothing to restore. (Kinds without a
+        generation -- ConfigMap, Service, RBAC -- are judged by resourceVersion, `_stale_key`.)"""
+        written = self._generation_written.get(key)
+        meta = child.get("metadata") or {}
+        if written is None or not isinstance(meta.get("generation"), int) or meta["generation"] > written:
+            return False
+        labels, annotations = self._meta_written.get(key, ({}, {}))
+        have_labels, have_annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+        return all(have_labels.get(k) == v for k, v in labels.items()) and all(
+            have_annotations.get(k) == v for k, v in annotations.items()
+        )
+
+    async def restore_child(
+        self, event_type: str, child: Mapping[str, Any], *, readiness_changed: bool = True
+    ) -> None:
+        """A child changed or vanished: apply what it should be (a no-op when nothing drifted). For a
+        workload, the owner's status is refreshed when `readiness_changed` (workloads.py says)."""
         meta = child.get("metadata") or {}
         owner = next(
             (
@@ -277,12 +322,14 @@ class Reconciler:
         if owner is None:
             return
         namespace = meta["namespace"]
-        if (
-            event_type != "DELETED"
-            and child.get("kind") not in WORKLOAD_KINDS
-            and self._stale_key(ChildKey(str(child.get("kind")), namespace, meta["name"]), child)
-        ):
+        key = ChildKey(str(child.get("kind")), namespace, meta["name"])
+        if event_type != "DELETED" and key.kind not in WORKLOAD_KINDS and self._stale_key(key, child):
             return  # the echo of the operator's own write: no need to read the owner to know that
+        if event_type != "DELETED" and self._as_written(key, child):
+            # No drift, and no read of the owner to know that; a workload may have a new readiness.
+            if key.kind in WORKLOAD_KINDS and readiness_changed:
+                self.status.refresh_soon(namespace, owner["name"])
+            return
         ts = await self.kube.get_tradingsystem(namespace, owner["name"])
         if (
             ts is None
@@ -315,8 +362,8 @@ class Reconciler:
                     events.DRIFT_CORRECTED,
                     f"{label} was changed{f' by {who}' if who else ''}; the operator restored its spec",
                 )
-        if child.get("kind") in WORKLOAD_KINDS:
-            await self.status.refresh(namespace, owner["name"])
+        if child.get("kind") in WORKLOAD_KINDS and readiness_changed:
+            self.status.refresh_soon(namespace, owner["name"])
 
 
 def _resource_version(obj: Mapping[str, Any]) -> int | None:

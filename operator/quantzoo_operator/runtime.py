@@ -48,7 +48,7 @@ class Runtime:
             default_image_pull_policy=config.default_image_pull_policy,
             operand_placement=config.operand_placement,
         )
-        reconciler = Reconciler(kube, recorder, status_writer, options)
+        reconciler = Reconciler(kube, recorder, status_writer, options, status_writer.workloads)
         pusher = Pusher(kube, push_timeout=config.push_timeout_seconds, networks=config.push_networks)
         propagator = Propagator(
             config,

@@ -120,3 +120,16 @@ def test_kopf_object_records_carry_namespace_and_name() -> None:
     assert (record.namespace, record.tradingsystem) == ("ns", "demo")
     assert not hasattr(record, "settings")
     json.dumps({k: v for k, v in vars(record).items() if k in ("namespace", "tradingsystem")})
+
+
+def test_the_success_of_a_raw_event_handler_is_not_logged_its_failure_is() -> None:
+    from quantzoo_operator.logs import QuietEventHandlerSuccess
+
+    def record(level: int, msg: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", level, __file__, 1, msg, None, None)
+
+    quiet = QuietEventHandlerSuccess()
+    assert not quiet.filter(record(logging.INFO, "Handler 'child-statefulsets' succeeded."))
+    assert not quiet.filter(record(logging.INFO, "Handler 'kill-switch-nudge' succeeded."))
+    assert quiet.filter(record(logging.INFO, "Handler 'reconcile-create' succeeded."))
+    assert quiet.filter(record(logging.ERROR, "Handler 'child-statefulsets' failed with an exception."))

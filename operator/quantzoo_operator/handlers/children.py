@@ -1,5 +1,6 @@
 """Events on the children the operator owns (label managed-by=quantzoo-operator): a deleted or edited
-child is applied again (drift), and a workload's readiness change refreshes the owner's status."""
+child is applied again (drift), and a workload's readiness change refreshes the owner's status (every
+workload version is recorded first, workloads.py, so the status writer need not read it again)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,13 @@ CHILD_RESOURCES = [
 
 @METRICS.instrument("child")
 async def child_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo["runtime"]
+    readiness_changed = runtime.status.workloads.observe(event.get("type"), event["object"])
     if event.get("type") is None:
         return  # the initial listing: reconcile's resume handler re-applies everything anyway
-    runtime: Runtime = memo["runtime"]
-    await runtime.reconciler.restore_child(event["type"], event["object"])
+    await runtime.reconciler.restore_child(
+        event["type"], event["object"], readiness_changed=readiness_changed
+    )
 
 
 for _api_version, _plural in CHILD_RESOURCES:

@@ -22,13 +22,15 @@ def backoff_seconds(base: float, retry: int, ceiling: float = RESYNC_SECONDS) ->
     return min(base * 2 ** min(retry, 20), max(base, ceiling))
 
 
-async def _reconcile(body: kopf.Body, memo: kopf.Memo, retry: int = 0, *, reengage: bool = False) -> None:
+async def _reconcile(
+    body: kopf.Body, memo: kopf.Memo, retry: int = 0, *, reengage: bool = False, created: bool = False
+) -> None:
     runtime: Runtime = memo["runtime"]
     raw: dict[str, Any] = dict(body)
     try:
         if reengage:  # created (or resumed) after a delete while engaged: engaged before any engine exists
             raw = dict(await tombstone.reengage(runtime.kube, raw))
-        await runtime.reconciler.reconcile(raw)
+        await runtime.reconciler.reconcile(raw, created=created)
     except InvalidTradingSystem as exc:
         raise kopf.PermanentError(str(exc)) from None
     except ReconcileError as exc:
@@ -39,7 +41,7 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, retry: int = 0, *, reenga
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-create")
 @METRICS.instrument("reconcile")
 async def reconcile_create(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    await _reconcile(body, memo, retry, reengage=True)
+    await _reconcile(body, memo, retry, reengage=True, created=retry == 0)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update")
