@@ -107,8 +107,8 @@ def api_client_from_environment(
     return k8s.ApiClient(cfg)
 
 
-class TradingSystems:
-    """Synchronous access to TradingSystem objects (the kubectl plugin, and the core of the async client)."""
+class KubeCalls:
+    """Synchronous API calls with one timeout, failures translated into our KubeErrors."""
 
     def __init__(
         self, api_client: k8s.ApiClient, *, request_timeout: float | None = None, field_manager: str
@@ -125,6 +125,10 @@ class TradingSystems:
             return fn(*args, **kwargs)
         except Exception as exc:
             raise translate(exc, what) from None
+
+
+class TradingSystems(KubeCalls):
+    """Synchronous access to TradingSystem objects (the kubectl plugin, and the core of the async client)."""
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
         return self._call(

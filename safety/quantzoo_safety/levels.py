@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
-from kubernetes import client as k8s
 from quantzoo_api import GROUP, VERSION
 from quantzoo_api.accounts import ACCOUNT_PLURAL
 from quantzoo_api.levels import HALT_PLURAL, KillLevel, halt_body, halt_name_for
@@ -24,14 +23,13 @@ from quantzoo_api.levels import HALT_PLURAL, KillLevel, halt_body, halt_name_for
 from quantzoo_safety.engagement import EngageIntent, NotEngaged, kill_switch_of, plan_engage, plan_release
 from quantzoo_safety.kube import (
     MERGE_PATCH,
+    KubeCalls,
     KubeConflict,
     KubeError,
     KubeRefused,
     TradingSystemNotFound,
-    translate,
 )
 
-T = TypeVar("T")
 _CONFLICT_RETRIES = 3
 
 
@@ -63,21 +61,8 @@ class LevelTarget:
         return f"tradingaccount {self.namespace}/{self.name}"
 
 
-class LevelObjects:
+class LevelObjects(KubeCalls):
     """Synchronous access to the level objects (TradingHalt, TradingAccount)."""
-
-    def __init__(self, api_client: k8s.ApiClient, *, request_timeout: float | None, field_manager: str):
-        self._api = k8s.CustomObjectsApi(api_client)
-        self._timeout = request_timeout
-        self.field_manager = field_manager
-
-    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if self._timeout:
-            kwargs["_request_timeout"] = self._timeout
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            raise translate(exc, what) from None
 
     def get(self, t: LevelTarget) -> dict[str, Any]:
         if t.is_halt:
