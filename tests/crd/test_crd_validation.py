@@ -283,7 +283,7 @@ def test_printer_columns(cluster, crs, namespace):
     _engage(crs, namespace, "cols")
     out = cluster.kubectl("get", "ts", "-n", namespace).stdout
     header = out.splitlines()[0].split()
-    assert header[:6] == ["NAME", "MODE", "PHASE", "KILL", "SWITCH", "READY"]
+    assert header[:9] == ["NAME", "MODE", "ACCOUNT", "PHASE", "KILL", "SWITCH", "HELD", "BY", "READY"]
     assert "AGE" in header
     row = out.splitlines()[1].split()
     assert row[0] == "cols"
