@@ -75,7 +75,7 @@ class Ignore:
 WatchAction = SpecObserved | ViewLost | ResourceDeleted | Relist | Proof | Ignore
 
 
-def _generation(obj: Mapping[str, Any]) -> int | None:
+def generation_of(obj: Mapping[str, Any]) -> int | None:
     value = (obj.get("metadata") or {}).get("generation")
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -90,7 +90,7 @@ def interpret_event(event_type: str, obj: Mapping[str, Any] | None) -> WatchActi
             # The API server validated it, so this is drift between CRD and engine: fail closed.
             first = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors() else str(exc)
             return ViewLost(f"unreadable TradingSystem spec: {first}")
-        generation = _generation(obj)
+        generation = generation_of(obj)
         return SpecObserved(
             spec=spec,
             generation=generation,
@@ -136,6 +136,30 @@ class _Emitter:
         self.emit(ViewLost(reason))
 
 
+async def deliver_from_thread(
+    loop_fn: Callable[[Callable[[Any], None]], None],
+    on_action: Callable[[Any], Awaitable[None]],
+    *,
+    thread_name: str,
+) -> None:
+    """Run `loop_fn(emit)` (blocking Kubernetes calls) in a daemon thread and hand each emitted action to
+    `on_action` on this event loop, in order, forever; a failing handler is logged, not fatal."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def emit(action: Any) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, action)
+
+    threading.Thread(target=loop_fn, args=(emit,), name=thread_name, daemon=True).start()
+    while True:
+        action = await queue.get()
+        try:
+            await on_action(action)
+        except Exception:
+            what = {"watch": thread_name, "action": type(action).__name__}
+            log.exception("handling a watch action failed", extra=what)
+
+
 class KubeWatch:
     """Watches one TradingSystem and calls `on_action` (on the caller's event loop) for each change."""
 
@@ -159,7 +183,6 @@ class KubeWatch:
         self.max_backoff_seconds = max_backoff_seconds
         self._watch: ResumableWatch | None = None
         self._stopped = False
-        self._thread: threading.Thread | None = None
 
     def _custom_objects_api(self) -> Any:
         from kubernetes import client
@@ -184,20 +207,7 @@ class KubeWatch:
 
     async def run(self) -> None:
         """Deliver actions until stop(); the blocking Kubernetes calls stay in a thread."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[WatchAction] = asyncio.Queue()
-
-        def emit(action: WatchAction) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, action)
-
-        self._thread = threading.Thread(target=self._loop, args=(emit,), name="kube-watch", daemon=True)
-        self._thread.start()
-        while True:
-            action = await queue.get()
-            try:
-                await self.on_action(action)
-            except Exception:
-                log.exception("handling a watch action failed", extra={"action": type(action).__name__})
+        await deliver_from_thread(self._loop, self.on_action, thread_name="kube-watch")
 
     def stop(self) -> None:
         self._stopped = True

@@ -15,9 +15,7 @@ engagement lifts a latch; the chart's admission policy refuses deleting an engag
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +28,7 @@ from quantzoo_api.levels import HALT_PLURAL, KillLevel, holder_of, parse_halt_sp
 from quantzoo_api.watching import Backoff, ResumableWatch, WatchTimeouts
 
 from quantzoo_engine.killswitch import command_from_spec
-from quantzoo_engine.kube_watch import Proof, ViewLost, WatchAction
+from quantzoo_engine.kube_watch import Proof, ViewLost, WatchAction, deliver_from_thread, generation_of
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +44,6 @@ class LevelObserved:
     commands: tuple[KillSwitchCommand, ...]
 
 
-def _generation(obj: Mapping[str, Any]) -> int | None:
-    value = (obj.get("metadata") or {}).get("generation")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _unreadable(level: KillLevel, holder: str, obj: Mapping[str, Any], why: str) -> KillSwitchCommand:
     """An object the API server accepted but the engine cannot read: fail closed, engaged by its holder
     (a later readable generation that is released lifts it)."""
@@ -58,7 +51,7 @@ def _unreadable(level: KillLevel, holder: str, obj: Mapping[str, Any], why: str)
         engaged=True,
         reason=f"unreadable {level} kill switch: {why}"[:1024],
         source=KillSource.ENGINE_WATCH,
-        generation=_generation(obj),
+        generation=generation_of(obj),
         level=level,
         holder=holder,
     )
@@ -88,7 +81,7 @@ def interpret_halt(obj: Mapping[str, Any], namespace: str) -> KillSwitchCommand 
     level = spec.scope.level
     return command_from_spec(
         spec.kill_switch,
-        generation=_generation(obj),
+        generation=generation_of(obj),
         default_source=KillSource.ENGINE_WATCH,
         level=level,
         holder=holder_of(level, name),
@@ -105,7 +98,7 @@ def interpret_account(obj: Mapping[str, Any], namespace: str) -> KillSwitchComma
         return _unreadable(KillLevel.ACCOUNT, holder, obj, _first_error(exc))
     return command_from_spec(
         spec.kill_switch,
-        generation=_generation(obj),
+        generation=generation_of(obj),
         default_source=KillSource.ENGINE_WATCH,
         level=KillLevel.ACCOUNT,
         holder=holder,
@@ -205,20 +198,7 @@ class LevelWatch:
         )
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[WatchAction | LevelObserved] = asyncio.Queue()
-
-        def emit(action: WatchAction | LevelObserved) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, action)
-
-        thread = threading.Thread(target=self._loop, args=(emit,), name=f"watch-{self.name}", daemon=True)
-        thread.start()
-        while True:
-            action = await queue.get()
-            try:
-                await self.on_action(action)
-            except Exception:
-                log.exception("handling a level watch action failed", extra={"level": self.name})
+        await deliver_from_thread(self._loop, self.on_action, thread_name=f"watch-{self.name}")
 
     def stop(self) -> None:
         self._stopped = True
