@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import json
 import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ import httpx
 from kubernetes import client, config
 
 from bench.kill_switch_bench import SPEC, ObjectWatcher, run_trials, summarise
-from hack.devcluster import node, podaddress
+from hack.devcluster import node, podaddress, portforward
 from hack.devcluster.podrunner import wait_for
 from hack.devcluster.stack import TradingSystemStack
 
@@ -73,19 +72,9 @@ def free_port() -> int:
 @contextlib.contextmanager
 def port_forward(cluster: node.RealCluster) -> Iterator[int]:
     """`kubectl port-forward svc/<name>-safety <port>:8888`, as the runbook assumes (localhost)."""
-    port = free_port()
-    argv = [str(cluster.plane.bin_dir / "kubectl"), f"--kubeconfig={cluster.kubeconfig}"]
-    argv += ["-n", NS, "port-forward", f"svc/{NAME}-safety", f"{port}:8888"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()  # "Forwarding from 127.0.0.1:<port> -> 8888" once it listens
-        if "Forwarding from" not in first:
-            raise RuntimeError(f"kubectl port-forward: {first.strip()}")
+    kubectl, service = cluster.plane.bin_dir / "kubectl", f"{NAME}-safety"
+    with portforward.port_forward(kubectl, cluster.kubeconfig, NS, service, free_port(), 8888) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def runbook_curl(port: int, action: str, body: str, token: str) -> None:

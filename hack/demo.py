@@ -20,7 +20,6 @@ import json
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from typing import Any
 import httpx
 from kubernetes import client, config
 
-from hack.devcluster import controlplane, node, podaddress
+from hack.devcluster import controlplane, node, podaddress, portforward
 from hack.devcluster.podrunner import wait_for
 from hack.devcluster.stack import TradingSystemStack
 
@@ -333,19 +332,12 @@ class Demo:
         """`kubectl port-forward svc/<name>-safety <local>:8888`, as the runbook assumes (localhost:8888)."""
         assert self.plane is not None
         local = _port_or_free(8888)
-        argv = [str(self.plane.bin_dir / "kubectl"), f"--kubeconfig={self.plane.kubeconfig}"]
-        argv += ["-n", NAMESPACE, "port-forward", f"svc/{NAME}-safety", f"{local}:8888"]
         self.say(f"      kubectl -n {NAMESPACE} port-forward svc/{NAME}-safety {local}:8888 &")
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            assert proc.stdout is not None
-            first = proc.stdout.readline()  # "Forwarding from 127.0.0.1:8888 -> 8888" once it listens
-            if "Forwarding from" not in first:
-                raise StepFailed(f"kubectl port-forward: {first.strip()}")
+        kubectl = self.plane.bin_dir / "kubectl"
+        with portforward.port_forward(
+            kubectl, self.plane.kubeconfig, NAMESPACE, f"{NAME}-safety", local, 8888
+        ):
             yield local
-        finally:
-            proc.terminate()
-            proc.wait(10)
 
     def _runbook_curl(self, port: int, action: str, body: str) -> None:
         """The runbook's curl, verbatim but for the port; $SAFETY_API_TOKEN from the operator's Secret."""
