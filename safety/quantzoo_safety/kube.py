@@ -107,6 +107,31 @@ def api_client_from_environment(
     return k8s.ApiClient(cfg)
 
 
+# How often a read-build-patch is retried when the object changed in between (409 on its resourceVersion).
+CONFLICT_RETRIES = 3
+
+
+def read_build_patch(
+    read: Callable[[], dict[str, Any]],
+    patch: Callable[[dict[str, Any], str | None], dict[str, Any]],
+    build: Callable[[dict[str, Any]], dict[str, Any] | None],
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Read, build the patch from what is there (None: nothing to do), patch with the read's
+    resourceVersion as precondition; on 409 read again, at most CONFLICT_RETRIES more times.
+    Returns (the object after, the patch sent or None)."""
+    for attempt in range(CONFLICT_RETRIES + 1):
+        obj = read()
+        body = build(obj)
+        if body is None:
+            return obj, None
+        try:
+            return patch(body, obj["metadata"].get("resourceVersion")), body
+        except KubeConflict:
+            if attempt == CONFLICT_RETRIES:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class KubeCalls:
     """Synchronous API calls with one timeout, failures translated into our KubeErrors."""
 

@@ -48,16 +48,15 @@ from quantzoo_safety.backtest_job import command as backtest_command
 from quantzoo_safety.engagement import EngageIntent, NotEngaged, kill_switch_of, plan_engage, plan_release
 from quantzoo_safety.kube import (
     ApiServerUnreachable,
-    KubeConflict,
     KubeError,
     KubeRefused,
     TradingSystemNotFound,
     TradingSystems,
+    read_build_patch,
 )
 
 SOURCE = KillSource.KUBECTL
 FIELD_MANAGER = "kubectl-quantzoo"
-_CONFLICT_RETRIES = 3
 ALL_PARALLELISM = 16  # --all: systems patched at once (and API connections kept open)
 
 
@@ -209,19 +208,11 @@ def format_table(rows: Sequence[Sequence[str]]) -> str:
 def _patch_with_retry(
     systems: TradingSystems, ns: str, name: str, build: Callable[[dict[str, Any]], dict[str, Any] | None]
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Read, build the patch from what is there, patch with a resourceVersion precondition; retry on 409."""
-    for attempt in range(_CONFLICT_RETRIES + 1):
-        obj = systems.get(ns, name)
-        patch = build(obj)
-        if patch is None:
-            return obj, None
-        try:
-            rv = obj["metadata"].get("resourceVersion")
-            return systems.merge_patch(ns, name, patch, resource_version=rv), patch
-        except KubeConflict:
-            if attempt == _CONFLICT_RETRIES:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    return read_build_patch(
+        lambda: systems.get(ns, name),
+        lambda body, rv: systems.merge_patch(ns, name, body, resource_version=rv),
+        build,
+    )
 
 
 def kill_one(systems: TradingSystems, ns: str, name: str, args: argparse.Namespace, out: TextIO) -> None:

@@ -28,9 +28,8 @@ from quantzoo_safety.kube import (
     KubeError,
     KubeRefused,
     TradingSystemNotFound,
+    read_build_patch,
 )
-
-_CONFLICT_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -143,17 +142,11 @@ def _patch(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Read (creating a halt on first use), build the patch from what is there, patch with a
     resourceVersion precondition; retry on 409."""
-    for attempt in range(_CONFLICT_RETRIES + 1):
-        obj = _read_or_create(objects, t) if create else objects.get(t)
-        patch = build(obj)
-        if patch is None:
-            return obj, None
-        try:
-            return objects.merge_patch(t, patch, obj["metadata"].get("resourceVersion")), patch
-        except KubeConflict:
-            if attempt == _CONFLICT_RETRIES:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    return read_build_patch(
+        lambda: _read_or_create(objects, t) if create else objects.get(t),
+        lambda body, rv: objects.merge_patch(t, body, rv),
+        build,
+    )
 
 
 def engage(objects: LevelObjects, t: LevelTarget, intent: EngageIntent, out: TextIO) -> None:
