@@ -61,10 +61,18 @@ def apply_body(obj: Any) -> bytes:
 
 
 class KubeError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, causes: tuple[str, ...] = ()) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.message = message
+        self.causes = causes  # the Status's details.causes[].reason, e.g. NamespaceTerminating
+
+
+def status_causes(payload: Any) -> tuple[str, ...]:
+    """The cause types of a Kubernetes Status body (empty when it has none)."""
+    details = payload.get("details") if isinstance(payload, dict) else None
+    causes = (details or {}).get("causes") or []
+    return tuple(str(c.get("reason") or "") for c in causes if isinstance(c, dict))
 
 
 def new_api_client(pool_size: int = 16) -> client.ApiClient:
@@ -148,7 +156,7 @@ class Kube:
         payload = json.loads(resp.data) if resp.data else {}
         if not 200 <= resp.status < 300:
             message = payload.get("message") if isinstance(payload, dict) else None
-            raise KubeError(resp.status, message or resp.reason or "")
+            raise KubeError(resp.status, message or resp.reason or "", status_causes(payload))
         payload["_status"] = resp.status
         return payload
 

@@ -227,3 +227,10 @@ def configure_kopf(settings: object, config: OperatorConfig) -> None:
     settings.networking.connect_timeout = config.watch_connect_timeout_seconds
     settings.execution.default_backoff = config.reconcile_backoff_seconds
     settings.peering.standalone = settings.peering.standalone or config.standalone
+    # Listed namespaces are exact names (validated above). kopf's namespace scan drops a namespace from its
+    # watches as soon as the namespace controller marks it for deletion, before that controller deletes the
+    # TradingSystems in it: their finalizer then had nobody to clear it and the namespace never finished
+    # deleting. So the listed namespaces are served for as long as the operator runs (kopf still lists the
+    # CRDs once at startup; the chart installs them first).
+    if not config.clusterwide:
+        settings.scanning.disabled = True

@@ -1,7 +1,7 @@
 """The quantzoo chart, rendered by the real helm: lint, value sets, schema refusals, one-source copies.
 
-A live `helm install/upgrade/uninstall` against the real control plane is not here yet: it needs the
-operator, and arrives with the control-plane fixture.
+No cluster: the live `helm install`/`test`/`upgrade`/`uninstall` runs on the real node
+(tests/pods/test_zz_chart_lifecycle_realpods.py).
 """
 
 from __future__ import annotations

@@ -110,6 +110,16 @@ def test_kopf_settings_keep_status_clean_and_the_kill_path_out_of_kopf() -> None
     assert isinstance(settings.watching.server_timeout, int)
     assert settings.watching.client_timeout > settings.watching.server_timeout
     assert settings.execution.default_backoff == 3
+    assert not settings.scanning.disabled  # every namespace: kopf follows the CRDs
+
+
+def test_listed_namespaces_stay_watched_while_they_terminate() -> None:
+    # kopf's namespace scan stops serving a namespace once it is marked for deletion, before the
+    # TradingSystems in it are deleted: their finalizer would be left with nobody to clear it
+    # (tests/operator/test_delete_namespace_engaged.py shows it against the API server).
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, OperatorConfig(namespaces=("team-a", "team-b")))
+    assert settings.scanning.disabled
 
 
 def test_kopf_object_records_carry_namespace_and_name() -> None:

@@ -4,6 +4,7 @@ Milliseconds; tests/operator/test_tombstone.py runs the whole flow against the r
 from __future__ import annotations
 
 from quantzoo_operator.killswitch import tombstone
+from quantzoo_operator.kube import KubeError, status_causes
 
 ENGAGED = {
     "engaged": True,
@@ -47,3 +48,28 @@ def test_a_damaged_tombstone_still_re_engages_as_halt():
         "killSwitch"
     ]
     assert (ks["engaged"], ks["mode"]) == (True, "Halt")
+
+
+def test_a_namespace_being_deleted_is_told_apart_from_other_refusals() -> None:
+    # The API server's body when a namespace is terminating (NamespaceLifecycle admission).
+    status = {
+        "kind": "Status",
+        "status": "Failure",
+        "reason": "Forbidden",
+        "code": 403,
+        "details": {
+            "name": "demo-kill-tombstone",
+            "kind": "configmaps",
+            "causes": [
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": "namespace ns is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ],
+        },
+    }
+    terminating = KubeError(403, "is being terminated", status_causes(status))
+    assert tombstone.namespace_terminating(terminating)
+    assert not tombstone.namespace_terminating(KubeError(403, "RBAC says no", status_causes({"code": 403})))
+    assert not tombstone.namespace_terminating(KubeError(500, "x", ("NamespaceTerminating",)))

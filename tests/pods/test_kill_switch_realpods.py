@@ -1,18 +1,19 @@
 """The kill-switch contract end to end on real pods: the chart's operator as its Deployment's pod, the
 engine and safety pods it creates on the real node (containerd + runc, NetworkPolicies enforced).
 
-The real-pod edition of the paths where a pod is not a process: the kill patched and acknowledged through
-the operator's push across the engine's NetworkPolicy, the runbook's activate, the operator's Deployment
-scaled to zero (only the engine pod's own watch carries the kill), the API server stopped (the safety
-pod halts the engine pod directly over the pod network), and the release. tests/e2e keeps the paths where
-pods and processes behave alike (GitOps revert, bad tokens, concurrent activations, engine restart; the
-container restart is in test_real_pods.py).
+The kill patched and acknowledged through the operator's push across the engine's NetworkPolicy, the
+runbook's activate (its public /status tells nothing of the reason) and release, the operator's Deployment
+scaled to zero (only the engine pod's own watch carries the kill), the API server stopped (the safety pod
+halts the engine pod directly over the pod network), bad tokens and bodies that change nothing, concurrent
+activations, and a GitOps revert of an engaged switch refused. The engine's container killed while
+engaged comes back halted in test_real_pods.py.
 
 Each test: its own TradingSystem in its own namespace (restricted profile), deleted at the end.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from kubernetes import client, config
+from quantzoo_api.killswitch import engage_patch
 
 from hack.devcluster import node, podaddress
 from tests.pods import realpods
@@ -126,13 +128,17 @@ def test_patch_halts_cancels_flattens_and_is_acknowledged(stack):
     realpods.wait_for(stack.halted, 15, "engine halted")
     refused = stack.place_order("AAPL", "buy", 1)
     assert 400 <= refused.status_code < 500, refused.text
+    assert "kill" in refused.text.lower() or "halt" in refused.text.lower()
     realpods.wait_for(lambda: stack.engine_state()["orders"]["working"] == 0, 15, "working orders cancelled")
     positions = httpx.get(stack.engine.url + "/positions/current", timeout=5).json()["positions"]
     assert all(float(p["quantity"]) == 0 for p in positions), positions
     # The acknowledgement is the operator pod's push answered by the engine pod, across its NetworkPolicy.
     ks = realpods.wait_for(stack.acknowledged, 30, "status acknowledgement")
     assert ks["acknowledgements"][0]["replica"].endswith("-engine-0")
+    assert ks["acknowledgements"][0]["latencyMs"] >= 0
     assert ks["by"] == "alice"
+    conditions = {c["type"]: c for c in stack.get()["status"]["conditions"]}
+    assert conditions["KillSwitchEngaged"]["status"] == "True"
 
 
 def test_runbook_activate_halts_and_deactivate_resumes(stack):
@@ -149,6 +155,9 @@ def test_runbook_activate_halts_and_deactivate_resumes(stack):
     ks = stack.get()["spec"]["killSwitch"]
     assert (ks["engaged"], ks["operator"], ks["source"]) == (True, "YOUR_NAME", "safety-api")
     realpods.wait_for(stack.acknowledged, 30, "status acknowledgement")
+    public = httpx.get(stack.safety.url + "/status", timeout=5).json()
+    assert public["kill_switch_engaged"] is True
+    assert "Emergency" not in json.dumps(public)  # unauthenticated: the reason is not told
     resp = httpx.post(
         stack.safety.url + "/kill-switch/deactivate",
         headers=stack.safety_headers(),
@@ -156,6 +165,8 @@ def test_runbook_activate_halts_and_deactivate_resumes(stack):
         timeout=20,
     )
     assert resp.status_code == 200, resp.text
+    ks = stack.get()["spec"]["killSwitch"]
+    assert (ks["engaged"], ks["release"]["operator"]) == (False, "Your Name")
     realpods.wait_for(lambda: stack.engine_state()["trading_state"] == "ACTIVE", 30, "trading resumed")
     assert stack.place_order("AAPL", "buy", 1).status_code == 201
 
@@ -198,3 +209,59 @@ def test_apiserver_down_the_safety_pod_halts_the_engine_pod_directly(stack, rele
     # Once the API server is back, the engine stays halted (the halt reaches the source of truth or holds).
     realpods.wait_for(lambda: stack.get()["metadata"]["name"], 60, "the API server answers")
     assert stack.engine_state()["trading_state"] == "HALTED"
+
+
+def test_bad_input_changes_nothing_concurrent_activations_agree_and_a_gitops_revert_is_refused(stack):
+    url = stack.safety.url
+    wrong = {"Authorization": "Bearer not-the-token"}
+    body = {"reason": "x", "close_positions": False, "operator": "mallory"}
+    assert httpx.post(url + "/kill-switch/activate", json=body, timeout=5).status_code == 401
+    assert httpx.post(url + "/kill-switch/activate", json=body, headers=wrong, timeout=5).status_code == 401
+    for bad in ('{"reason": "x"', '{"reason": "x", "operator": "m", "close_positions": "yes"}', "[]"):
+        r = httpx.post(
+            url + "/kill-switch/activate",
+            content=bad,
+            headers={**stack.safety_headers(), "Content-Type": "application/json"},
+            timeout=5,
+        )
+        assert 400 <= r.status_code < 500, (bad, r.status_code, r.text)
+    r = httpx.post(stack.engine.url + "/admin/kill-switch", json={"engaged": True}, headers=wrong, timeout=5)
+    assert r.status_code == 401
+    assert "not-the-token" not in r.text
+    assert stack.get()["spec"]["killSwitch"]["engaged"] is False
+    assert stack.engine_state()["trading_state"] == "ACTIVE"
+
+    def activate(i: int) -> int:
+        return httpx.post(
+            url + "/kill-switch/activate",
+            headers=stack.safety_headers(),
+            json={"reason": f"concurrent {i}", "close_positions": False, "operator": f"op{i}"},
+            timeout=30,
+        ).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(activate, range(8)))
+    assert all(c == 200 for c in codes), codes
+    ks = stack.get()["spec"]["killSwitch"]
+    assert ks["engaged"] is True
+    assert ks["reason"].startswith("concurrent ")
+    realpods.wait_for(stack.halted, 15, "engine halted")
+    stack.patch(engage_patch(reason="again", operator="x", source="kubectl"))
+    assert stack.halted()
+
+    # Argo CD's server-side apply of the manifest from git (no engaged switch) must not resume trading.
+    manifest = {
+        "apiVersion": "trading.quantzoo.io/v1alpha1",
+        "kind": "TradingSystem",
+        "metadata": {"name": stack.name, "namespace": stack.namespace},
+        "spec": {**SPEC, "killSwitch": {"engaged": False}},
+    }
+    res = stack.cluster.plane.kubectl(
+        *("apply", "--server-side", "--force-conflicts", "--field-manager=argocd-controller", "-f", "-"),
+        input=json.dumps(manifest),
+        check=False,
+    )
+    assert res.returncode != 0
+    assert "release record" in res.stderr
+    assert stack.get()["spec"]["killSwitch"]["engaged"] is True
+    assert stack.halted()

@@ -20,7 +20,7 @@ from typing import Any
 from quantzoo_api.killswitch import KillSource, engage_patch, kill_switch_of
 
 from quantzoo_operator import labels
-from quantzoo_operator.kube import Kube
+from quantzoo_operator.kube import Kube, KubeError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ TOMBSTONE_LABEL = "trading.quantzoo.io/kill-tombstone"  # value: the TradingSyst
 FIELD_MANAGER = "quantzoo-operator-tombstone"
 ARMED = "armed"
 KILL_SWITCH = "killSwitch"
+NAMESPACE_TERMINATING = "NamespaceTerminating"  # the cause the API server's NamespaceLifecycle check names
 
 
 # -- pure ------------------------------------------------------------------------------------------
@@ -87,9 +88,23 @@ async def record(kube: Kube, body: Mapping[str, Any]) -> bool:
     note = (
         f"TradingSystem deleted while engaged (uid {meta.get('uid', '?')}); a release of the new one disarms"
     )
-    await kube.apply(manifest(meta["namespace"], meta["name"], ks, armed=True, note=note), FIELD_MANAGER)
-    log.info("kill tombstone armed", extra={"namespace": meta["namespace"], "tradingsystem": meta["name"]})
+    extra = {"namespace": meta["namespace"], "tradingsystem": meta["name"]}
+    try:
+        await kube.apply(manifest(meta["namespace"], meta["name"], ks, armed=True, note=note), FIELD_MANAGER)
+    except KubeError as exc:
+        if not namespace_terminating(exc):
+            raise
+        # The whole namespace is going: a tombstone would go with it, and the API server refuses to create
+        # one (retrying for ever kept the TradingSystem, and so its namespace, from ever being deleted).
+        log.info("no kill tombstone: the namespace is being deleted", extra=extra)
+        return True
+    log.info("kill tombstone armed", extra=extra)
     return True
+
+
+def namespace_terminating(exc: KubeError) -> bool:
+    """The API server's refusal to create anything in a namespace that is being deleted."""
+    return exc.status == 403 and NAMESPACE_TERMINATING in exc.causes
 
 
 async def find(kube: Kube, namespace: str, ts_name: str) -> dict[str, Any] | None:
