@@ -13,11 +13,11 @@ A deleted TradingHalt or TradingAccount that was engaged leaves the engine held 
 engagement lifts a latch; the chart's admission policy refuses deleting an engaged one).
 
 Its account vanishing halts the engine (a running strategy's positions are the account's): an account with
-`deletionTimestamp` (Terminating: the operator's in-use finalizer keeps it while systems name it), or a
-DELETED event, engages the account's latch with the deletion as its engagement (`deletionTimestamp`). A
-re-created account (a GitOps replay) does not lift it: only a release record naming that engagement does
-(`release.engagedAt` = the deletion time, shown in the engine's /state heldBy). An account that is not there
-at all is never proven: the engine does not trade without it.
+`deletionTimestamp` (Terminating, while some finalizer keeps it), or a DELETED event, engages the account's
+latch with the deletion as its engagement (`deletionTimestamp`). A re-created account (a GitOps replay)
+does not lift it: only a release record naming that engagement does (`release.engagedAt` = the deletion
+time, shown in the engine's /state heldBy). An account that is not there at all is never proven: the
+engine does not trade without it.
 """
 
 from __future__ import annotations
