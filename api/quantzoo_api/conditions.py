@@ -7,7 +7,9 @@ observedGeneration and lastTransitionTime; the operator's status module computes
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import Any
 
 
 class ConditionType(StrEnum):
@@ -81,3 +83,15 @@ class Phase(StrEnum):
     REDUCE_ONLY = "ReduceOnly"
     DEGRADED = "Degraded"
     TERMINATING = "Terminating"
+
+
+def kill_phase(own: Mapping[str, Any] | None, held_by: Iterable[Mapping[str, Any]] | None) -> Phase | None:
+    """The phase the kill switch of every level shows: Halted if any engaged level covering the system
+    asks Halt, ReduceOnly if every one asks ReduceOnly, None when none holds it. `own` is the system's
+    spec.killSwitch, `held_by` its status.killSwitch.heldBy (the levels above it, issue #13): a system
+    held by its firm, desk or account shows it in the same words as its own kill."""
+    modes = [str((own or {}).get("mode") or "Halt")] if (own or {}).get("engaged") else []
+    modes += [str(h.get("mode") or "Halt") for h in held_by or () if isinstance(h, Mapping)]
+    if not modes:
+        return None
+    return Phase.REDUCE_ONLY if all(m == "ReduceOnly" for m in modes) else Phase.HALTED

@@ -11,6 +11,13 @@ only through the operator. Two parts, as kube_watch.py:
 
 A deleted TradingHalt or TradingAccount that was engaged leaves the engine held (only a release naming the
 engagement lifts a latch; the chart's admission policy refuses deleting an engaged one).
+
+Its account vanishing halts the engine (a running strategy's positions are the account's): an account with
+`deletionTimestamp` (Terminating, while some finalizer keeps it), or a DELETED event, engages the account's
+latch with the deletion as its engagement (`deletionTimestamp`). A re-created account (a GitOps replay)
+does not lift it: only a release record naming that engagement does (`release.engagedAt` = the deletion
+time, shown in the engine's /state heldBy). An account that is not there at all is never proven: the
+engine does not trade without it.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any
 from pydantic import ValidationError
 from quantzoo_api import GROUP, VERSION
 from quantzoo_api.accounts import ACCOUNT_PLURAL, parse_account_spec
-from quantzoo_api.killswitch import KillSource, KillSwitchCommand
+from quantzoo_api.killswitch import KillSource, KillSwitchCommand, engagement_id, now_engagement
 from quantzoo_api.levels import HALT_PLURAL, KillLevel, holder_of, parse_halt_spec
 from quantzoo_api.watching import Backoff, ResumableWatch, WatchTimeouts
 
@@ -88,9 +95,30 @@ def interpret_halt(obj: Mapping[str, Any], namespace: str) -> KillSwitchCommand 
     )
 
 
+def account_deleted(obj: Mapping[str, Any], namespace: str) -> KillSwitchCommand:
+    """The halt an account being deleted (or gone) stands for: engaged by its holder, the deletion its
+    engagement, so only a release naming that deletion lifts it."""
+    meta = obj.get("metadata") or {}
+    name = str(meta.get("name") or "")
+    deleting = meta.get("deletionTimestamp")
+    return KillSwitchCommand(
+        engaged=True,
+        reason=f"TradingAccount {namespace}/{name} is being deleted"
+        if deleting
+        else f"TradingAccount {namespace}/{name} was deleted",
+        source=KillSource.ENGINE_WATCH,
+        engagement=engagement_id(deleting) or now_engagement(),
+        level=KillLevel.ACCOUNT,
+        holder=holder_of(KillLevel.ACCOUNT, name, namespace),
+    )
+
+
 def interpret_account(obj: Mapping[str, Any], namespace: str) -> KillSwitchCommand:
     """The command a TradingAccount's kill switch stands for (the engine watches only its own account)."""
-    name = str((obj.get("metadata") or {}).get("name") or "")
+    meta = obj.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return account_deleted(obj, namespace)
+    name = str(meta.get("name") or "")
     holder = holder_of(KillLevel.ACCOUNT, name, namespace)
     try:
         spec = parse_account_spec(obj.get("spec"))
@@ -112,27 +140,48 @@ class _Emitter:
     """The watch loop's reports, as engine actions tagged with the level's watch."""
 
     def __init__(
-        self, watch: str, interpret: Interpret, emit: Callable[[WatchAction], None], *, must_exist: bool
+        self,
+        watch: str,
+        interpret: Interpret,
+        emit: Callable[[WatchAction], None],
+        *,
+        must_exist: bool,
+        on_deleted: Interpret | None = None,
     ) -> None:
         self.watch, self.interpret, self.emit, self.must_exist = watch, interpret, emit, must_exist
+        self.on_deleted = on_deleted
+        self.present = False  # a must_exist object: seen and not deleted since
+
+    def _missing(self) -> None:
+        # The account the system names is not there: unknown, fail closed until it appears.
+        self.emit(ViewLost(f"{self.watch}: not found", watch=self.watch))
 
     def listed(self, items: list[dict[str, Any]]) -> None:
+        self.present = bool(items)
         if self.must_exist and not items:
-            # The account the system names is not (yet) there: unknown, fail closed until it appears.
-            self.emit(ViewLost(f"{self.watch}: not found", watch=self.watch))
+            self._missing()
             return
         commands = tuple(c for c in map(self.interpret, items) if c is not None)
         self.emit(LevelObserved(self.watch, commands))
 
     def event(self, event_type: str, obj: dict[str, Any]) -> None:
         if event_type in ("ADDED", "MODIFIED"):
+            self.present = True
             command = self.interpret(obj)
+            self.emit(LevelObserved(self.watch, (command,) if command is not None else ()))
+        elif self.must_exist and self.on_deleted is not None:
+            # DELETED, the object the engine needs (its account): halt, whatever its switch said.
+            self.present = False
+            command = self.on_deleted(obj)
             self.emit(LevelObserved(self.watch, (command,) if command is not None else ()))
         else:
             # DELETED: the latch stays as it is (only a release lifts it); the view is still current.
             self.emit(Proof(watch=self.watch))
 
     def unchanged(self) -> None:
+        if self.must_exist and not self.present:
+            self._missing()  # a quiet watch of nothing proves nothing about the object needed
+            return
         self.emit(Proof(watch=self.watch))
 
     def failed(self, reason: str) -> None:
@@ -155,6 +204,7 @@ class LevelWatch:
         *,
         list_args: tuple[str, tuple[Any, ...]],
         must_exist: bool = False,
+        on_deleted: Interpret | None = None,
         field_selector: str | None = None,
         timeouts: WatchTimeouts | None = None,
         max_backoff_seconds: float = 10.0,
@@ -165,6 +215,7 @@ class LevelWatch:
         self.interpret = interpret
         self.list_args = list_args
         self.must_exist = must_exist
+        self.on_deleted = on_deleted
         self.field_selector = field_selector
         self.timeouts = timeouts or WatchTimeouts()
         self.max_backoff_seconds = max_backoff_seconds
@@ -193,6 +244,7 @@ class LevelWatch:
             lambda obj: interpret_account(obj, namespace),
             list_args=("list_namespaced_custom_object", (GROUP, VERSION, namespace, ACCOUNT_PLURAL)),
             must_exist=True,
+            on_deleted=lambda obj: account_deleted(obj, namespace),
             field_selector=f"metadata.name={name}",
             **kw,
         )
@@ -206,7 +258,9 @@ class LevelWatch:
             self._watch.stop()
 
     def _loop(self, emit: Callable[[Any], None]) -> None:
-        emitter = _Emitter(self.name, self.interpret, emit, must_exist=self.must_exist)
+        emitter = _Emitter(
+            self.name, self.interpret, emit, must_exist=self.must_exist, on_deleted=self.on_deleted
+        )
         try:
             from kubernetes import client
 

@@ -22,8 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from quantzoo_api import API_VERSION, KIND
-from quantzoo_api.conditions import ConditionType, Phase, Reason
-from quantzoo_api.types import KillSwitchMode
+from quantzoo_api.conditions import ConditionType, Phase, Reason, kill_phase
 
 
 # -- time -----------------------------------------------------------------------------------------
@@ -209,18 +208,19 @@ def phase(
     ready_cond: Mapping[str, Any],
     degraded_cond: Mapping[str, Any],
     deleting: bool,
+    held_by: Sequence[Mapping[str, Any]] = (),
 ) -> Phase:
     """Terminating > Degraded > Halted/ReduceOnly > Running > Pending.
 
     An engaged switch that some replica has not acknowledged shows as Degraded, not Halted: the phase
-    claims a halt only once it is known to hold (or no engine replica runs)."""
+    claims a halt only once it is known to hold (or no engine replica runs). Halted/ReduceOnly counts every
+    level holding the system (quantzoo_api.conditions.kill_phase: its own switch and status heldBy)."""
     if deleting:
         return Phase.TERMINATING
     if degraded_cond["status"] == "True":
         return Phase.DEGRADED
-    kill = (spec or {}).get("killSwitch") or {}
-    if kill.get("engaged"):
-        return Phase.REDUCE_ONLY if kill.get("mode") == KillSwitchMode.REDUCE_ONLY else Phase.HALTED
+    if (held := kill_phase((spec or {}).get("killSwitch"), held_by)) is not None:
+        return held
     if ready_cond["status"] == "True":
         return Phase.RUNNING
     return Phase.PENDING
@@ -261,7 +261,13 @@ def reconcile_status(
     sts_status = (sts or {}).get("status") or {}
     out: dict[str, Any] = {
         "phase": str(
-            phase(ts.get("spec") or {}, ready_cond=ready_c, degraded_cond=degraded_c, deleting=deleting)
+            phase(
+                ts.get("spec") or {},
+                ready_cond=ready_c,
+                degraded_cond=degraded_c,
+                deleting=deleting,
+                held_by=(current.get("killSwitch") or {}).get("heldBy") or (),
+            )
         ),
         "conditions": with_transition_times([ready_c, engine_c, safety_c, degraded_c], existing, now),
         "engine": {

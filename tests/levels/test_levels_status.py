@@ -64,6 +64,12 @@ def test_status_names_the_levels_holding_each_system(cluster, kube_api, namespac
             wait_for(
                 lambda n=name: held(kube_api, namespace, n) == ([f"Desk/{desk}"], "HeldByDesk"), 10, what=name
             )
+        # The phase (and `kubectl get ts`) shows the desk's hold too. (s1 is Degraded, which outranks
+        # Halted: its account's simulated broker cannot be shared.)
+        try:
+            wait_for(lambda: status_of(kube_api, namespace, "s2").get("phase") == "Halted", 10)
+        except AssertionError:
+            raise AssertionError(f"s2: {status_of(kube_api, namespace, 's2')}") from None
         halt = custom.get_cluster_custom_object(GROUP, VERSION, HALT_PLURAL, desk)
         wait_for(
             lambda: (
@@ -78,6 +84,7 @@ def test_status_names_the_levels_holding_each_system(cluster, kube_api, namespac
         wait_for(lambda: held(kube_api, namespace, "s1") == want, 10, what="desk, then account")
         release_halt(kube_api, desk)
         wait_for(lambda: held(kube_api, namespace, "s2") == ([], "NotHalted"), 10, what="s2 released")
+        wait_for(lambda: status_of(kube_api, namespace, "s2").get("phase") != "Halted", 10, what="s2 phase")
         want = ([f"Account/{namespace}/main"], "HeldByAccount")
         wait_for(lambda: held(kube_api, namespace, "s1") == want, 10, what="s1 still held by its account")
     finally:

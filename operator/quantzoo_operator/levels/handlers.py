@@ -21,7 +21,12 @@ async def start_levels(memo: kopf.Memo, **_: Any) -> None:
     config = runtime.config
     # Its own client and pool: a burst of level status writes never queues behind reconcile or the kill path.
     kube = Kube(lambda: new_api_client(16), request_timeout=config.request_timeout_seconds)
-    levels = LevelStatus(kube, lambda: new_api_client(4), tuple(config.namespaces))
+    levels = LevelStatus(
+        kube,
+        lambda: new_api_client(4),
+        tuple(config.namespaces),
+        on_held_changed=runtime.status.refresh_soon,
+    )
     levels.start()
     memo[MEMO_KEY] = levels
 

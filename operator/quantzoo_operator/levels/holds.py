@@ -41,6 +41,25 @@ def hold_of(level: KillLevel, holder: str, obj: Mapping[str, Any]) -> LevelHold 
     )
 
 
+def deletion_hold(holder: str, obj: Mapping[str, Any]) -> LevelHold | None:
+    """An account being deleted holds its systems as their engines hold themselves (engine level_watch.py):
+    the deletion is the engagement, lifted only by a release record naming it."""
+    deleting = engagement_id((obj.get("metadata") or {}).get("deletionTimestamp"))
+    if deleting is None:
+        return None
+    release = ((obj.get("spec") or {}).get("killSwitch") or {}).get("release") or {}
+    if isinstance(release, Mapping) and engagement_id(release.get("engagedAt")) == deleting:
+        return None
+    ns, name = _meta(obj)
+    return LevelHold(
+        level=KillLevel.ACCOUNT,
+        name=holder,
+        engaged_at=deleting,
+        reason=f"TradingAccount {ns}/{name} is being deleted",
+        mode="Halt",
+    )
+
+
 def _meta(obj: Mapping[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
@@ -86,7 +105,8 @@ class LevelIndex:
 
     def put_account(self, obj: Mapping[str, Any]) -> list[SysKey]:
         ns, name = _meta(obj)
-        self.accounts[(ns, name)] = hold_of(KillLevel.ACCOUNT, holder_of(KillLevel.ACCOUNT, name, ns), obj)
+        holder = holder_of(KillLevel.ACCOUNT, name, ns)
+        self.accounts[(ns, name)] = hold_of(KillLevel.ACCOUNT, holder, obj) or deletion_hold(holder, obj)
         return self.covered_by_account(ns, name)
 
     def drop_account(self, ns: str, name: str) -> list[SysKey]:

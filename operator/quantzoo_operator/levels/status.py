@@ -55,8 +55,11 @@ class LevelStatus:
         api_factory: Callable[[], Any],
         namespaces: tuple[str, ...] = (),
         timeouts: WatchTimeouts | None = None,
+        on_held_changed: Callable[[str, str], None] | None = None,
     ) -> None:
         self.kube = kube
+        # The reconcile writer's refresh: status.phase shows the levels holding a system (status.py).
+        self.on_held_changed = on_held_changed
         self.api_factory = api_factory
         self.namespaces = namespaces
         self.timeouts = timeouts or WatchTimeouts(server_seconds=60)
@@ -182,6 +185,8 @@ class LevelStatus:
         }
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{key[0]}/{PLURAL}/{key[1]}/status"
         await self._apply(path, body)
+        if self.on_held_changed is not None:
+            self.on_held_changed(*key)
         self.index.systems[key] = type(system)(
             account=system.account,
             hold=system.hold,
