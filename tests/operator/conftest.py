@@ -21,6 +21,7 @@ import httpx
 import pytest
 from kubernetes import client
 from quantzoo_api import GROUP, PLURAL, VERSION
+from quantzoo_api.accounts import ACCOUNT_PLURAL
 from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION
 
 from hack.devcluster.leaks import REGISTRY as LEAKS
@@ -150,18 +151,19 @@ def start_operator(
 def release_finalizers(api: client.ApiClient, namespace: str) -> None:
     """With the operator stopped nobody removes its finalizer: let the namespace be deleted."""
     custom = client.CustomObjectsApi(api)
-    with contextlib.suppress(client.ApiException):
-        for item in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
-            with contextlib.suppress(client.ApiException):
-                custom.patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    PLURAL,
-                    item["metadata"]["name"],
-                    {"metadata": {"finalizers": None}},
-                    _content_type="application/merge-patch+json",
-                )
+    for plural in (PLURAL, ACCOUNT_PLURAL):
+        with contextlib.suppress(client.ApiException):
+            for item in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)["items"]:
+                with contextlib.suppress(client.ApiException):
+                    custom.patch_namespaced_custom_object(
+                        GROUP,
+                        VERSION,
+                        namespace,
+                        plural,
+                        item["metadata"]["name"],
+                        {"metadata": {"finalizers": None}},
+                        _content_type="application/merge-patch+json",
+                    )
 
 
 @pytest.fixture

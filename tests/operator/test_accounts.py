@@ -6,6 +6,7 @@ is made; the account lists its systems; and the CRD refuses accountRef beside a 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -44,6 +45,11 @@ def account(api: client.ApiClient, namespace: str) -> dict[str, Any]:
 def account_ready(api: client.ApiClient, namespace: str) -> dict[str, Any]:
     conds = (account(api, namespace).get("status") or {}).get("conditions") or []
     return next((c for c in conds if c["type"] == "Ready"), {})
+
+
+def accounts_in(api: client.ApiClient, namespace: str) -> list[str]:
+    listed = custom(api).list_namespaced_custom_object(GROUP, VERSION, namespace, ACCOUNT_PLURAL)
+    return [a["metadata"]["name"] for a in listed["items"]]
 
 
 def engine_env(api: client.ApiClient, namespace: str, name: str) -> dict[str, str]:
@@ -178,10 +184,16 @@ def test_a_system_in_an_account_trades_with_the_accounts_broker_and_limits(
     config = client.CoreV1Api(kube_api).read_namespaced_config_map("alpha-config", namespace)
     assert json.loads(config.data["engine.json"])["spec"]["broker"]["kind"] == "alpaca"
 
-    # The account goes: the system is Degraded, naming it.
+    # A delete of the account in use leaves it Terminating (the in-use finalizer) and holds its system.
     custom(kube_api).delete_namespaced_custom_object(GROUP, VERSION, namespace, ACCOUNT_PLURAL, "shared")
-    cond = ts.wait_condition(namespace, "alpha", "Degraded", "True", "AccountMissing")
-    assert "'shared'" in cond["message"]
+    ts.wait_condition(namespace, "alpha", "Halted", "True", "HeldByAccount")
+    time.sleep(10)  # two of the in-use check's retries (every 5 s)
+    terminating = account(kube_api, namespace)
+    assert terminating["metadata"].get("deletionTimestamp"), terminating["metadata"]
+
+    # Its last system deleted, the account goes.
+    ts.delete(namespace, "alpha")
+    wait_for(lambda: "shared" not in accounts_in(kube_api, namespace), 40, what="the account gone")
 
 
 def test_an_account_with_the_simulated_broker_is_refused_for_sharing(
