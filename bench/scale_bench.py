@@ -63,6 +63,7 @@ from quantzoo_api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from quantzoo_api.killswitch import kill_switch_of, release_patch_for
 
 from bench import one_write_kill
+from bench import ready_floor as ready_floor_module
 from hack.devcluster import controlplane
 from hack.devcluster.podrunner import LocalPod, PodRunner, wait_for
 from hack.devcluster.stack import OperatorProcess, TradingSystemStack, start_operator
@@ -401,6 +402,8 @@ class Options:
     operator_env: dict[str, str] = field(default_factory=dict)
     profile: Path | None = None
     one_write_rounds: int = 5
+    floor_workers: int = 8
+    """Threads applying children in the Ready floor (the operator's reconcile pool; 0: no floor)."""
     """Folder for py-spy profiles (raw collapsed stacks) and heap dumps of the operator."""
     profile_tracemalloc: int = 0
     """Frames tracemalloc keeps in the operator (0: off); its top allocation sites go in the heap dump."""
@@ -428,10 +431,15 @@ class ScaleRun:
     """Everything for one N; `close()` stops every process it started and deletes the namespace."""
 
     def __init__(
-        self, kubeconfig: Path, plane: controlplane.ControlPlane | None, n: int, opts: Options
+        self,
+        kubeconfig: Path,
+        plane: controlplane.ControlPlane | None,
+        n: int,
+        opts: Options,
+        prefix: str = "scale",
     ) -> None:
         self.kubeconfig, self.plane, self.n, self.opts = kubeconfig, plane, n, opts
-        self.namespace = f"scale-{n}-{os.getpid() % 10000}-{int(time.time()) % 100000}"
+        self.namespace = f"{prefix}-{n}-{os.getpid() % 10000}-{int(time.time()) % 100000}"
         self.api = _api(kubeconfig, opts.parallel * 2)
         self.crs = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
@@ -448,15 +456,18 @@ class ScaleRun:
 
     # -- phases -----------------------------------------------------------------------------------
     def setup(self) -> None:
+        self.make_namespace()
+        self.operator = start_operator(self.kubeconfig, [self.namespace], self._operator_env())
+        self.watch.start()
+        wait_for(self.watch.synced.is_set, timeout=30, what="the benchmark's own watch")
+
+    def make_namespace(self) -> None:
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)))
         wait_for(
             lambda: self.core.read_namespaced_service_account("default", self.namespace),
             timeout=60,
             what="the namespace's default ServiceAccount",
         )
-        self.operator = start_operator(self.kubeconfig, [self.namespace], self._operator_env())
-        self.watch.start()
-        wait_for(self.watch.synced.is_set, timeout=30, what="the benchmark's own watch")
 
     def _operator_env(self) -> dict[str, str]:
         if self.opts.profile is None:
@@ -492,8 +503,18 @@ class ScaleRun:
             "create_burst_ms": round(created_ms, 1),
             **percentiles(ready, 2),
             "api_requests": requests,
+            "events_by_source": self.event_sources(),
             "cpu_seconds": {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1 if k in cpu0},
         }
+
+    def event_sources(self) -> dict[str, int]:
+        """Events in the namespace per 'reporting component: reason' (who posts them), busiest first."""
+        counts: dict[str, int] = {}
+        for ev in self.core.list_namespaced_event(self.namespace).items:
+            source = ev.reporting_component or (ev.source.component if ev.source else None) or "?"
+            key = f"{source}: {ev.reason}"
+            counts[key] = counts.get(key, 0) + int(ev.count or 1)
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
     def start_real(self) -> dict[str, Any]:
         """Engine and safety processes of the first `real` systems (both pods of each)."""
@@ -850,6 +871,18 @@ def run_n(kubeconfig: Path, plane: controlplane.ControlPlane | None, n: int, opt
         run.close()
 
 
+def ready_floor(
+    kubeconfig: Path, plane: controlplane.ControlPlane | None, n: int, opts: Options
+) -> dict[str, Any]:
+    """The same N systems' children made Ready without the operator (bench/ready_floor.py)."""
+    run = ScaleRun(kubeconfig, plane, n, opts, prefix="floor")
+    try:
+        run.make_namespace()
+        return ready_floor_module.measure(run, spec=SPEC, workers=opts.floor_workers)
+    finally:
+        run.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -873,6 +906,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy and heap dumps of the operator (see above)"
     )
+    parser.add_argument(
+        "--floor-workers", type=int, default=8, help="threads of the Ready floor without operator (0: none)"
+    )
     parser.add_argument("--profile-tracemalloc", type=int, default=0, metavar="FRAMES")
     parser.add_argument("--profile-heap-only", action="store_true", help="with --profile: no py-spy")
     args = parser.parse_args(argv)
@@ -887,6 +923,7 @@ def main(argv: list[str] | None = None) -> int:
         operator_env=dict(kv.split("=", 1) for kv in args.operator_env),
         profile=args.profile,
         one_write_rounds=args.one_write_rounds,
+        floor_workers=args.floor_workers,
         profile_tracemalloc=args.profile_tracemalloc,
         pyspy=not args.profile_heap_only,
     )
@@ -896,7 +933,11 @@ def main(argv: list[str] | None = None) -> int:
         plane.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
         plane.kubectl("wait", "--for=condition=Established", "crd/tradingsystems.trading.quantzoo.io")
         one_write_kill.prepare(plane)
-        per_n = {n: run_n(plane.kubeconfig, plane, n, opts) for n in counts}
+        per_n = {}
+        for n in counts:
+            per_n[n] = run_n(plane.kubeconfig, plane, n, opts)
+            if opts.floor_workers:  # after the operator's run, on a control plane as quiet as before it
+                per_n[n]["ready_floor_seconds"] = ready_floor(plane.kubeconfig, plane, n, opts)
         versions = plane.versions()
     finally:
         plane.stop()

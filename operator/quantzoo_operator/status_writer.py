@@ -48,6 +48,26 @@ _TRANSITION_EVENTS = {
 }
 
 
+def transition_events(changes: list[status.Transition]) -> list[tuple[str, str, str]]:
+    """(event type, reason, message) for the condition changes of one status write. When Ready turns
+    True in the same write, its one Event covers EngineReady and SafetyReady turning True (a creation
+    burst of 300 systems posted 3 Events each for it: 600 of the 3,000 the API server took)."""
+    ready_now = any(c.type == status.ConditionType.READY and c.new == "True" for c in changes)
+    covered = {status.ConditionType.ENGINE_READY, status.ConditionType.SAFETY_READY}
+    out = []
+    for change in changes:
+        if change.old is None and change.new == "False":
+            continue  # the first status of a new TradingSystem: nothing became worse
+        if change.reason == status.Reason.KILL_SWITCH_UNACKNOWLEDGED:
+            continue  # the kill-switch path posts its own, more precise, warning
+        if ready_now and change.new == "True" and change.type in covered:
+            continue
+        spec = _TRANSITION_EVENTS.get((change.type, change.new))
+        if spec is not None:
+            out.append((*spec, change.message or f"{change.type} is {change.new}"))
+    return out
+
+
 def reconciled_inputs(body: Mapping[str, Any]) -> str:
     """Digest of what a reconcile builds children from: the spec without the kill switch."""
     spec = {k: v for k, v in (body.get("spec") or {}).items() if k != "killSwitch"}
@@ -180,14 +200,5 @@ class StatusWriter:
     def _post_transitions(
         self, ts: Mapping[str, Any], old: list[dict[str, Any]] | None, new: list[dict[str, Any]]
     ) -> None:
-        for change in status.transitions(old, new):
-            if change.old is None and change.new == "False":
-                continue  # the first status of a new TradingSystem: nothing became worse
-            if change.reason == status.Reason.KILL_SWITCH_UNACKNOWLEDGED:
-                continue  # the kill-switch path posts its own, more precise, warning
-            spec = _TRANSITION_EVENTS.get((change.type, change.new))
-            if spec is None:
-                continue
-            type_, reason = spec
-            message = change.message or f"{change.type} is {change.new}"
+        for type_, reason, message in transition_events(status.transitions(old, new)):
             self.recorder.post(ts, type_, reason, message)
