@@ -159,7 +159,14 @@ def test_an_upgrade_to_listed_namespaces_rolls_the_operator_and_keeps_every_syst
     )
     after = systems(release)
     for key, ts in before.items():  # no spec was touched by the upgrade
-        assert after[key]["metadata"]["generation"] == ts["metadata"]["generation"], key
+        spec_before, spec_after = dict(ts["spec"]), dict(after[key]["spec"])
+        switch_before, switch_after = spec_before.pop("killSwitch", None), spec_after.pop("killSwitch", None)
+        assert spec_after == spec_before, key
+        if switch_after != switch_before:
+            # Only the safety pod's watchdog may have written (a CI run saw alpha's generation go 1 -> 2 here
+            # under the suite's load): an engage of its own, whose reason the message shows.
+            assert (switch_after or {}).get("operator") == "safety-watchdog", (key, switch_after)
+            print(f"{key}: engaged by the watchdog during the upgrade: {switch_after.get('reason')!r}")
     assert ready_condition(after[(NS_A, "alpha")])
 
 
