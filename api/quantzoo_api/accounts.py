@@ -52,6 +52,12 @@ class TradingAccountSpec(_Model):
         return self
 
 
+def deletion_reason(namespace: str, name: str, *, gone: bool = False) -> str:
+    """Why an account's deletion holds its systems: one wording for the engine's halt and the operator's
+    status (heldBy), which must name the same thing."""
+    return f"{ACCOUNT_KIND} {namespace}/{name} {'was deleted' if gone else 'is being deleted'}"
+
+
 def parse_account_spec(spec: dict[str, Any] | None) -> TradingAccountSpec:
     """A TradingAccountSpec from a raw `spec` dict as the API server returns it (camelCase)."""
     return TradingAccountSpec.model_validate(spec or {})

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from quantzoo_api import GROUP, VERSION
-from quantzoo_api.accounts import ACCOUNT_PLURAL, parse_account_spec
+from quantzoo_api.accounts import ACCOUNT_PLURAL, deletion_reason, parse_account_spec
 from quantzoo_api.killswitch import KillSource, KillSwitchCommand, engagement_id, now_engagement
 from quantzoo_api.levels import HALT_PLURAL, KillLevel, holder_of, parse_halt_spec
 from quantzoo_api.watching import Backoff, ResumableWatch, WatchTimeouts
@@ -103,9 +103,7 @@ def account_deleted(obj: Mapping[str, Any], namespace: str) -> KillSwitchCommand
     deleting = meta.get("deletionTimestamp")
     return KillSwitchCommand(
         engaged=True,
-        reason=f"TradingAccount {namespace}/{name} is being deleted"
-        if deleting
-        else f"TradingAccount {namespace}/{name} was deleted",
+        reason=deletion_reason(namespace, name, gone=not deleting),
         source=KillSource.ENGINE_WATCH,
         engagement=engagement_id(deleting) or now_engagement(),
         level=KillLevel.ACCOUNT,

@@ -1,7 +1,7 @@
 """TradingAccounts -> accounts.py: the account's status, and its systems re-reconciled when it changes.
 
 A change of the account (broker, mode, limits; spec.killSwitch is outside kopf's diff base) reaches its
-systems at once, not at their next resync. Deleting an account is an event, not a finalizer: its
+systems at once, not at their next resync. When an account is finally gone (the DELETED event), its
 systems are reconciled again and report AccountMissing (Degraded), and nothing of theirs is updated.
 
 An account in use cannot vanish from under its strategies (the idiom of kubernetes.io/pvc-protection): its

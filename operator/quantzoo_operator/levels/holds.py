@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from quantzoo_api.accounts import deletion_reason
 from quantzoo_api.conditions import ConditionType, Reason
 from quantzoo_api.killswitch import engagement_id
 from quantzoo_api.levels import HaltScope, KillLevel, LevelHold, holder_of, level_rank
@@ -55,7 +56,7 @@ def deletion_hold(holder: str, obj: Mapping[str, Any]) -> LevelHold | None:
         level=KillLevel.ACCOUNT,
         name=holder,
         engaged_at=deleting,
-        reason=f"TradingAccount {ns}/{name} is being deleted",
+        reason=deletion_reason(ns, name),
         mode="Halt",
     )
 
