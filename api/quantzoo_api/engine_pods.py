@@ -38,6 +38,9 @@ class Target:
     pod: str
     uid: str
     endpoint: str
+    # In its grace period (deletionTimestamp set): its SIGTERM already stopped new orders, and it may stop
+    # answering any moment. Only a deletion's halt dials it (to flatten, when asked), once.
+    terminating: bool = False
 
 
 def endpoint_of(pod: Mapping[str, Any]) -> str | None:
@@ -68,21 +71,36 @@ def permitted(endpoint: str, networks: Iterable[str]) -> bool:
     return any(address in ipaddress.ip_network(n) for n in networks)
 
 
-def is_live(pod: Mapping[str, Any]) -> bool:
-    """A pod whose engine may be running: not terminating, not finished. Readiness does not matter -- a
-    partitioned or overloaded engine fails its probe but may still trade, so it is pushed to as well."""
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
-        return False
-    return (pod.get("status") or {}).get("phase") in {"Running", "Pending"}
+def is_terminating(pod: Mapping[str, Any]) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
-def select_targets(pods: Iterable[Mapping[str, Any]]) -> list[Target]:
+def is_live(pod: Mapping[str, Any], *, terminating: bool = False) -> bool:
+    """A pod whose engine may be running: not finished, and not terminating unless `terminating` (a pod in its
+    grace period, still Running). Readiness does not matter -- a partitioned or overloaded engine fails its
+    probe but may still trade, so it is pushed to as well."""
+    phase = (pod.get("status") or {}).get("phase")
+    if is_terminating(pod):
+        return terminating and phase == "Running"
+    return phase in {"Running", "Pending"}
+
+
+def select_targets(pods: Iterable[Mapping[str, Any]], *, terminating: bool = False) -> list[Target]:
     """Every live engine pod with an endpoint, Ready or not -- each one pushed to directly by pod IP, never
-    through the load-balanced Service (which reaches one Ready replica of many)."""
+    through the load-balanced Service (which reaches one Ready replica of many). With `terminating`, pods in
+    their grace period too (a TradingSystem's deletion: a foreground deletion, Argo CD's default, has the
+    garbage collector delete the engine's pods while the finalizer runs)."""
     out = []
     for pod in pods:
         endpoint = endpoint_of(pod)
-        if endpoint and is_live(pod):
+        if endpoint and is_live(pod, terminating=terminating):
             meta = pod.get("metadata") or {}
-            out.append(Target(pod=meta.get("name", ""), uid=meta.get("uid", ""), endpoint=endpoint))
+            out.append(
+                Target(
+                    pod=meta.get("name", ""),
+                    uid=meta.get("uid", ""),
+                    endpoint=endpoint,
+                    terminating=is_terminating(pod),
+                )
+            )
     return sorted(out, key=lambda t: t.pod)

@@ -21,7 +21,8 @@ from typing import Any
 
 from pydantic import ValidationError
 from quantzoo_api import GROUP, PLURAL, VERSION
-from quantzoo_api.killswitch import KillSwitchCommand
+from quantzoo_api.deletion import deletion_command, is_being_deleted
+from quantzoo_api.killswitch import KillSource, KillSwitchCommand
 from quantzoo_api.types import TradingSystemSpec, parse_spec
 from quantzoo_api.watching import Backoff, ResumableWatch, WatchTimeouts
 
@@ -91,13 +92,19 @@ def interpret_event(event_type: str, obj: Mapping[str, Any] | None) -> WatchActi
             first = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors() else str(exc)
             return ViewLost(f"unreadable TradingSystem spec: {first}")
         generation = generation_of(obj)
+        if is_being_deleted(obj):
+            # The deletion is a halt (flattening when asked), applied here too: a foreground deletion has the
+            # garbage collector delete this pod while the operator's finalizer may not have reached it yet.
+            kill_switch = deletion_command(obj, source=KillSource.ENGINE_WATCH)
+        else:
+            kill_switch = command_from_spec(
+                spec.kill_switch, generation=generation, default_source=WATCH_SOURCE
+            )
         return SpecObserved(
             spec=spec,
             generation=generation,
             resource_version=(obj.get("metadata") or {}).get("resourceVersion"),
-            kill_switch=command_from_spec(
-                spec.kill_switch, generation=generation, default_source=WATCH_SOURCE
-            ),
+            kill_switch=kill_switch,
         )
     if event_type == "DELETED":
         return ResourceDeleted()

@@ -60,7 +60,6 @@ from quantzoo_api.types import Placement
 FINALIZER = "trading.quantzoo.io/halt-before-delete"
 KILL_SWITCH_FIELD = "spec.killSwitch"
 ANNOTATION_PREFIX = "trading.quantzoo.io"
-FLATTEN_ON_DELETE_ANNOTATION = "trading.quantzoo.io/flatten-on-delete"
 ENV_PREFIX = "QUANTZOO_OPERATOR_"
 DEFAULT_IMAGE = f"quantzoo/quantzoo:{version('quantzoo')}"
 """Only when run outside the chart (tests, a laptop): the chart always passes its own image."""

@@ -375,8 +375,16 @@ def test_deleting_the_application_removes_tradingsystems_first_and_the_finalizer
         e["involvedObject"]["name"]: e["message"] for e in events if e["reason"] == "HaltedBeforeDelete"
     }
     assert set(halted) == set(SYSTEMS), events
+    # Argo CD deletes with foreground propagation: the garbage collector deletes the engine pods while the
+    # finalizer runs, so it reaches each one live, or terminating, or finds it gone (kwok's simulated node
+    # drops a deleted pod within a second); the Event says which.
+    outcomes = ("acknowledged by 1/1", "already terminating did not answer", "No engine replica was running")
     for message in halted.values():
-        assert "acknowledged by 1/1" in message
+        assert any(o in message for o in outcomes), message
+    # Whichever came first, every engine halted: the finalizer's push or the engine's own watch of the
+    # deletion. (The stand-in process outlives its simulated pod, so its state can still be read here.)
+    for system in SYSTEMS:
+        assert st.engines.state(system)["trading_state"] == "HALTED", system
     wait_for(
         lambda: st.cd.application("quantzoo") is None, 300, interval=1, what="the root Application to go"
     )

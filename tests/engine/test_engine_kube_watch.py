@@ -93,6 +93,47 @@ async def test_watch_engages_and_releases(clock: ManualClock) -> None:
     assert engine.trading_state is TradingState.ACTIVE
 
 
+def deleting(generation: int = 5, flatten: bool = False, **spec: Any) -> dict[str, Any]:
+    obj = ts(generation, **spec)
+    obj["metadata"]["deletionTimestamp"] = "2026-12-06T04:00:00Z"
+    if flatten:
+        obj["metadata"]["annotations"] = {"trading.quantzoo.io/flatten-on-delete": "true"}
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("obj", "flatten"),
+    [
+        (deleting(), False),
+        (deleting(flatten=True), True),
+        (deleting(killSwitch={"engaged": True, "closePositions": True}), True),
+        # A released switch on a TradingSystem being deleted is still the deletion's halt.
+        (deleting(killSwitch={"engaged": False, "release": {"operator": "ann", "reason": "r"}}), False),
+    ],
+)
+def test_a_tradingsystem_being_deleted_is_a_halt_flattening_only_when_asked(
+    obj: dict[str, Any], flatten: bool
+) -> None:
+    """A foreground deletion (Argo CD's default) has the garbage collector delete the engine's pod while the
+    operator's finalizer runs: the engine's own watch applies the deletion's halt itself."""
+    action = interpret_event("MODIFIED", obj)
+    assert isinstance(action, SpecObserved)
+    command = action.kill_switch
+    assert (command.engaged, command.mode, command.close_positions) == (True, KillSwitchMode.HALT, flatten)
+    assert command.reason == "TradingSystem t/demo is being deleted"
+    assert command.source == "kubernetes-watch"
+
+
+@pytest.mark.anyio
+async def test_the_watch_of_a_deletion_halts_and_flattens_a_trading_engine(clock: ManualClock) -> None:
+    engine = await ready_engine(clock=clock)
+    assert (await engine.submit(market("AAPL", Side.BUY, 10))).accepted
+    assert engine.portfolio.positions
+    await engine.on_watch_action(interpret_event("MODIFIED", deleting(flatten=True)))
+    assert engine.trading_state is TradingState.HALTED
+    assert not engine.portfolio.positions
+
+
 @pytest.mark.anyio
 async def test_lost_view_halts_an_active_engine_until_read_again(clock: ManualClock) -> None:
     engine = await ready_engine(clock=clock)

@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from quantzoo_api.deletion import FLATTEN_ON_DELETE_ANNOTATION, deletion_command
 from quantzoo_api.engine_pods import REFUSED_BY_POLICY, Target, permitted, select_targets
-from quantzoo_api.killswitch import KillSwitchAck, KillSwitchCommand, TradingState
+from quantzoo_api.killswitch import KillSource, KillSwitchAck, KillSwitchCommand, TradingState
 from quantzoo_api.types import KillSwitchMode
 from quantzoo_operator.killswitch import planning as propagation
+from quantzoo_operator.killswitch.finalizer import halt_before_delete
 from quantzoo_operator.killswitch.planning import Ack, Intent, Outcome
 from quantzoo_operator.killswitch.propagator import Propagator
 from quantzoo_operator.metrics import OperatorMetrics
@@ -97,8 +99,14 @@ def test_the_command_carries_who_why_and_the_generation() -> None:
         8,
     )
     assert release.close_positions is False
-    halt = propagation.deletion_command(close_positions=True, generation=9)
-    assert (halt.engaged, halt.close_positions, halt.source) == (True, True, "operator:finalizer")
+    deleting = body({"engaged": True, "closePositions": True}, generation=9)
+    halt = deletion_command(deleting, source=KillSource.FINALIZER)
+    assert (halt.engaged, halt.close_positions, halt.source, halt.generation) == (
+        True,
+        True,
+        "operator:finalizer",
+        9,
+    )
 
 
 # -- which replicas -------------------------------------------------------------------------------
@@ -118,6 +126,21 @@ def test_targets_are_every_running_not_terminating_pod_with_an_endpoint_ready_or
         Target("demo-engine-1", "uid-demo-engine-1", "http://127.0.0.1:9999"),
         Target("not-ready", "uid-not-ready", "http://10.244.0.10:8001"),
     ]
+
+
+def test_a_deletion_also_dials_pods_in_their_grace_period_once_marked_terminating() -> None:
+    """A foreground deletion (Argo CD's default) has the garbage collector delete the engine's pods while the
+    finalizer runs: a pod in its grace period may still answer, and only an answer confirms a flatten."""
+    pods = [
+        pod("demo-engine-0", deletionTimestamp="2026-01-01T00:00:00Z"),
+        pod("demo-engine-1"),
+        {**pod("exited", deletionTimestamp="2026-01-01T00:00:00Z"), "status": {"phase": "Succeeded"}},
+    ]
+    assert select_targets(pods, terminating=True) == [
+        Target("demo-engine-0", "uid-demo-engine-0", "http://10.244.0.9:8001", terminating=True),
+        Target("demo-engine-1", "uid-demo-engine-1", "http://10.244.0.9:8001"),
+    ]
+    assert [t.pod for t in select_targets(pods)] == ["demo-engine-1"]
 
 
 @pytest.mark.parametrize(
@@ -233,8 +256,8 @@ class FakePusher:
         self.warmed: list[tuple[str, str]] = []
         self.refused: set[str] = set()
 
-    async def targets(self, namespace: str, name: str) -> list[Target]:
-        return list(self._targets)
+    async def targets(self, namespace: str, name: str, *, terminating: bool = False) -> list[Target]:
+        return [t for t in self._targets if terminating or not t.terminating]
 
     def warm_token(self, namespace: str, name: str) -> None:
         self.warmed.append((namespace, name))
@@ -416,3 +439,54 @@ def test_a_release_names_its_engagement_and_a_409_refusal_is_not_retried() -> No
     assert not propagation.release_refused(intent, {"demo-engine-0": "http://10.0.0.1:8001: ConnectError"})
     engaged = Intent.from_body({"spec": {"killSwitch": {"engaged": True}}})
     assert not propagation.release_refused(engaged, refused)
+
+
+# -- the finalizer's halt, with the same fakes ------------------------------------------------------
+def deleting_body(**annotations: str) -> dict[str, Any]:
+    meta = {"namespace": "t", "name": "demo", "generation": 4, "annotations": annotations}
+    return {"metadata": {**meta, "deletionTimestamp": NOW}, "spec": {}}
+
+
+def run_finalizer(pusher: FakePusher, body: dict[str, Any]) -> tuple[bool, FakeRecorder]:
+    config = OperatorConfig(
+        retry_initial_seconds=0.01, retry_max_seconds=0.02, delete_halt_timeout_seconds=0.2
+    )
+    recorder = FakeRecorder()
+    done = asyncio.run(halt_before_delete(body, pusher, recorder, config))  # type: ignore[arg-type]
+    return done, recorder
+
+
+TERMINATING = Target("demo-engine-0", "u0", "http://a", terminating=True)
+
+
+def test_a_deletion_pushes_to_an_engine_pod_already_terminating() -> None:
+    """A foreground deletion (Argo CD's default) has the garbage collector delete the engine's pods while the
+    finalizer runs. Before: the terminating pod was skipped, "No engine replica was running", no flatten."""
+    pusher = FakePusher([TERMINATING])
+    done, recorder = run_finalizer(pusher, deleting_body(**{FLATTEN_ON_DELETE_ANNOTATION: "true"}))
+    assert done
+    assert [(pod, c.close_positions) for pod, c in pusher.pushed] == [("demo-engine-0", True)]
+    ((type_, reason, message),) = recorder.events
+    assert (type_, reason) == ("Normal", "HaltedBeforeDelete")
+    assert "acknowledged by 1/1" in message
+
+
+@pytest.mark.parametrize(
+    ("annotations", "expected"),
+    [
+        ({}, (True, "Normal", "HaltedBeforeDelete")),
+        # Only an answer confirms a flatten: unconfirmed is a Warning, and the deletion proceeds.
+        ({FLATTEN_ON_DELETE_ANNOTATION: "true"}, (False, "Warning", "DeletionProceededWithoutHalt")),
+    ],
+)
+def test_a_terminating_pod_that_does_not_answer_is_dialled_once_and_named(
+    annotations: dict[str, str], expected: tuple[bool, str, str]
+) -> None:
+    pusher = FakePusher([TERMINATING, Target("demo-engine-1", "u1", "http://b")])
+    pusher.down = {"demo-engine-0"}
+    done, recorder = run_finalizer(pusher, deleting_body(**annotations))
+    assert [pod for pod, _ in pusher.pushed] == ["demo-engine-0", "demo-engine-1"]
+    ((type_, reason, message),) = recorder.events
+    assert (done, type_, reason) == expected
+    assert "acknowledged by 1/2" in message
+    assert "1 already terminating did not answer (demo-engine-0: http://a: ConnectError)" in message

@@ -37,7 +37,6 @@ from quantzoo_api.types import KillSwitchMode, KillSwitchSpec
 from quantzoo_operator import status as st
 
 OPERATOR_SOURCE = KillSource.OPERATOR
-FINALIZER_SOURCE = KillSource.FINALIZER
 
 
 # -- what the spec asks for -----------------------------------------------------------------------
@@ -102,19 +101,6 @@ def command(intent: Intent, *, source: KillSource = OPERATOR_SOURCE) -> KillSwit
             engaged=intent.engaged, mode=intent.mode, close_positions=intent.close_positions
         )
     return to_command(spec, generation=intent.generation, source=source)
-
-
-def deletion_command(*, close_positions: bool, generation: int) -> KillSwitchCommand:
-    """The halt the finalizer pushes before a TradingSystem's workloads go."""
-    return KillSwitchCommand(
-        engaged=True,
-        mode=KillSwitchMode.HALT,
-        close_positions=close_positions,
-        reason="TradingSystem is being deleted",
-        operator="quantzoo-operator",
-        source=FINALIZER_SOURCE,
-        generation=generation,
-    )
 
 
 # -- acknowledgements -----------------------------------------------------------------------------

@@ -100,9 +100,9 @@ class Pusher:
     def warm_token(self, namespace: str, name: str) -> None:
         self.tokens.warm(namespace, name)
 
-    async def targets(self, namespace: str, name: str) -> list[Target]:
+    async def targets(self, namespace: str, name: str, *, terminating: bool = False) -> list[Target]:
         pods = await self.kube.list_pods(namespace, engine_pod_selector(name), kill=True)
-        return select_targets(pods)
+        return select_targets(pods, terminating=terminating)
 
     async def _push_one(self, target: Target, command: KillSwitchCommand, token: str) -> Ack:
         if not permitted(target.endpoint, self.networks):
