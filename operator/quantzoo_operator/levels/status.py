@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -103,12 +104,18 @@ class LevelStatus:
         while True:
             dirty: set[SysKey] = set()
             dirty |= self.apply(await queue.get())
+            started, events = time.monotonic(), 1
             while not queue.empty():  # coalesce a burst into one pass
                 dirty |= self.apply(queue.get_nowait())
+                events += 1
             try:
-                await self.flush(dirty)
+                writes = await self.flush(dirty)
             except Exception:
                 log.exception("levels: status writes failed")
+                continue
+            if writes:  # where a halt's time goes (bench/one_write_kill.py reads these lines)
+                ms = round((time.monotonic() - started) * 1000)
+                log.info("levels: status pass", extra={"events": events, "writes": writes, "ms": ms})
 
     # -- index -----------------------------------------------------------------------------------------
     def apply(self, event: Event) -> set[SysKey]:
@@ -157,22 +164,27 @@ class LevelStatus:
         self._levels_dirty |= set(self.index.halts)
 
     # -- writes ----------------------------------------------------------------------------------------
-    async def flush(self, dirty: set[SysKey]) -> None:
+    async def flush(self, dirty: set[SysKey]) -> int:
+        """Write what changed; how many writes went out."""
         writes = [self._write_system(key) for key in dirty if key in self.index.systems]
         levels, self._levels_dirty = self._levels_dirty, set()
         writes += [self._write_halt(name) for name in levels]
+        sent = 0
         for result in await asyncio.gather(*writes, return_exceptions=True):
             if isinstance(result, Exception) and not (isinstance(result, KubeError) and result.status == 404):
                 log.warning("levels: a status write failed", extra={"error": str(result)})
+            elif result is True:
+                sent += 1
+        return sent
 
-    async def _write_system(self, key: SysKey) -> None:
+    async def _write_system(self, key: SysKey) -> bool:
         system = self.index.systems[key]
         holds = self.index.held_by(key)
         want = wanted(holds)
         # Nothing to say of a system no level has ever held (no heldBy, no Halted condition): no write, so
         # an operator start does not write every status once.
         if want == system.shown or (not holds and system.shown == ((), None, None)):
-            return
+            return False
         since = system.halted_since if want[1] == system.shown[1] and system.halted_since else now_iso()
         body = {
             "apiVersion": API_VERSION,
@@ -194,12 +206,13 @@ class LevelStatus:
             shown=want,
             halted_since=since,
         )
+        return True
 
-    async def _write_halt(self, name: str) -> None:
+    async def _write_halt(self, name: str) -> bool:
         """status.systems (covered) and status.halted (held now) of a TradingHalt. (A TradingAccount's
         status.systems is the accounts work's: the systems that trade in it.)"""
         if name not in self.index.halts:
-            return
+            return False
         systems, halted = self.index.halt_counts(name)
         body = {
             "apiVersion": API_VERSION,
@@ -208,6 +221,7 @@ class LevelStatus:
             "status": {"systems": systems, "halted": halted},
         }
         await self._apply(f"/apis/{GROUP}/{VERSION}/{HALT_PLURAL}/{name}/status", body)
+        return True
 
     async def _apply(self, path: str, body: dict[str, Any]) -> None:
         await self.kube.run(
