@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -156,6 +157,8 @@ def _rounds(
     costs: list[dict[str, Any]] = []
     for i in range(rounds):
         run.watch.arm(lambda _n, obj: _held_by(obj, holder))
+        # `--profile DIR`: py-spy on the operator over the first round of each level (it slows the operator).
+        profiler = run._profile(f"halt-{level.value.lower()}-n{run.n}") if i == 0 else None
         counted, cpu0 = run.api_metrics(), run.cpu_of_parts()
         t0, t0_wall = time.monotonic(), time.time()
         patched = crs.patch_cluster_custom_object(
@@ -169,6 +172,9 @@ def _rounds(
             halted.append((since.timestamp() - t0_wall) * 1000)
         hits = run.watch.wait(run.names, timeout=60 + 0.2 * run.n, what=f"{level} halt in every status")
         status_all.append((max(hits.values()) - t0) * 1000)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(30)
         for w in watchers:
             wait_for(lambda w=w, rv=rv: rv in w.seen, timeout=10, interval=0.005)
             floor.append((w.seen[rv] - t0) * 1000)

@@ -991,7 +991,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     if opts.halt_only:
         for n, r in per_n.items():
-            halts = {k: v["status_all_ms_per_round"] for k, v in r.get("one_write_kill", {}).items()}
+            kills = r.get("one_write_kill", {})
+            halts = {k: v["status_all_ms_per_round"] for k, v in kills.items() if isinstance(v, dict)}
             floors = r.get("status_floor", {})
             floor = {k: v["status_all_ms"] for k, v in floors.items() if isinstance(v, dict)}
             print(f"N={n}: every status shows the halt (ms per round) {halts}; status floor {floor}")
