@@ -487,7 +487,7 @@ class ScaleRun:
 
     def create_all(self) -> dict[str, Any]:
         self.watch.arm(lambda _name, obj: is_ready(obj))
-        profiler = self._profile(f"create-n{self.n}")
+        profiler = None if self.opts.halt_only else self._profile(f"create-n{self.n}")
         counted, cpu0 = self.api_metrics(), self.cpu_of_parts()
         t0 = time.monotonic()
 
