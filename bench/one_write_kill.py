@@ -12,7 +12,10 @@ then a release (naming the engagement) and a wait until every engine trades and 
 
 Writes `per_n["<N>"]["one_write_kill"] = {"firm": {...}, "desk": {...}}`, each with "writes" (1),
 "engines_halted_ms" {"p50", "p99"} over every real engine of every round, "status_all_ms" (p50/p99/max over
-rounds of the time until every status shows it), "watch_floor_ms" {"p50", "p99"}, and the target checks.
+rounds of the time until every status shows it), "watch_floor_ms" {"p50", "p99"}, and the target checks;
+beside them what each round cost (the API server's requests per verb and resource from the write until 1.5 s
+after the last status, CPU seconds of the operator, the API server and etcd), and "levels_passes": the
+operator's levels component's status passes (events coalesced, writes, ms) from its log.
 """
 
 from __future__ import annotations
