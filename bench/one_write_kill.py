@@ -12,11 +12,17 @@ then a release (naming the engagement) and a wait until every engine trades and 
 
 Writes `per_n["<N>"]["one_write_kill"] = {"firm": {...}, "desk": {...}}`, each with "writes" (1),
 "engines_halted_ms" {"p50", "p99"} over every real engine of every round, "status_all_ms" (p50/p99/max over
-rounds of the time until every status shows it), "watch_floor_ms" {"p50", "p99"}, and the target checks.
+rounds of the time until every status shows it), "watch_floor_ms" {"p50", "p99"}, and the target checks;
+beside them what each round cost (the API server's requests per verb and resource from the write until 1.5 s
+after the last status, CPU seconds of the operator, the API server and etcd), and "levels_passes": the
+operator's levels component's status passes (events coalesced, writes, ms) from its log.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -129,7 +135,19 @@ def measure(run: Any, *, rounds: int = 5, floor_watchers: int = 10, api_factory:
     finally:
         for w in watchers:
             w.stop_flag.set()
+    out["levels_passes"] = levels_passes(run.operator.log)
     return out
+
+
+def levels_passes(log: Path) -> list[dict[str, Any]]:
+    """The operator's levels component's status passes (events coalesced, writes, ms), from its log."""
+    passes = []
+    for line in log.read_text(errors="replace").splitlines():
+        if '"levels: status pass"' in line:
+            with contextlib.suppress(ValueError):
+                rec = json.loads(line)
+                passes.append({k: rec.get(k) for k in ("ts", "events", "writes", "ms")})
+    return passes
 
 
 def _rounds(
@@ -139,8 +157,12 @@ def _rounds(
     halted: list[float] = []
     status_all: list[float] = []
     floor: list[float] = []
+    costs: list[dict[str, Any]] = []
     for i in range(rounds):
         run.watch.arm(lambda _n, obj: _held_by(obj, holder))
+        # `--profile DIR`: py-spy on the operator over the first round of each level (it slows the operator).
+        profiler = run._profile(f"halt-{level.value.lower()}-n{run.n}") if i == 0 else None
+        counted, cpu0 = run.api_metrics(), run.cpu_of_parts()
         t0, t0_wall = time.monotonic(), time.time()
         patched = crs.patch_cluster_custom_object(
             GROUP, VERSION, HALT_PLURAL, name, engage_patch(reason=f"bench {level} {i}", operator="bench")
@@ -153,9 +175,21 @@ def _rounds(
             halted.append((since.timestamp() - t0_wall) * 1000)
         hits = run.watch.wait(run.names, timeout=60 + 0.2 * run.n, what=f"{level} halt in every status")
         status_all.append((max(hits.values()) - t0) * 1000)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(30)
         for w in watchers:
             wait_for(lambda w=w, rv=rv: rv in w.seen, timeout=10, interval=0.005)
             floor.append((w.seen[rv] - t0) * 1000)
+        # What the halt cost the API server: its burst and the operator's follow-ups (a refresh waits 0.5 s).
+        time.sleep(max(0.0, 1.5 - (time.monotonic() - max(hits.values()))))
+        cpu1 = run.cpu_of_parts()
+        costs.append(
+            {
+                "api_requests": run.request_delta(counted),
+                "cpu_seconds": {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1 if k in cpu0},
+            }
+        )
         run.log(f"one write, {level}: engines halted by {max(halted[-len(run.stacks):] or [0]):.0f} ms, "
                 f"every status by {status_all[-1]:.0f} ms")  # fmt: skip
         # Release (naming the engagement), then wait for every engine to trade and every status to clear.
@@ -177,6 +211,10 @@ def _rounds(
         "status_all_ms": round(status[len(status) // 2], 1),
         "status_all_ms_max": round(status[-1], 1),
         "watch_floor_ms": floor_pct,
+        "status_all_ms_per_round": [round(v, 1) for v in status_all],
+        "api_requests_per_round": [sum(c["api_requests"].values()) for c in costs],
+        "api_requests_first_round": costs[0]["api_requests"] if costs else {},
+        "cpu_seconds_per_round": [c["cpu_seconds"] for c in costs],
         "targets": {"engines_halted_p99_within_50ms_of_floor_p99": engines["p99"] - floor_pct["p99"] <= 50},
     }
     if run.n >= 300:

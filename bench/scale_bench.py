@@ -61,8 +61,9 @@ from typing import Any
 from kubernetes import client, config, watch
 from quantzoo_api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from quantzoo_api.killswitch import kill_switch_of, release_patch_for
+from quantzoo_operator.kube import Kube
 
-from bench import one_write_kill
+from bench import one_write_kill, status_floor
 from bench import ready_floor as ready_floor_module
 from hack.devcluster import controlplane
 from hack.devcluster.podrunner import LocalPod, PodRunner, wait_for
@@ -409,6 +410,10 @@ class Options:
     """Frames tracemalloc keeps in the operator (0: off); its top allocation sites go in the heap dump."""
     pyspy: bool = True
     """With `profile`: py-spy records too (it slows the operator: a heap dump alone does not)."""
+    halt_only: bool = False
+    """Only the one-write halts (no idle window, no kill-all, no Ready floor), then the status floor."""
+    status_floor_workers: int = 16
+    """Threads of the status floor without operator after the one-write rounds (0: none)."""
 
 
 def _api(kubeconfig: Path, pool: int) -> client.ApiClient:
@@ -482,7 +487,7 @@ class ScaleRun:
 
     def create_all(self) -> dict[str, Any]:
         self.watch.arm(lambda _name, obj: is_ready(obj))
-        profiler = self._profile(f"create-n{self.n}")
+        profiler = None if self.opts.halt_only else self._profile(f"create-n{self.n}")
         counted, cpu0 = self.api_metrics(), self.cpu_of_parts()
         t0 = time.monotonic()
 
@@ -623,6 +628,10 @@ class ScaleRun:
             "GET", cfg.host + "/metrics", headers={auth.get("key", "authorization"): auth.get("value", "")}
         )
         return str(resp.data.decode())
+
+    def request_delta(self, counted: str) -> dict[str, int]:
+        """API requests per 'VERB resource' since the exposition `counted` (api_metrics())."""
+        return request_delta(count_requests(counted), count_requests(self.api_metrics()))
 
     def _get(self, name: str) -> dict[str, Any]:
         return self.crs.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
@@ -849,8 +858,11 @@ def run_n(kubeconfig: Path, plane: controlplane.ControlPlane | None, n: int, opt
         result: dict[str, Any] = {"n": n, "namespace": run.namespace}
         result["ready_seconds"] = run.create_all()
         result["real_processes"] = run.start_real()
-        result["at_rest"] = run.at_rest()
-        result["kill_all"] = run.kill_all()
+        if opts.halt_only:
+            time.sleep(opts.settle_seconds)  # the creation burst's follow-ups settle
+        else:
+            result["at_rest"] = run.at_rest()
+            result["kill_all"] = run.kill_all()
         if (
             opts.one_write_rounds
         ):  # issue #13: the firm / a desk stopped by one write (bench/one_write_kill.py)
@@ -861,7 +873,14 @@ def run_n(kubeconfig: Path, plane: controlplane.ControlPlane | None, n: int, opt
         result["operator_rss_mb_after"] = round(rss_bytes(run.operator.proc.pid) / MB, 1)
         result["operator_rss_mb_peak"] = round(rss_bytes(run.operator.proc.pid, "VmHWM") / MB, 1)
         result["watch_restarts"] = run.watch.restarts
-        run.heap_dump()  # last: it trims the operator's allocator
+        run.heap_dump()  # it trims the operator's allocator
+        if opts.one_write_rounds and opts.status_floor_workers:  # last: it stops the operator
+            run.operator.stop()
+            result["status_floor"] = status_floor.measure(
+                run,
+                lambda: Kube(lambda: _api(kubeconfig, opts.status_floor_workers), workers=1),
+                workers=opts.status_floor_workers,
+            )
         return result
     except Exception:
         if run.operator is not None:
@@ -909,6 +928,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--floor-workers", type=int, default=8, help="threads of the Ready floor without operator (0: none)"
     )
+    parser.add_argument(
+        "--halt-only", action="store_true", help="only the one-write halts and the status floor (minutes)"
+    )
+    parser.add_argument(
+        "--status-floor-workers", type=int, default=16, help="threads of the status floor (0: none)"
+    )
     parser.add_argument("--profile-tracemalloc", type=int, default=0, metavar="FRAMES")
     parser.add_argument("--profile-heap-only", action="store_true", help="with --profile: no py-spy")
     args = parser.parse_args(argv)
@@ -923,7 +948,9 @@ def main(argv: list[str] | None = None) -> int:
         operator_env=dict(kv.split("=", 1) for kv in args.operator_env),
         profile=args.profile,
         one_write_rounds=args.one_write_rounds,
-        floor_workers=args.floor_workers,
+        floor_workers=0 if args.halt_only else args.floor_workers,
+        halt_only=args.halt_only,
+        status_floor_workers=args.status_floor_workers,
         profile_tracemalloc=args.profile_tracemalloc,
         pyspy=not args.profile_heap_only,
     )
@@ -952,6 +979,9 @@ def main(argv: list[str] | None = None) -> int:
             "plugin_rounds": opts.plugin_rounds,
             "idle_seconds": opts.idle_seconds,
             "parallel_patch_threads": opts.parallel,
+            "one_write_rounds": opts.one_write_rounds,
+            "halt_only": opts.halt_only,
+            "status_floor_workers": opts.status_floor_workers,
             "spec": SPEC,
         },
         "per_n": {str(n): r for n, r in per_n.items()},
@@ -959,6 +989,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if opts.halt_only:
+        for n, r in per_n.items():
+            kills = r.get("one_write_kill", {})
+            halts = {k: v["status_all_ms_per_round"] for k, v in kills.items() if isinstance(v, dict)}
+            floors = r.get("status_floor", {})
+            floor = {k: v["status_all_ms"] for k, v in floors.items() if isinstance(v, dict)}
+            print(f"N={n}: every status shows the halt (ms per round) {halts}; status floor {floor}")
+        return 0
     print(format_table(per_n))
     print(json.dumps(result["targets"], indent=2))
     return 0

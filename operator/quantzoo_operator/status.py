@@ -1,11 +1,14 @@
 """Every condition type, every reason and the phase of a TradingSystem: pure functions, no I/O.
 
-Two writers share `status`, each with its own server-side-apply field manager, so neither clobbers the
-other's entries in `conditions` (a list-map keyed by `type`):
+Three writers share `status`, each with its own server-side-apply field manager, so none clobbers the
+others' entries in `conditions` (a list-map keyed by `type`):
 - reconcile (`quantzoo-operator-reconcile`): Ready, EngineReady, SafetyReady, Degraded, phase, engine,
   observedGeneration -- computed by `reconcile_status`;
 - the kill-switch path (`quantzoo-operator-killswitch`): KillSwitchEngaged and `status.killSwitch` --
-  computed by `kill_switch_condition` (+ propagation.py for status.killSwitch).
+  computed by `kill_switch_condition` (+ propagation.py for status.killSwitch);
+- the levels component (`quantzoo-operator-levels`, levels/status.py): Halted, status.killSwitch.heldBy,
+  and `phase` with them (`phase_of`, the same function of the object reconcile applies), under a
+  resourceVersion precondition: a hold changes the phase in the same write, not in a second one.
 Degraded is the reconcile writer's; it reads the kill-switch writer's KillSwitchEngaged condition: when
 that says Unacknowledged, Degraded is True with reason KillSwitchUnacknowledged.
 
@@ -224,6 +227,21 @@ def phase(
     if ready_cond["status"] == "True":
         return Phase.RUNNING
     return Phase.PENDING
+
+
+def phase_of(ts: Mapping[str, Any], held_by: Sequence[Mapping[str, Any]]) -> Phase:
+    """The phase of a TradingSystem as it stands (its spec, its Ready and Degraded conditions, its
+    deletion), held by `held_by`: what `reconcile_status` computes from the same facts. The levels
+    component writes it with heldBy in one write (levels/status.py), so a halt is one write per system."""
+    conditions = (ts.get("status") or {}).get("conditions") or ()
+    unknown = {"status": "Unknown"}
+    return phase(
+        ts.get("spec") or {},
+        ready_cond=find(conditions, ConditionType.READY) or unknown,
+        degraded_cond=find(conditions, ConditionType.DEGRADED) or unknown,
+        deleting=bool((ts.get("metadata") or {}).get("deletionTimestamp")),
+        held_by=held_by,
+    )
 
 
 def reconcile_status(

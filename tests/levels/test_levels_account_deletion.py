@@ -26,7 +26,7 @@ def test_an_account_being_deleted_holds_its_systems_naming_it() -> None:
     assert [h.name for h in holds] == ["Account/desk-a/main"]
     assert holds[0].reason == "TradingAccount desk-a/main is being deleted"
     assert holds[0].engaged_at == "2026-12-06T01:00:00.000Z"
-    assert wanted(holds)[2] == "HeldByAccount"
+    assert wanted(holds, None)[2] == "HeldByAccount"
 
 
 def test_only_a_release_naming_the_deletion_lifts_it() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 from quantzoo_api import GROUP, PLURAL, VERSION
 from quantzoo_api.levels import HALT_PLURAL, KillLevel
 
@@ -88,4 +88,46 @@ def test_status_names_the_levels_holding_each_system(cluster, kube_api, namespac
         want = ([f"Account/{namespace}/main"], "HeldByAccount")
         wait_for(lambda: held(kube_api, namespace, "s1") == want, 10, what="s1 still held by its account")
     finally:
+        delete_halt(kube_api, desk)
+
+
+def test_a_hold_shows_in_one_write_with_the_phase(cluster, kube_api, namespace, operator) -> None:
+    """The version of a system that first names the desk holding it already shows phase Halted: the hold
+    is one status write per system (before, the phase followed in a second write by the reconcile writer,
+    after it had read the system again)."""
+    custom = client.CustomObjectsApi(kube_api)
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TradingSystem", "metadata": {"name": "s1"}}
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body | {"spec": SPEC})
+    wait_for(lambda: status_of(kube_api, namespace, "s1").get("phase") is not None, 10, what="a phase")
+    desk = create_halt(kube_api, KillLevel.DESK, namespace)
+    try:
+        rv = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "s1")["metadata"][
+            "resourceVersion"
+        ]
+        engage_halt(kube_api, desk)
+        stream = watch.Watch().stream(
+            custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            resource_version=rv,
+            field_selector="metadata.name=s1",
+            timeout_seconds=10,
+        )
+        first = next(
+            (
+                ev["object"]
+                for ev in stream
+                if any(
+                    h.get("name") == f"Desk/{desk}"
+                    for h in ((ev["object"].get("status") or {}).get("killSwitch") or {}).get("heldBy") or ()
+                )
+            ),
+            None,
+        )
+        assert first is not None, "no version of s1 named the desk within 10 s"
+        assert first["status"].get("phase") == "Halted", first["status"]
+    finally:
+        release_halt(kube_api, desk)
         delete_halt(kube_api, desk)

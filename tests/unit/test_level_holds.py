@@ -4,8 +4,19 @@ the status already shows it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from quantzoo_api.conditions import Reason
-from quantzoo_operator.levels.holds import LevelIndex, halted_condition, held_by_json, shown, wanted
+from quantzoo_operator.levels.holds import (
+    LevelIndex,
+    halted_condition,
+    held_by_json,
+    never_held,
+    phase_facts,
+    shown,
+    wanted,
+)
 
 
 def ts(ns: str, name: str, account: str | None = None, engaged: bool = False, status: dict | None = None):
@@ -72,11 +83,59 @@ def test_no_write_when_the_status_already_shows_the_holds() -> None:
     idx.put_halt(halt("firm", {"level": "Firm"}))
     holds = idx.held_by(("b", "s3"))
     status = {
+        "phase": "Halted",
         "killSwitch": {"heldBy": held_by_json(holds)},
         "conditions": [halted_condition(holds, 4, "2026-12-05T21:01:00Z")],
     }
-    assert shown(status) == wanted(holds)
-    assert shown({}) != wanted(holds)
+    facts = idx.systems[("b", "s3")].facts
+    assert shown(status) == wanted(holds, facts)
+    assert shown({}) != wanted(holds, facts)
+
+
+READY = {"type": "Ready", "status": "True", "reason": "AllComponentsReady"}
+DEGRADED = {"type": "Degraded", "status": "True", "reason": "KillSwitchUnacknowledged"}
+
+
+def test_the_write_carries_the_phase_the_holds_give_the_system_as_it_stands() -> None:
+    """One write per system for a hold: the phase comes with heldBy (reconcile's phase of the same facts),
+    not in a second write by the reconcile writer."""
+    idx = LevelIndex()
+    idx.put_system(ts("b", "s3", status={"phase": "Running", "conditions": [READY]}))
+    idx.put_halt(halt("firm", {"level": "Firm"}))
+    system = idx.systems[("b", "s3")]
+    assert wanted(idx.held_by(("b", "s3")), system.facts)[1:] == ("True", "HeldByFirm", "Halted")
+    idx.put_halt(halt("firm", {"level": "Firm"}, engaged=False))
+    assert wanted(idx.held_by(("b", "s3")), system.facts)[1:] == ("False", "NotHalted", "Running")
+    degraded = ts("b", "s3", status={"conditions": [READY, DEGRADED]})
+    assert wanted([], phase_facts(degraded))[3] == "Degraded"  # Degraded outranks a hold, as in reconcile
+
+
+def test_a_stale_phase_beside_a_hold_is_written_again() -> None:
+    """The reconcile writer read the system before the hold and wrote its phase after it: the levels
+    component sees heldBy with phase Running on its watch and writes the phase again."""
+    idx = LevelIndex()
+    idx.put_halt(halt("firm", {"level": "Firm"}))
+    idx.put_system(ts("b", "s3", status={"conditions": [READY]}))
+    holds = idx.held_by(("b", "s3"))
+    status = {
+        "phase": "Running",
+        "killSwitch": {"heldBy": held_by_json(holds)},
+        "conditions": [READY, halted_condition(holds, 4, "2026-12-05T21:01:00Z")],
+    }
+    idx.put_system(
+        ts("b", "s3", status=status) | {"metadata": {"namespace": "b", "name": "s3", "resourceVersion": "9"}}
+    )
+    system = idx.systems[("b", "s3")]
+    assert system.resource_version == "9"  # the precondition of that write
+    assert not never_held(system, holds)
+    assert system.shown != wanted(holds, system.facts)
+    assert wanted(holds, system.facts)[3] == "Halted"
+
+
+def test_a_system_never_held_is_not_written() -> None:
+    idx = LevelIndex()
+    idx.put_system(ts("b", "s3", status={"phase": "Running", "conditions": [READY]}))
+    assert never_held(idx.systems[("b", "s3")], [])
 
 
 def test_an_unreadable_halt_covers_nobody_in_status() -> None:
@@ -97,3 +156,39 @@ def test_the_component_marks_what_an_event_may_change() -> None:
     assert levels.apply(("TradingSystem", "DELETED", ts("a", "s2"))) == set()
     assert levels.index.halt_counts("desk-a") == (1, 1)
     assert "desk-a" in levels._levels_dirty
+
+
+class RecordingKube:
+    """Stands in for the operator's Kube: records each request and answers with the object the write
+    would make. It does not model the API server's merge, its field managers or its preconditions."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict]] = []
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    def request(self, method: str, path: str, *, query: Any, body: dict, content_type: str) -> dict:
+        self.requests.append((method, path, body))
+        meta = dict(body["metadata"]) | {"resourceVersion": "11", "generation": 4}
+        return {"metadata": meta, "spec": {}, "status": body["status"]}
+
+
+def test_a_hold_is_one_write_per_system_with_the_phase_and_its_precondition() -> None:
+    import asyncio
+
+    from quantzoo_operator.levels.status import LevelStatus
+
+    kube = RecordingKube()
+    levels = LevelStatus(kube=kube, api_factory=lambda: None)  # type: ignore[arg-type]
+    system = ts("b", "s3", status={"phase": "Running", "conditions": [READY]})
+    system["metadata"]["resourceVersion"] = "10"
+    levels.apply(("TradingSystem", "LISTED", {"items": [system]}))
+    dirty = levels.apply(("TradingHalt", "ADDED", halt("firm", {"level": "Firm"})))
+    assert asyncio.run(levels.flush(dirty)) == 2  # the system's status and the halt's
+    writes = [body for _, path, body in kube.requests if "/tradingsystems/" in path]
+    assert len(writes) == 1
+    assert writes[0]["metadata"]["resourceVersion"] == "10"
+    assert writes[0]["status"]["phase"] == "Halted"
+    assert levels.index.systems[("b", "s3")].resource_version == "11"  # the write's own version
+    assert asyncio.run(levels.flush(dirty)) == 0  # it shows the hold now: no second write

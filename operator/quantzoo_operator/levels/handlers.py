@@ -22,12 +22,7 @@ async def start_levels(memo: kopf.Memo, **_: Any) -> None:
     # Its own client and pool: a burst of level status writes never queues behind reconcile or the kill path.
     # 16 threads for its 16 connections (it had 8): a firm halt is one write per covered system at once.
     kube = Kube(lambda: new_api_client(16), workers=16, request_timeout=config.request_timeout_seconds)
-    levels = LevelStatus(
-        kube,
-        lambda: new_api_client(4),
-        tuple(config.namespaces),
-        on_held_changed=runtime.status.refresh_soon,
-    )
+    levels = LevelStatus(kube, lambda: new_api_client(4), tuple(config.namespaces))
     levels.start()
     memo[MEMO_KEY] = levels
 

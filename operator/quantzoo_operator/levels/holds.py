@@ -3,6 +3,7 @@
 A system is held by every engaged level that covers it: a Firm TradingHalt, a Desk TradingHalt of its
 namespace, the TradingAccount its spec.accountRef names, and its own spec.killSwitch. heldBy lists them
 the highest level first; the Halted condition's reason names the highest (HeldByFirm ... HeldBySystem).
+The same write carries the phase these holds give the system as it stands (quantzoo_operator.status.phase_of).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from quantzoo_api.accounts import deletion_reason
 from quantzoo_api.conditions import ConditionType, Reason
 from quantzoo_api.killswitch import engagement_id
 from quantzoo_api.levels import HaltScope, KillLevel, LevelHold, holder_of, level_rank
+
+from quantzoo_operator.status import find, phase_of
 
 SysKey = tuple[str, str]  # (namespace, name)
 
@@ -77,8 +80,25 @@ class System:
     account: str | None
     hold: LevelHold | None
     generation: int | None
-    shown: tuple[Any, ...]  # what its status shows now (heldBy, Halted), to skip writes that change nothing
+    shown: tuple[Any, ...]  # what its status shows now (heldBy, Halted, phase), to skip writes of no change
     halted_since: str | None = None  # its Halted condition's lastTransitionTime (kept while status stays)
+    resource_version: str | None = None  # the version seen: a write's precondition
+    facts: Mapping[str, Any] | None = None  # what its phase depends on besides the holds (phase_of)
+
+
+NEVER_HELD = ((), None, None)  # heldBy, Halted status and reason of a system no level has ever held
+
+
+def phase_facts(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a TradingSystem its phase depends on besides the holds (phase_of's inputs)."""
+    conditions = (obj.get("status") or {}).get("conditions") or ()
+    return {
+        "metadata": {"deletionTimestamp": (obj.get("metadata") or {}).get("deletionTimestamp")},
+        "spec": {"killSwitch": (obj.get("spec") or {}).get("killSwitch")},
+        "status": {
+            "conditions": [c for t in ("Ready", "Degraded") if (c := find(conditions, t)) is not None]
+        },
+    }
 
 
 @dataclass
@@ -119,13 +139,17 @@ class LevelIndex:
         spec = obj.get("spec") or {}
         ref = spec.get("accountRef") if isinstance(spec, Mapping) else None
         account = ref.get("name") if isinstance(ref, Mapping) and isinstance(ref.get("name"), str) else None
-        generation = (obj.get("metadata") or {}).get("generation")
+        meta = obj.get("metadata") or {}
+        generation = meta.get("generation")
+        rv = meta.get("resourceVersion")
         self.systems[(ns, name)] = System(
             account=account,
             hold=hold_of(KillLevel.SYSTEM, holder_of(KillLevel.SYSTEM, name, ns), obj),
             generation=generation if isinstance(generation, int) else None,
             shown=shown(obj.get("status") or {}),
             halted_since=_halted(obj.get("status") or {}).get("lastTransitionTime"),
+            resource_version=rv if isinstance(rv, str) else None,
+            facts=phase_facts(obj),
         )
         return [(ns, name)]
 
@@ -182,10 +206,10 @@ def halted_condition(holds: list[LevelHold], generation: int | None, now: str) -
 
 
 def shown(status: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What a system's status shows of the levels now: (heldBy, Halted status, Halted reason)."""
+    """What a system's status shows of the levels now: (heldBy, Halted status, Halted reason, phase)."""
     held = ((status.get("killSwitch") or {}).get("heldBy")) or []
     cond = _halted(status)
-    return (_held_key(held), cond.get("status"), cond.get("reason"))
+    return (_held_key(held), cond.get("status"), cond.get("reason"), status.get("phase"))
 
 
 def _halted(status: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -198,7 +222,14 @@ def _held_key(held: Iterable[Mapping[str, Any]]) -> tuple[Any, ...]:
     )
 
 
-def wanted(holds: list[LevelHold]) -> tuple[Any, ...]:
-    """The `shown` value the status should have for these holds."""
+def wanted(holds: list[LevelHold], facts: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """The `shown` value the status should have for these holds (`facts`: phase_facts of the system)."""
     cond = halted_condition(holds, None, "")
-    return (_held_key(held_by_json(holds)), cond["status"], cond["reason"])
+    held = held_by_json(holds)
+    return (_held_key(held), cond["status"], cond["reason"], str(phase_of(facts or {}, held)))
+
+
+def never_held(system: System, holds: list[LevelHold]) -> bool:
+    """No level holds it and none ever did (no heldBy, no Halted condition): nothing to write, so an
+    operator start does not write every status once (its phase is the reconcile writer's alone)."""
+    return not holds and system.shown[:3] == NEVER_HELD

@@ -1,9 +1,11 @@
 """The operator's levels component: watches the TradingHalts, TradingAccounts and TradingSystems (the
 shared resumable loop, quantzoo_api.watching, one thread each), keeps a `LevelIndex`, and writes what
-changed: each covered system's status.killSwitch.heldBy and Halted condition, and each TradingHalt's
-status.systems/halted. Server-side apply with its own field manager, so it never touches the fields
-reconcile or the kill-switch propagator own. Writes go out concurrently (the Kube pool), coalesced: a burst
-of events is one pass over the systems it touched.
+changed: each covered system's status.killSwitch.heldBy, Halted condition and the phase they give it
+(one write per system: the reconcile writer, computing the same phase, then has nothing to write), and each
+TradingHalt's status.systems/halted. Server-side apply with its own field manager, so it never touches the
+fields of the kill-switch propagator, nor the conditions of reconcile; a system's write carries the
+resourceVersion its phase was computed from as a precondition. Writes go out concurrently (the Kube
+pool), coalesced: a burst of events is one pass over the systems it touched.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +23,14 @@ from quantzoo_api.levels import HALT_KIND, HALT_PLURAL
 from quantzoo_api.watching import ResumableWatch, WatchTimeouts
 
 from quantzoo_operator.kube import APPLY_PATCH, Kube, KubeError
-from quantzoo_operator.levels.holds import LevelIndex, SysKey, halted_condition, held_by_json, wanted
+from quantzoo_operator.levels.holds import (
+    LevelIndex,
+    SysKey,
+    halted_condition,
+    held_by_json,
+    never_held,
+    wanted,
+)
 from quantzoo_operator.status import now_iso
 
 log = logging.getLogger(__name__)
@@ -55,11 +65,8 @@ class LevelStatus:
         api_factory: Callable[[], Any],
         namespaces: tuple[str, ...] = (),
         timeouts: WatchTimeouts | None = None,
-        on_held_changed: Callable[[str, str], None] | None = None,
     ) -> None:
         self.kube = kube
-        # The reconcile writer's refresh: status.phase shows the levels holding a system (status.py).
-        self.on_held_changed = on_held_changed
         self.api_factory = api_factory
         self.namespaces = namespaces
         self.timeouts = timeouts or WatchTimeouts(server_seconds=60)
@@ -103,12 +110,18 @@ class LevelStatus:
         while True:
             dirty: set[SysKey] = set()
             dirty |= self.apply(await queue.get())
+            started, events = time.monotonic(), 1
             while not queue.empty():  # coalesce a burst into one pass
                 dirty |= self.apply(queue.get_nowait())
+                events += 1
             try:
-                await self.flush(dirty)
+                writes = await self.flush(dirty)
             except Exception:
                 log.exception("levels: status writes failed")
+                continue
+            if writes:  # where a halt's time goes (bench/one_write_kill.py reads these lines)
+                ms = round((time.monotonic() - started) * 1000)
+                log.info("levels: status pass", extra={"events": events, "writes": writes, "ms": ms})
 
     # -- index -----------------------------------------------------------------------------------------
     def apply(self, event: Event) -> set[SysKey]:
@@ -157,49 +170,57 @@ class LevelStatus:
         self._levels_dirty |= set(self.index.halts)
 
     # -- writes ----------------------------------------------------------------------------------------
-    async def flush(self, dirty: set[SysKey]) -> None:
+    async def flush(self, dirty: set[SysKey]) -> int:
+        """Write what changed; how many writes went out."""
         writes = [self._write_system(key) for key in dirty if key in self.index.systems]
         levels, self._levels_dirty = self._levels_dirty, set()
         writes += [self._write_halt(name) for name in levels]
+        sent = 0
         for result in await asyncio.gather(*writes, return_exceptions=True):
-            if isinstance(result, Exception) and not (isinstance(result, KubeError) and result.status == 404):
+            if isinstance(result, KubeError) and result.status in (404, 409):
+                continue  # gone, or a newer version: its watch event brings the write again
+            if isinstance(result, Exception):
                 log.warning("levels: a status write failed", extra={"error": str(result)})
+            elif result is True:
+                sent += 1
+        return sent
 
-    async def _write_system(self, key: SysKey) -> None:
+    async def _write_system(self, key: SysKey) -> bool:
         system = self.index.systems[key]
         holds = self.index.held_by(key)
-        want = wanted(holds)
-        # Nothing to say of a system no level has ever held (no heldBy, no Halted condition): no write, so
-        # an operator start does not write every status once.
-        if want == system.shown or (not holds and system.shown == ((), None, None)):
-            return
+        if never_held(system, holds):
+            return False
+        want = wanted(holds, system.facts)
+        if want == system.shown:
+            return False
         since = system.halted_since if want[1] == system.shown[1] and system.halted_since else now_iso()
+        metadata: dict[str, Any] = {"name": key[1], "namespace": key[0]}
+        if system.resource_version is not None:
+            # The phase is computed from this version: a newer one (409) comes on the watch, and with it
+            # the write again.
+            metadata["resourceVersion"] = system.resource_version
         body = {
             "apiVersion": API_VERSION,
             "kind": KIND,
-            "metadata": {"name": key[1], "namespace": key[0]},
+            "metadata": metadata,
             "status": {
+                "phase": want[3],
                 "killSwitch": {"heldBy": held_by_json(holds)},
                 "conditions": [halted_condition(holds, system.generation, since)],
             },
         }
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{key[0]}/{PLURAL}/{key[1]}/status"
-        await self._apply(path, body)
-        if self.on_held_changed is not None:
-            self.on_held_changed(*key)
-        self.index.systems[key] = type(system)(
-            account=system.account,
-            hold=system.hold,
-            generation=system.generation,
-            shown=want,
-            halted_since=since,
-        )
+        written = await self._apply(path, body)
+        # The version this write made (no event of this system is applied while a pass runs, so none newer
+        # is in the index): a next write's precondition before the watch echoes it.
+        self.index.put_system(written)
+        return True
 
-    async def _write_halt(self, name: str) -> None:
+    async def _write_halt(self, name: str) -> bool:
         """status.systems (covered) and status.halted (held now) of a TradingHalt. (A TradingAccount's
         status.systems is the accounts work's: the systems that trade in it.)"""
         if name not in self.index.halts:
-            return
+            return False
         systems, halted = self.index.halt_counts(name)
         body = {
             "apiVersion": API_VERSION,
@@ -208,9 +229,10 @@ class LevelStatus:
             "status": {"systems": systems, "halted": halted},
         }
         await self._apply(f"/apis/{GROUP}/{VERSION}/{HALT_PLURAL}/{name}/status", body)
+        return True
 
-    async def _apply(self, path: str, body: dict[str, Any]) -> None:
-        await self.kube.run(
+    async def _apply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.kube.run(
             self.kube.request,
             "PATCH",
             path,
