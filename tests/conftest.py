@@ -11,51 +11,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
-from kubernetes import client, config
+from kubernetes import client
 
-from hack.devcluster import controlplane, leaks, levels_rbac
-
-REPO = Path(__file__).resolve().parents[1]
-CRD_DIR = REPO / "crds"  # TradingSystem, TradingAccount, TradingHalt
-USE_EXISTING = os.environ.get("QUANTZOO_USE_EXISTING_CLUSTER") == "1"
-
-
-@dataclass
-class Cluster:
-    """What a test needs to talk to the control plane as admin (and to inject faults when it is ours)."""
-
-    kubeconfig: Path
-    bin_dir: Path
-    plane: controlplane.ControlPlane | None  # None when the cluster is not ours
-
-    def kubectl(
-        self, *args: str, check: bool = True, input: str | None = None
-    ) -> subprocess.CompletedProcess:
-        kubectl = self.bin_dir / "kubectl" if (self.bin_dir / "kubectl").exists() else Path("kubectl")
-        return subprocess.run(
-            [str(kubectl), f"--kubeconfig={self.kubeconfig}", *args],
-            check=check,
-            capture_output=True,
-            text=True,
-            input=input,
-        )
-
-    def api_client(self) -> client.ApiClient:
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
-
-    def env(self) -> dict[str, str]:
-        """Environment for a child process (operator, engine, safety) that talks to this cluster."""
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+from hack.devcluster import controlplane, leaks
+from tests.clusters import USE_EXISTING, Cluster, install_crds
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -78,26 +44,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
 
 
-def _install_crd(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
-    names = [f"crd/{load_yaml(f)['metadata']['name']}" for f in sorted(CRD_DIR.glob("*.yaml"))]
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
-    # Engines (as their ServiceAccounts) read the TradingHalts: the binding a chart install has.
-    helm = (
-        cluster.bin_dir / "helm"
-        if (cluster.bin_dir / "helm").exists()
-        else Path(shutil.which("helm") or "helm")
-    )
-    levels_rbac.install(cluster.kubectl, helm)
-
-
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     if USE_EXISTING:
         kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
         kubectl = shutil.which("kubectl")
         c = Cluster(kubeconfig=kubeconfig, bin_dir=Path(kubectl).parent if kubectl else Path("."), plane=None)
-        _install_crd(c)
+        install_crds(c)
         recorder = leaks.ClusterRecorder(kubeconfig).start()  # for tests/zz_leaks
         try:
             yield c
@@ -108,7 +61,7 @@ def cluster() -> Iterator[Cluster]:
     plane = controlplane.start(workdir)
     try:
         c = Cluster(kubeconfig=plane.kubeconfig, bin_dir=plane.bin_dir, plane=plane)
-        _install_crd(c)
+        install_crds(c)
         recorder = leaks.ClusterRecorder(plane.kubeconfig).start()  # for tests/zz_leaks
         try:
             yield c
@@ -146,7 +99,3 @@ def namespace(cluster: Cluster, kube_api: client.ApiClient) -> Iterator[str]:
     yield name
     with contextlib.suppress(client.ApiException):
         core.delete_namespace(name)
-
-
-def load_yaml(path: Path) -> dict:
-    return yaml.safe_load(path.read_text())

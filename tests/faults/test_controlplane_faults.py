@@ -22,7 +22,7 @@ from quantzoo_api.killswitch import engage_patch, kill_switch_of, release_patch_
 from hack.devcluster.controlplane import ControlPlane
 from hack.devcluster.podrunner import wait_for
 from hack.devcluster.stack import TradingSystemStack
-from tests.faults.conftest import Faults
+from tests.faults.harness import Faults
 from tests.faults.test_operator_faults import conditions, converged
 
 pytestmark = pytest.mark.slow

@@ -15,8 +15,8 @@ from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION
 
 from hack.devcluster.podrunner import wait_for
 from hack.devcluster.stack import TradingSystemStack
-from tests.faults.conftest import Faults, engine_pods
 from tests.faults.delay_proxy import DelayProxy
+from tests.faults.harness import Faults, engine_pods
 from tests.operator.slow_webhook import SlowWebhook
 
 pytestmark = pytest.mark.slow

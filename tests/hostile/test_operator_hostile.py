@@ -17,14 +17,14 @@ import pytest
 from kubernetes import client
 from quantzoo_api.killswitch import engage_patch, kill_switch_of, release_patch_for
 
-from tests.hostile.conftest import (
+from tests.hostile.harness import (
     CREDENTIALS_SECRET,
     Namespaces,
     everything_written,
     reconcile_counters,
     secret_value_forms,
 )
-from tests.operator.conftest import TS, EngineFleet, OperatorProcess, attach_standin
+from tests.operator.harness import TS, EngineFleet, OperatorProcess, attach_standin
 
 # RTL override, zero-width space and joiner, emoji (outside the BMP), NUL, BEL, DEL, a C1 control, CJK.
 UNICODE = "\u202eevil\u200b\u200d 🚨🛑 \x00\x07\x7f\x85 停止"

@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 from quantzoo_api import GROUP, PLURAL, VERSION
 
-from tests.hostile.conftest import Namespaces
+from tests.hostile.harness import Namespaces
 
 MIB = 1024 * 1024
 UNICODE = "\u202e\u200b\u200d🚨\x00\x07"  # RTL override, zero-width space and joiner, emoji, NUL, BEL

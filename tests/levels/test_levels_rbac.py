@@ -26,7 +26,7 @@ from quantzoo_api.accounts import ACCOUNT_PLURAL
 from quantzoo_api.killswitch import engage_patch, kill_switch_of, release_patch_for
 from quantzoo_api.levels import HALT_PLURAL, KillLevel, halt_body
 
-from tests.conftest import REPO, Cluster
+from tests.clusters import REPO, Cluster
 from tests.faults.watching_engine import create_trading_system
 from tests.levels.halts import create_account, delete_halt
 

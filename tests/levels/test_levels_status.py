@@ -21,7 +21,7 @@ from tests.levels.halts import (
     engage_halt,
     release_halt,
 )
-from tests.operator.conftest import FAST_ENV, release_finalizers, wait_for
+from tests.operator.harness import FAST_ENV, release_finalizers, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from quantzoo_api import GROUP, PLURAL, VERSION
 
 from hack.devcluster.podrunner import PodRunner, wait_for
 from hack.devcluster.stack import TradingSystemStack, start_operator
-from tests.monitoring.conftest import metric_names
+from tests.monitoring.promql import metric_names
 from tests.monitoring.test_alerts_and_dashboards import DASHBOARDS, alert_rules, dashboard_queries
 
 pytestmark = pytest.mark.slow

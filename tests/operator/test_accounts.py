@@ -14,7 +14,7 @@ from kubernetes import client
 from quantzoo_api import GROUP, VERSION
 from quantzoo_api.accounts import ACCOUNT_PLURAL
 
-from tests.operator.conftest import TS, OperatorProcess, wait_for
+from tests.operator.harness import TS, OperatorProcess, wait_for
 
 ACCOUNT_SPEC = {
     "mode": "paper",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from kubernetes import client
 from quantzoo_api.killswitch import engage_patch
 
-from tests.operator.conftest import TS, EngineFleet, OperatorProcess, attach_standin, wait_for
+from tests.operator.harness import TS, EngineFleet, OperatorProcess, attach_standin, wait_for
 
 
 def _namespace_gone(core: client.CoreV1Api, name: str) -> bool:

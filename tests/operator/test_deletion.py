@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.operator.conftest import TS, EngineFleet, OperatorProcess, attach_standin, wait_for
+from tests.operator.harness import TS, EngineFleet, OperatorProcess, attach_standin, wait_for
 from tests.operator.standin_engine import free_port
 
 

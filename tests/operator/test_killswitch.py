@@ -7,7 +7,7 @@ import json
 from kubernetes import client
 from quantzoo_api.killswitch import TradingState, engage_patch, kill_switch_of, release_patch_for
 
-from tests.operator.conftest import TS, EngineFleet, OperatorProcess, attach_standin, wait_for
+from tests.operator.harness import TS, EngineFleet, OperatorProcess, attach_standin, wait_for
 from tests.operator.standin_engine import free_port
 
 

@@ -13,8 +13,8 @@ import yaml
 from kubernetes import client
 from quantzoo_api.killswitch import engage_patch
 
-from tests.conftest import Cluster
-from tests.operator.conftest import (
+from tests.clusters import Cluster
+from tests.operator.harness import (
     TS,
     EngineFleet,
     attach_standin,

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from tests.conftest import Cluster
-from tests.operator.conftest import TS, finish, release_finalizers, start_operator, wait_for
+from tests.clusters import Cluster
+from tests.operator.harness import TS, finish, release_finalizers, start_operator, wait_for
 
 
 @pytest.fixture

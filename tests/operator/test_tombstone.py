@@ -13,7 +13,7 @@ from kubernetes import client, watch
 from quantzoo_api import GROUP, PLURAL, VERSION
 from quantzoo_api.killswitch import engage_patch, kill_switch_of, release_patch_for
 
-from tests.operator.conftest import TS, EngineFleet, OperatorProcess, attach_standin, wait_for
+from tests.operator.harness import TS, EngineFleet, OperatorProcess, attach_standin, wait_for
 
 TOMBSTONE = "demo-kill-tombstone"
 
