@@ -56,7 +56,7 @@ def runbook_step(comment: str) -> str:
 def run_step(cluster: node.RealCluster, ns: str, command: str) -> float:
     """Runs a runbook command with `kubectl` on PATH; returns when it returned (time.monotonic())."""
     env = {"PATH": f"{cluster.plane.bin_dir}:/usr/bin:/bin", "KUBECONFIG": str(cluster.kubeconfig)}
-    env |= {"NS": ns, "TS": NAME}
+    env |= {"NS": ns, "TS": NAME, "HOME": str(cluster.plane.workdir)}  # kubectl's cache goes there
     res = ownsystem.bash(command, env, timeout=60)
     assert res.returncode == 0, res.stderr
     return time.monotonic()
