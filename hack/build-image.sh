@@ -9,7 +9,8 @@
 # The machine's pip configuration and CA bundle are MOUNTED into the build (never copied into a layer):
 # the package index is reached only through this machine's own configuration.
 #
-# Usage: build-image.sh [quantzoo|node|all]   (default all; node = pause + CoreDNS, needs Go builds)
+# Usage: build-image.sh [quantzoo|node|all|strategy-template]   (default all; node = pause + CoreDNS, needs
+# Go builds; strategy-template = the tutorial's image FROM ours, built only when a test asks for it)
 # Prints one line per image: `<name> <image reference> <archive path>`.
 set -euo pipefail
 WHAT="${1:-all}"
@@ -101,6 +102,37 @@ fi
 echo "quantzoo $APP_REF $APP_TAR"
 }
 
+# -- 2b. the strategy tutorial's image (docs/STRATEGIES.md): examples/strategy-template/Dockerfile FROM ours --
+# Saved as a docker archive under the tutorial's own tag, so containerd's import gives it the name the
+# kubelet resolves the tutorial's `image: quantzoo/strategy-template:0.1.0` to (as `kind load` would).
+TEMPLATE_TAG="quantzoo/strategy-template:0.1.0"
+build_strategy_template() {
+  build_quantzoo >/dev/null
+  bah inspect --type image "$APP_REF" >/dev/null 2>&1 || bah pull --quiet "oci-archive:$APP_TAR" >/dev/null
+  local dir="$REPO/examples/strategy-template" key ref tar start
+  key="$(
+    cd "$dir"
+    { echo "$TEMPLATE_TAG $APP_REF"; git ls-files -z . | xargs -0 sha256sum; } | sha256sum | cut -c1-12
+  )"
+  ref="localhost/quantzoo/strategy-template:dev-${key}"
+  tar="$OUT/strategy-template-${key}.docker.tar"
+  if [[ ! -s "$tar" ]]; then
+    log "strategy template image $ref: buildah bud examples/strategy-template (QUANTZOO_IMAGE=$APP_REF)"
+    start=$SECONDS
+    if ! bah inspect --type image "$ref" >/dev/null 2>&1; then
+      bah bud --quiet --isolation chroot --layers=false "${volumes[@]}" \
+        --build-arg "QUANTZOO_IMAGE=$APP_REF" -t "$ref" -f "$dir/Dockerfile" "$dir" >/dev/null
+    fi
+    bah push --quiet "$ref" "docker-archive:$tar.tmp:$TEMPLATE_TAG"
+    mv "$tar.tmp" "$tar"
+    log "strategy template image built in $((SECONDS - start)) s"
+    for old in "$OUT"/strategy-template-*.docker.tar; do [[ "$old" == "$tar" ]] || rm -f "$old"; done
+    bah images --format '{{.Name}}:{{.Tag}}' | grep 'quantzoo/strategy-template:dev-' | grep -v ":dev-${key}\$" \
+      | xargs -r -n1 buildah --root "$STORE/root" --runroot "$STORE/run" --storage-driver vfs rmi >/dev/null 2>&1 || true
+  fi
+  echo "strategy-template $TEMPLATE_TAG $tar"
+}
+
 # -- 3. node images: the pod sandbox (pause) and CoreDNS, FROM scratch with static binaries -------------
 scratch_image() {  # name binary uid
   local name="$1" bin="$2" uid="$3" key ref tar ctr
@@ -129,6 +161,7 @@ build_node_images() {
 case "$WHAT" in
   quantzoo) build_quantzoo ;;
   node) build_node_images ;;
+  strategy-template) build_strategy_template ;;
   all) build_quantzoo; build_node_images ;;
-  *) log "usage: $0 [quantzoo|node|all]"; exit 2 ;;
+  *) log "usage: $0 [quantzoo|node|all|strategy-template]"; exit 2 ;;
 esac

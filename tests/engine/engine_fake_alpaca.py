@@ -11,7 +11,8 @@ Market data: a msgpack websocket at /stream (what StockDataStream's url_override
 `[{"T":"success","msg":"connected"}]`, auth -> `authenticated`, subscribe -> `subscription`, then the
 queued bars, with `t` as a msgpack Timestamp.
 
-Only the current key pair is accepted (`rotate()` replaces it, as revoking the old key at Alpaca would);
+Only the current key pair is accepted (`rotate()` replaces it, as revoking the old key at Alpaca would;
+`rotate(..., revoke_old=False)` keeps the old pair valid until `revoke_previous()`, the runbook's order);
 anything else gets Alpaca's 401 `{"code": 40110000, "message": "request is not authorized"}`. Which key
 id each request came with is recorded, so a test can tell old-key from new-key traffic.
 
@@ -67,13 +68,19 @@ class FakeAlpaca:
         self.bars: list[dict[str, Any]] = []
         self.subscriptions: list[dict[str, Any]] = []
         self.key, self.secret = KEY, SECRET
+        self.previous: tuple[str, str] | None = None  # a rotated-out pair still valid (not revoked yet)
         self.accepted: list[tuple[str, str]] = []  # (key id, "METHOD /path") of each authorised call
         self.refused: list[tuple[str, str]] = []  # (key id, "METHOD /path") of each 401
         self.app = self._build()
 
-    def rotate(self, key: str, secret: str) -> None:
-        """From now on only this pair is accepted; the previous one is refused."""
+    def rotate(self, key: str, secret: str, *, revoke_old: bool = True) -> None:
+        """From now on this pair is accepted; the previous one is refused, unless `revoke_old` is False
+        (then until `revoke_previous()`)."""
+        self.previous = None if revoke_old else (self.key, self.secret)
         self.key, self.secret = key, secret
+
+    def revoke_previous(self) -> None:
+        self.previous = None
 
     def orders_by_key(self, key: str) -> int:
         return sum(1 for k, call in self.accepted if k == key and call == "POST /v2/orders")
@@ -227,7 +234,8 @@ class FakeAlpaca:
                         response.headers["Retry-After"] = str(fault.retry_after)
                     return response
             key_id = request.headers.get("APCA-API-KEY-ID") or ""
-            if key_id != self.key or request.headers.get("APCA-API-SECRET-KEY") != self.secret:
+            pair = (key_id, request.headers.get("APCA-API-SECRET-KEY"))
+            if pair not in ((self.key, self.secret), self.previous):
                 self.refused.append((key_id, route))
                 return error(401, 40110000, "request is not authorized")
             self.accepted.append((key_id, route))
@@ -342,7 +350,7 @@ class FakeAlpaca:
             try:
                 auth = msgpack.unpackb(await ws.receive_bytes())
                 pair = (auth.get("key"), auth.get("secret"))
-                if auth.get("action") != "auth" or pair != (self.key, self.secret):
+                if auth.get("action") != "auth" or pair not in ((self.key, self.secret), self.previous):
                     await ws.send_bytes(msgpack.packb([{"T": "error", "code": 402, "msg": "auth failed"}]))
                     await ws.close()
                     return
@@ -381,12 +389,13 @@ class FakeAlpaca:
 
 
 class ServerThread:
-    """uvicorn on 127.0.0.1 in a thread (signals stay with the test process)."""
+    """uvicorn in a thread (signals stay with the test process), on loopback unless `host` says otherwise
+    (tests on real pods bind the node's own address, which pods reach through their gateway)."""
 
-    def __init__(self, app: FastAPI, port: int) -> None:
+    def __init__(self, app: FastAPI, port: int, host: str = "127.0.0.1") -> None:
         self.port = port
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+            uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
         )
         self.thread = threading.Thread(target=self.server.run, name="fake-alpaca", daemon=True)
 

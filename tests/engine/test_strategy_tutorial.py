@@ -1,6 +1,6 @@
 """docs/STRATEGIES.md, run as written: a strategy that is not in this repository (the template, installed
 as its own package) is tested, backtested through `quantzoo backtest`, and paper-traded by a real engine
-process. The cluster step is tests/e2e/test_strategy_tutorial_e2e.py."""
+process. The cluster step is tests/pods/test_strategy_tutorial_realpods.py (real pods)."""
 
 from __future__ import annotations
 

@@ -5,9 +5,7 @@ and the containers are not restarted. The old token keeps working for the overla
 pod's kill push keeps working (it re-reads the Secret after a 401 with its cached token), and so does the
 safety pod's direct halt with the API server stopped (it reads the rotated token from its own mount).
 
-tests/e2e/test_secret_rotation_e2e.py keeps the Alpaca keys on the pod runner's processes: on real pods
-(the local Alpaca-wire server bound on the node's host-side address) the first order reached it, but no
-order with the rotated keys did within 150 s, and there was no time left to find why.
+The Alpaca keys' rotation is tests/pods/test_alpaca_rotation_realpods.py.
 """
 
 from __future__ import annotations
