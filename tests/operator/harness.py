@@ -22,7 +22,7 @@ import pytest
 from kubernetes import client
 from quantzoo_api import GROUP, PLURAL, VERSION
 from quantzoo_api.accounts import ACCOUNT_PLURAL
-from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION
+from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION, engage_patch
 
 from hack.devcluster.leaks import REGISTRY as LEAKS
 from tests.clusters import Cluster
@@ -237,6 +237,12 @@ class TS:
 
         return wait_for(check, timeout, what=f"{ctype}={status} ({reason or 'any reason'}) on {name}")
 
+    def engage_acknowledged(self, namespace: str, name: str, **engage: Any) -> dict[str, Any]:
+        """Engage the kill switch (`engage_patch`'s arguments); wait until every replica acknowledged it."""
+        patched = self.patch(namespace, name, engage_patch(**engage))
+        self.wait_condition(namespace, name, "KillSwitchEngaged", "True", reason="Acknowledged")
+        return patched
+
     def wait_ready(self, namespace: str, name: str, timeout: float = 30) -> dict[str, Any]:
         return self.wait_condition(namespace, name, "Ready", "True", timeout=timeout)
 
@@ -311,3 +317,12 @@ def attach_standin(ts: TS, engines: EngineFleet, namespace: str, name: str) -> S
     engine = engines.start(token, pod.metadata.name)
     ts.annotate_engine_pod(namespace, pod.metadata.name, engine.url)
     return engine
+
+
+def running_with_standin(
+    ts: TS, engines: EngineFleet, namespace: str, name: str, **meta: Any
+) -> StandInEngine:
+    """Most operator tests' start: the TradingSystem created, Ready, its engine pod answered by a stand-in."""
+    ts.create(namespace, name, **meta)
+    ts.wait_ready(namespace, name)
+    return attach_standin(ts, engines, namespace, name)

@@ -15,9 +15,14 @@ acknowledges the halt (tests/operator/conftest.py).
 from __future__ import annotations
 
 from kubernetes import client
-from quantzoo_api.killswitch import engage_patch
 
-from tests.operator.harness import TS, EngineFleet, OperatorProcess, attach_standin, wait_for
+from tests.operator.harness import (
+    TS,
+    EngineFleet,
+    OperatorProcess,
+    running_with_standin,
+    wait_for,
+)
 
 
 def _namespace_gone(core: client.CoreV1Api, name: str) -> bool:
@@ -31,11 +36,8 @@ def _namespace_gone(core: client.CoreV1Api, name: str) -> bool:
 def test_deleting_the_namespace_of_an_engaged_system_halts_it_and_finishes(
     operator: OperatorProcess, ts: TS, namespace: str, engines: EngineFleet, kube_api: client.ApiClient
 ) -> None:
-    ts.create(namespace, "demo")
-    ts.wait_ready(namespace, "demo")
-    attach_standin(ts, engines, namespace, "demo")
-    ts.patch(namespace, "demo", engage_patch(reason="incident", operator="alice"))
-    ts.wait_condition(namespace, "demo", "KillSwitchEngaged", "True", reason="Acknowledged")
+    running_with_standin(ts, engines, namespace, "demo")
+    ts.engage_acknowledged(namespace, "demo", reason="incident", operator="alice")
 
     core = client.CoreV1Api(kube_api)
     core.delete_namespace(namespace)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import time
 
-from tests.operator.harness import TS, EngineFleet, OperatorProcess, attach_standin, wait_for
+from tests.operator.harness import (
+    TS,
+    EngineFleet,
+    OperatorProcess,
+    attach_standin,
+    running_with_standin,
+    wait_for,
+)
 from tests.operator.standin_engine import free_port
 
 
@@ -33,9 +40,9 @@ def test_delete_halts_a_reachable_engine_first(
 def test_delete_flattens_when_asked(
     operator: OperatorProcess, ts: TS, namespace: str, engines: EngineFleet
 ) -> None:
-    ts.create(namespace, "demo", annotations={"trading.quantzoo.io/flatten-on-delete": "true"})
-    ts.wait_ready(namespace, "demo")
-    engine = attach_standin(ts, engines, namespace, "demo")
+    engine = running_with_standin(
+        ts, engines, namespace, "demo", annotations={"trading.quantzoo.io/flatten-on-delete": "true"}
+    )
     ts.delete(namespace, "demo")
     wait_for(lambda: ts.get(namespace, "demo") is None, what="the TradingSystem to go")
     assert engine.commands[-1].close_positions is True

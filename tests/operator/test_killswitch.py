@@ -7,7 +7,13 @@ import json
 from kubernetes import client
 from quantzoo_api.killswitch import TradingState, engage_patch, kill_switch_of, release_patch_for
 
-from tests.operator.harness import TS, EngineFleet, OperatorProcess, attach_standin, wait_for
+from tests.operator.harness import (
+    TS,
+    EngineFleet,
+    OperatorProcess,
+    running_with_standin,
+    wait_for,
+)
 from tests.operator.standin_engine import free_port
 
 
@@ -25,9 +31,7 @@ def _metric(op: OperatorProcess, name: str) -> float:
 def test_engage_and_release_reach_every_replica_and_are_recorded(
     operator: OperatorProcess, ts: TS, namespace: str, engines: EngineFleet
 ) -> None:
-    ts.create(namespace, "demo")
-    ts.wait_ready(namespace, "demo")
-    engine = attach_standin(ts, engines, namespace, "demo")
+    engine = running_with_standin(ts, engines, namespace, "demo")
 
     patched = ts.patch(
         namespace, "demo", engage_patch(reason="fat finger in AAPL", operator="alice", source="kubectl")
@@ -134,11 +138,8 @@ def test_an_unreachable_replica_degrades_until_it_acknowledges(
 def test_the_operator_keeps_the_halt_while_engaged(
     operator: OperatorProcess, ts: TS, namespace: str, engines: EngineFleet
 ) -> None:
-    ts.create(namespace, "demo")
-    ts.wait_ready(namespace, "demo")
-    engine = attach_standin(ts, engines, namespace, "demo")
-    ts.patch(namespace, "demo", engage_patch(reason="drill", operator="dave", source="kubectl"))
-    ts.wait_condition(namespace, "demo", "KillSwitchEngaged", "True", reason="Acknowledged")
+    engine = running_with_standin(ts, engines, namespace, "demo")
+    ts.engage_acknowledged(namespace, "demo", reason="drill", operator="dave", source="kubectl")
     pushes = len(engine.commands)
 
     engine.trading_state = TradingState.ACTIVE  # the replica claims to trade again
@@ -150,9 +151,7 @@ def test_the_operator_keeps_the_halt_while_engaged(
 def test_a_rotated_admin_token_is_read_again(
     operator: OperatorProcess, ts: TS, namespace: str, engines: EngineFleet, kube_api: client.ApiClient
 ) -> None:
-    ts.create(namespace, "demo")
-    ts.wait_ready(namespace, "demo")
-    engine = attach_standin(ts, engines, namespace, "demo")
+    engine = running_with_standin(ts, engines, namespace, "demo")
     ts.patch(
         namespace, "demo", engage_patch(reason="first", operator="erin", source="kubectl", mode="ReduceOnly")
     )
@@ -180,9 +179,7 @@ def test_the_kill_switch_does_not_wait_behind_a_slow_reconcile(
     acknowledgement arrives while the reconcile is still stuck."""
     from tests.operator.slow_webhook import SlowWebhook
 
-    ts.create(namespace, "demo")
-    ts.wait_ready(namespace, "demo")
-    engine = attach_standin(ts, engines, namespace, "demo")
+    engine = running_with_standin(ts, engines, namespace, "demo")
     webhook = SlowWebhook(kube_api, namespace).start()
     try:
         ts.patch(namespace, "demo", {"spec": {"engine": {"image": "quantzoo/quantzoo:0.3.0"}}})

@@ -11,15 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client
-from quantzoo_api.killswitch import engage_patch
 
 from tests.clusters import Cluster
 from tests.operator.harness import (
     TS,
     EngineFleet,
-    attach_standin,
     finish,
     release_finalizers,
+    running_with_standin,
     start_operator,
     wait_for,
 )
@@ -106,11 +105,8 @@ def test_the_operator_does_everything_with_only_these_rules(
         cluster, [namespace], kubeconfig=operator_identity, extra_env={"POD_NAMESPACE": namespace}
     )
     try:
-        ts.create(namespace, "demo")
-        ts.wait_ready(namespace, "demo")  # children, Secrets, RBAC for the pods, status
-        engine = attach_standin(ts, engines, namespace, "demo")
-        ts.patch(namespace, "demo", engage_patch(reason="rbac drill", operator="grace", source="kubectl"))
-        ts.wait_condition(namespace, "demo", "KillSwitchEngaged", "True", reason="Acknowledged")
+        engine = running_with_standin(ts, engines, namespace, "demo")
+        ts.engage_acknowledged(namespace, "demo", reason="rbac drill", operator="grace", source="kubectl")
         assert engine.commands[-1].reason == "rbac drill"
 
         client.CoreV1Api(kube_api).delete_namespaced_service("demo-safety", namespace)

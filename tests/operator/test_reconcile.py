@@ -10,7 +10,7 @@ import time
 import pytest
 from kubernetes import client, watch
 
-from tests.operator.harness import TS, OperatorProcess, wait_for
+from tests.operator.harness import TS, OperatorProcess, running_with_standin, wait_for
 
 CHILDREN = {
     ("StatefulSet", "demo-engine"),
@@ -334,11 +334,8 @@ def test_pods_pass_the_restricted_pod_security_profile(
 def test_garbage_collection_removes_children_when_the_tradingsystem_goes(
     operator: OperatorProcess, ts: TS, namespace: str, kube_api: client.ApiClient, engines
 ) -> None:
-    from tests.operator.harness import attach_standin
 
-    ts.create(namespace, "demo")
-    ts.wait_ready(namespace, "demo")
-    attach_standin(ts, engines, namespace, "demo")  # the finalizer halts it before the children go
+    running_with_standin(ts, engines, namespace, "demo")  # the finalizer halts it before the children go
     assert set(children(kube_api, namespace)) == CHILDREN
 
     ts.delete(namespace, "demo")

@@ -11,9 +11,16 @@ from typing import Any
 
 from kubernetes import client, watch
 from quantzoo_api import GROUP, PLURAL, VERSION
-from quantzoo_api.killswitch import engage_patch, kill_switch_of, release_patch_for
+from quantzoo_api.killswitch import kill_switch_of, release_patch_for
 
-from tests.operator.harness import TS, EngineFleet, OperatorProcess, attach_standin, wait_for
+from tests.operator.harness import (
+    TS,
+    EngineFleet,
+    OperatorProcess,
+    attach_standin,
+    running_with_standin,
+    wait_for,
+)
 
 TOMBSTONE = "demo-kill-tombstone"
 
@@ -53,11 +60,8 @@ def _tombstone(kube_api: client.ApiClient, namespace: str) -> dict[str, str] | N
 def test_delete_and_recreate_while_engaged_stays_halted_until_released(
     operator: OperatorProcess, ts: TS, namespace: str, engines: EngineFleet, kube_api: client.ApiClient
 ) -> None:
-    ts.create(namespace, "demo")
-    ts.wait_ready(namespace, "demo")
-    attach_standin(ts, engines, namespace, "demo")
-    ts.patch(namespace, "demo", engage_patch(reason="runaway algo", operator="alice", mode="ReduceOnly"))
-    ts.wait_condition(namespace, "demo", "KillSwitchEngaged", "True", reason="Acknowledged")
+    running_with_standin(ts, engines, namespace, "demo")
+    ts.engage_acknowledged(namespace, "demo", reason="runaway algo", operator="alice", mode="ReduceOnly")
 
     # kubectl replace --force: delete, then create the manifest from git (no kill switch in it).
     ts.delete(namespace, "demo")

@@ -17,12 +17,7 @@ import pytest
 
 from hack.devcluster import node
 from tests.pods import realpods
-
-OPERATOR_NS = "quantzoo-system"
-TRADING_NS = "trading"
-SYSTEM = "demo"
-MONITORING_NS = "monitoring"
-OUTSIDER_NS = "outsider"
+from tests.pods.realpods import MONITORING_NS, OPERATOR_NS, OUTSIDER_NS, SYSTEM, TRADING_NS
 
 
 @pytest.fixture(scope="session")

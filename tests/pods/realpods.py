@@ -42,6 +42,14 @@ RESTRICTED_CONTAINER = {
 }
 
 
+# The session's release and system (conftest.py's fixtures make them).
+OPERATOR_NS = "quantzoo-system"
+TRADING_NS = "trading"
+SYSTEM = "demo"
+MONITORING_NS = "monitoring"
+OUTSIDER_NS = "outsider"
+
+
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
     deadline = time.monotonic() + timeout
     last: Any = None

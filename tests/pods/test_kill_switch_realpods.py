@@ -25,7 +25,7 @@ from quantzoo_api.killswitch import engage_patch
 
 from hack.devcluster import node, podaddress
 from tests.pods import realpods
-from tests.pods.conftest import OPERATOR_NS
+from tests.pods.realpods import OPERATOR_NS
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

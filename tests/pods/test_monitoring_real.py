@@ -36,7 +36,7 @@ import pytest
 from hack.devcluster import node, podsd, prometheus
 from tests.monitoring.test_alerts_and_dashboards import DASHBOARDS, dashboard_queries
 from tests.pods import loss_replay, realpods
-from tests.pods.conftest import MONITORING_NS, OPERATOR_NS
+from tests.pods.realpods import MONITORING_NS, OPERATOR_NS
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

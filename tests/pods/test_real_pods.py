@@ -20,7 +20,7 @@ import pytest
 
 from hack.devcluster import node
 from tests.pods import realpods
-from tests.pods.conftest import MONITORING_NS, OPERATOR_NS, OUTSIDER_NS, SYSTEM, TRADING_NS
+from tests.pods.realpods import MONITORING_NS, OPERATOR_NS, OUTSIDER_NS, SYSTEM, TRADING_NS
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -19,7 +19,7 @@ import pytest
 
 from hack.devcluster import node
 from tests.pods import ownsystem, realpods
-from tests.pods.conftest import OPERATOR_NS
+from tests.pods.realpods import OPERATOR_NS
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
