@@ -27,8 +27,9 @@ of the operator, the API server and etcd. On a shared machine the times vary wit
 round, with the API server's GET latency at rest); the request counts and CPU seconds much less.
 
 Writes bench/results/scale.json and prints a table. `--profile DIR` records the operator with py-spy
-during the creation burst, the idle window and the first kill-all (py-spy slows it: not with
-`--profile-heap-only`), and at the end of each N dumps its threads and heap (bench/profiling/
+during the creation burst, the idle window, the first kill-all and the first one-write halt of each level
+(py-spy slows it: not with `--profile-heap-only`; `--profile-gil` samples only the thread holding the GIL),
+and at the end of each N dumps its threads and heap (bench/profiling/
 sitecustomize.py: object and task counts, the RSS the C allocator gives back on a trim; with
 `--profile-tracemalloc FRAMES` also tracemalloc's top allocation sites, which slows the operator a lot).
 A development aid: py-spy is not a project dependency.
