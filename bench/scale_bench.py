@@ -27,8 +27,9 @@ of the operator, the API server and etcd. On a shared machine the times vary wit
 round, with the API server's GET latency at rest); the request counts and CPU seconds much less.
 
 Writes bench/results/scale.json and prints a table. `--profile DIR` records the operator with py-spy
-during the creation burst, the idle window and the first kill-all (py-spy slows it: not with
-`--profile-heap-only`), and at the end of each N dumps its threads and heap (bench/profiling/
+during the creation burst, the idle window, the first kill-all and the first one-write halt of each level
+(py-spy slows it: not with `--profile-heap-only`; `--profile-gil` samples only the thread holding the GIL),
+and at the end of each N dumps its threads and heap (bench/profiling/
 sitecustomize.py: object and task counts, the RSS the C allocator gives back on a trim; with
 `--profile-tracemalloc FRAMES` also tracemalloc's top allocation sites, which slows the operator a lot).
 A development aid: py-spy is not a project dependency.
@@ -402,14 +403,17 @@ class Options:
     parallel: int = 16
     operator_env: dict[str, str] = field(default_factory=dict)
     profile: Path | None = None
+    """Folder for py-spy profiles (raw collapsed stacks) and heap dumps of the operator."""
     one_write_rounds: int = 5
     floor_workers: int = 8
     """Threads applying children in the Ready floor (the operator's reconcile pool; 0: no floor)."""
-    """Folder for py-spy profiles (raw collapsed stacks) and heap dumps of the operator."""
     profile_tracemalloc: int = 0
     """Frames tracemalloc keeps in the operator (0: off); its top allocation sites go in the heap dump."""
     pyspy: bool = True
     """With `profile`: py-spy records too (it slows the operator: a heap dump alone does not)."""
+    profile_gil: bool = False
+    """With `profile`: py-spy samples only the thread holding the GIL (the operator's Python CPU, without
+    threads waiting for a socket or for the GIL)."""
     halt_only: bool = False
     """Only the one-write halts (no idle window, no kill-all, no Ready floor), then the status floor."""
     status_floor_workers: int = 16
@@ -755,7 +759,8 @@ class ScaleRun:
         spy = Path(sys.executable).parent / "py-spy"
         out = self.opts.profile / f"{label}.txt"
         proc = subprocess.Popen(
-            [str(spy), "record", "-p", str(self.operator.proc.pid), "-r", "200", "-f", "raw", "-o", str(out)],
+            [str(spy), "record", "-p", str(self.operator.proc.pid), "-r", "200", "-f", "raw", "-o", str(out)]
+            + (["--gil"] if self.opts.profile_gil else []),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -936,6 +941,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile-tracemalloc", type=int, default=0, metavar="FRAMES")
     parser.add_argument("--profile-heap-only", action="store_true", help="with --profile: no py-spy")
+    parser.add_argument(
+        "--profile-gil", action="store_true", help="with --profile: py-spy samples only the GIL holder"
+    )
     args = parser.parse_args(argv)
     counts = [int(x) for x in args.n.replace(",", " ").split()]
     opts = Options(
@@ -953,6 +961,7 @@ def main(argv: list[str] | None = None) -> int:
         status_floor_workers=args.status_floor_workers,
         profile_tracemalloc=args.profile_tracemalloc,
         pyspy=not args.profile_heap_only,
+        profile_gil=args.profile_gil,
     )
     info = machine()
     plane = controlplane.start(Path(tempfile.mkdtemp(prefix="qz-scale-")))

@@ -8,6 +8,8 @@ pool of `workers` threads (the levels component's 16), time until the benchmark'
 systems sees the last one, then write them clear again (not timed). Patch types:
 - "apply": server-side apply of the two fields with the levels component's field manager (what the
   operator sent before this benchmark's work);
+- "apply-ignore": the same apply with fieldValidation=Ignore (the server's unknown/duplicate-field check
+  skipped; the schema's own validation and coercion still run): whether that check is a share of the floor;
 - "merge": a JSON merge patch of status.killSwitch.heldBy and the whole conditions list, computed from the
   watch-cached object (the Halted entry replaced), with metadata.resourceVersion as the precondition.
 What this leaves out: the operator's own watch of the halt, its CPU on the same 2 cores, and the reconcile
@@ -46,7 +48,7 @@ def _body(kind: str, ns: str, name: str, obj: dict[str, Any], holding: bool, now
     generation = (obj.get("metadata") or {}).get("generation")
     if isinstance(generation, int):
         cond["observedGeneration"] = generation
-    if kind == "apply":
+    if kind.startswith("apply"):
         body = {
             "apiVersion": API_VERSION,
             "kind": KIND,
@@ -69,7 +71,9 @@ def _shows(obj: dict[str, Any], holding: bool) -> bool:
 
 def _write(kube: Kube, kind: str, ns: str, name: str, obj: dict[str, Any], holding: bool, now: str) -> None:
     body, ctype = _body(kind, ns, name, obj, holding, now)
-    query = [("fieldManager", FIELD_MANAGER)] + ([("force", "true")] if kind == "apply" else [])
+    query = [("fieldManager", FIELD_MANAGER)] + ([("force", "true")] if kind.startswith("apply") else [])
+    if kind == "apply-ignore":
+        query.append(("fieldValidation", "Ignore"))
     path = f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}/{name}/status"
     kube.request("PATCH", path, query=query, body=body, content_type=ctype)
 
@@ -80,7 +84,7 @@ def measure(run: Any, kube_factory: Callable[[], Kube], *, workers: int = 16, ro
     out: dict[str, Any] = {"workers": workers, "rounds": rounds, "systems": run.n}
     try:
         with cf.ThreadPoolExecutor(workers) as pool:
-            for kind in ("apply", "merge"):
+            for kind in ("apply", "apply-ignore", "merge"):
                 times, requests, cpu = [], [], []
                 for i in range(rounds * 2):
                     holding = i % 2 == 0

@@ -209,7 +209,9 @@ def configure_kopf(settings: object, config: OperatorConfig) -> None:
     # spec.killSwitch is not part of what kopf reconciles: the propagator has its own watch, and a kill
     # switch changes no child. Left in, every engage cost two kopf patches of the TradingSystem and a
     # reconcile -- a kill-all of a hundred systems queued 300 writes behind the kill on the API server.
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    from quantzoo_operator.diffbase import SlimAnnotationsDiffBaseStorage
+
+    settings.persistence.diffbase_storage = SlimAnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration", ignored_fields=[KILL_SWITCH_FIELD]
     )
     settings.persistence.finalizer = FINALIZER
