@@ -117,6 +117,14 @@ def interpret_event(event_type: str, obj: Mapping[str, Any] | None) -> WatchActi
     return Ignore(f"unknown event type {event_type!r}")
 
 
+def deletion_observed(obj: Mapping[str, Any] | None) -> SpecObserved | None:
+    """The halt of a TradingSystem found being deleted by a one-off read (None when it is not)."""
+    if obj is None or not is_being_deleted(obj):
+        return None
+    action = interpret_event("MODIFIED", obj)
+    return action if isinstance(action, SpecObserved) else None
+
+
 class _Emitter:
     """The watch loop's reports, as engine actions."""
 
@@ -220,6 +228,16 @@ class KubeWatch:
         self._stopped = True
         if self._watch is not None:
             self._watch.stop()
+
+    def read_now(self, timeout_seconds: float) -> dict[str, Any] | None:
+        """One GET of the TradingSystem, outside the watch (blocking; None if it cannot be read in time)."""
+        try:
+            return self._custom_objects_api().get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, self.name, _request_timeout=timeout_seconds
+            )
+        except Exception as exc:  # any failure means "not known"; the caller carries on without it
+            log.warning("could not read the TradingSystem", extra={"error": type(exc).__name__})
+            return None
 
     def _loop(self, emit: Callable[[WatchAction], None]) -> None:
         emitter = _Emitter(emit)

@@ -24,7 +24,7 @@ from typing import Any
 from quantzoo_engine.engine import ShutdownReport, TradingEngine
 from quantzoo_engine.feed.base import MarketDataFeed
 from quantzoo_engine.killswitch import KillSwitchStatus, command_from_spec, commands_from_persisted
-from quantzoo_engine.kube_watch import KubeWatch, WatchAction
+from quantzoo_engine.kube_watch import KubeWatch, WatchAction, deletion_observed
 from quantzoo_engine.lease import LeaseKeeper
 from quantzoo_engine.level_watch import LevelWatch
 from quantzoo_engine.persistence import KILL_SWITCH_FILE_NAME, read_json, write_json, write_state
@@ -38,6 +38,8 @@ LeaseFactory = Callable[[KubeWatch, Freshness, Callable[[], None]], LeaseKeeper]
 # (the own watch, whose API client they share; the engine's watch-action handler) -> the other levels' watches
 LevelWatchFactory = Callable[[KubeWatch, Callable[[Any], Any]], list[LevelWatch]]
 FENCE_CHECK_SECONDS = 0.2
+# The longest SIGTERM waits for its read of the TradingSystem (the cancel does not wait for it).
+DELETION_READ_SECONDS = 2.0
 
 
 class EngineRuntime:
@@ -179,8 +181,37 @@ class EngineRuntime:
             self._terminate_requested_at = loop.time()
             # Leave a second of the budget for persisting and closing.
             budget = max(self.shutdown_deadline_seconds - 1.0, 0.1)
-            self._shutdown_task = loop.create_task(self.engine.shutdown(budget), name="shutdown")
+            self._shutdown_task = loop.create_task(self._shutdown(budget), name="shutdown")
         return self._shutdown_task
+
+    async def _shutdown(self, budget: float) -> ShutdownReport:
+        """Cancel at once and, when watching, read the TradingSystem beside it: a foreground deletion has the
+        garbage collector delete this pod while the deletion's event may still be on its way, and SIGTERM can
+        win that race. The read makes the deletion's halt (the flatten included, when asked) certain whenever
+        the API server answers within the grace period."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        read = None
+        if self.watch is not None:
+            read = loop.create_task(self._carry_out_a_deletion(min(DELETION_READ_SECONDS, budget / 4)))
+        report = await self.engine.shutdown(budget)
+        if read is not None:
+            try:
+                await asyncio.wait_for(read, max(deadline - loop.time(), 0.1))
+            except TimeoutError:
+                report.errors.append("the deletion's halt was not carried out before the deadline")
+        return report
+
+    async def _carry_out_a_deletion(self, timeout_seconds: float) -> None:
+        assert self.watch is not None
+        obj = await asyncio.to_thread(self.watch.read_now, timeout_seconds)
+        action = deletion_observed(obj)
+        if action is not None:
+            log.info(
+                "the TradingSystem is being deleted: its halt is carried out before the engine stops",
+                extra={"close_positions": action.kill_switch.close_positions},
+            )
+            await self.engine.on_watch_action(action)
 
     async def stop(self) -> None:
         """Lifespan shutdown: finish the cancel, stop the tasks, close the clients, persist."""
