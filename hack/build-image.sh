@@ -42,6 +42,34 @@ if [[ -z "$ca" && -f "$pip_conf" ]]; then
 fi
 [[ -n "$ca" && -f "$ca" ]] && volumes+=(--volume "$ca:/etc/ssl/certs/ca-certificates.crt:ro")
 
+# Builds <context>/Dockerfile as localhost/quantzoo/<stem>:dev-<key> with one build argument, unless its archive
+# $OUT/<stem>-<key>.<oci|docker>.tar exists, and saves it there under <saved name>. The three most recently used
+# builds of a stem are kept (worktrees of other commits would otherwise rebuild each other's in turn); each
+# older one would add up to ~600 MB to the cache.
+dockerfile_image() {  # stem key transport saved-name context build-arg
+  local stem="$1" key="$2" transport="$3" saved="$4" context="$5" arg="$6"
+  local ext="${3%-archive}.tar" ref="localhost/quantzoo/$stem:dev-$key" start=$SECONDS kept
+  local tar="$OUT/$stem-$key.$ext"
+  if [[ -s "$tar" ]]; then
+    touch "$tar"  # recently used: pruned last
+    return
+  fi
+  log "$stem image $ref: buildah bud ${context/#"$REPO"/.} ($arg)"
+  if ! bah inspect --type image "$ref" >/dev/null 2>&1; then
+    bah bud --quiet --isolation chroot --layers=false "${volumes[@]}" \
+      --build-arg "$arg" -t "$ref" -f "$context/Dockerfile" "$context" >/dev/null
+  fi
+  bah push --quiet "$ref" "$transport:$tar.tmp:$saved"
+  mv "$tar.tmp" "$tar"
+  log "$stem image built in $((SECONDS - start)) s"
+  # shellcheck disable=SC2012  # our own file names: no newlines
+  ls -t "$OUT/$stem"-*."$ext" | tail -n +4 | xargs -r rm -f
+  # shellcheck disable=SC2012
+  kept="$(ls "$OUT/$stem"-*."$ext" | sed "s|.*/$stem-\(.*\)\.$ext\$|:dev-\1|")"
+  bah images --format '{{.Name}}:{{.Tag}}' | grep "quantzoo/$stem:dev-" | grep -v -F "$kept" \
+    | xargs -r -n1 buildah --root "$STORE/root" --runroot "$STORE/run" --storage-driver vfs rmi >/dev/null 2>&1 || true
+}
+
 build_quantzoo() {
 # -- 1. base image --------------------------------------------------------------------------------
 base_key="$(printf '%s\n' "$DEBIAN_SUITE" "$BASE_PACKAGES" "v1" | sha256sum | cut -c1-12)"
@@ -84,21 +112,7 @@ app_key="$(
 )"
 APP_REF="$APP_NAME:dev-${app_key}"
 APP_TAR="$OUT/quantzoo-${app_key}.oci.tar"
-if [[ ! -s "$APP_TAR" ]]; then
-  log "app image $APP_REF: buildah bud Dockerfile (PYTHON_IMAGE=$BASE_REF)"
-  start=$SECONDS
-  if ! bah inspect --type image "$APP_REF" >/dev/null 2>&1; then
-    bah bud --quiet --isolation chroot --layers=false "${volumes[@]}" \
-      --build-arg "PYTHON_IMAGE=$BASE_REF" -t "$APP_REF" -f "$REPO/Dockerfile" "$REPO" >/dev/null
-  fi
-  bah push --quiet "$APP_REF" "oci-archive:$APP_TAR.tmp:$APP_REF"
-  mv "$APP_TAR.tmp" "$APP_TAR"
-  log "app image built in $((SECONDS - start)) s"
-  # One QuantZoo image is kept: every build of other inputs would otherwise add ~600 MB to the cache.
-  for old in "$OUT"/quantzoo-*.oci.tar; do [[ "$old" == "$APP_TAR" ]] || rm -f "$old"; done
-  bah images --format '{{.Name}}:{{.Tag}}' | grep 'quantzoo/quantzoo:dev-' | grep -v ":dev-${app_key}\$" \
-    | xargs -r -n1 buildah --root "$STORE/root" --runroot "$STORE/run" --storage-driver vfs rmi >/dev/null 2>&1 || true
-fi
+dockerfile_image quantzoo "$app_key" oci-archive "$APP_REF" "$REPO" "PYTHON_IMAGE=$BASE_REF"
 echo "quantzoo $APP_REF $APP_TAR"
 }
 
@@ -109,27 +123,13 @@ TEMPLATE_TAG="quantzoo/strategy-template:0.1.0"
 build_strategy_template() {
   build_quantzoo >/dev/null
   bah inspect --type image "$APP_REF" >/dev/null 2>&1 || bah pull --quiet "oci-archive:$APP_TAR" >/dev/null
-  local dir="$REPO/examples/strategy-template" key ref tar start
+  local dir="$REPO/examples/strategy-template" key tar
   key="$(
     cd "$dir"
     { echo "$TEMPLATE_TAG $APP_REF"; git ls-files -z . | xargs -0 sha256sum; } | sha256sum | cut -c1-12
   )"
-  ref="localhost/quantzoo/strategy-template:dev-${key}"
   tar="$OUT/strategy-template-${key}.docker.tar"
-  if [[ ! -s "$tar" ]]; then
-    log "strategy template image $ref: buildah bud examples/strategy-template (QUANTZOO_IMAGE=$APP_REF)"
-    start=$SECONDS
-    if ! bah inspect --type image "$ref" >/dev/null 2>&1; then
-      bah bud --quiet --isolation chroot --layers=false "${volumes[@]}" \
-        --build-arg "QUANTZOO_IMAGE=$APP_REF" -t "$ref" -f "$dir/Dockerfile" "$dir" >/dev/null
-    fi
-    bah push --quiet "$ref" "docker-archive:$tar.tmp:$TEMPLATE_TAG"
-    mv "$tar.tmp" "$tar"
-    log "strategy template image built in $((SECONDS - start)) s"
-    for old in "$OUT"/strategy-template-*.docker.tar; do [[ "$old" == "$tar" ]] || rm -f "$old"; done
-    bah images --format '{{.Name}}:{{.Tag}}' | grep 'quantzoo/strategy-template:dev-' | grep -v ":dev-${key}\$" \
-      | xargs -r -n1 buildah --root "$STORE/root" --runroot "$STORE/run" --storage-driver vfs rmi >/dev/null 2>&1 || true
-  fi
+  dockerfile_image strategy-template "$key" docker-archive "$TEMPLATE_TAG" "$dir" "QUANTZOO_IMAGE=$APP_REF"
   echo "strategy-template $TEMPLATE_TAG $tar"
 }
 
