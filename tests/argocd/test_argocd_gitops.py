@@ -440,6 +440,7 @@ def test_deleting_the_application_removes_tradingsystems_first_and_the_finalizer
         e["involvedObject"]["name"]: e["message"] for e in events if e["reason"] == "HaltedBeforeDelete"
     }
     assert set(halted) == set(SYSTEMS), events
+    print(f"finalizer: {halted}; engine states seen: {engines.seen}")
     # Argo CD deletes with foreground propagation: the garbage collector deletes the engine pods while the
     # finalizer runs, so it reaches each one live, or terminating, or finds it gone; the Event says which.
     outcomes = ("acknowledged by 1/1", "already terminating did not answer", "No engine replica was running")
