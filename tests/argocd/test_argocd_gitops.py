@@ -183,8 +183,10 @@ def _clear_systems(cd: argocd.ArgoCD) -> None:
     try:
         wait_for(lambda: not _ts_exists_anywhere(cd), 60, interval=1, what="TradingSystems gone")
     except TimeoutError:  # the operator is gone: nobody clears the finalizer
-        for name in cd.kubectl("get", "tradingsystems", "-A", "-o", "name", check=False).stdout.split():
-            cd.kubectl("-n", NS, "patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
+        items = json.loads(cd.kubectl("get", "tradingsystems", "-A", "-o", "json").stdout)["items"]
+        unfinalize = '{"metadata":{"finalizers":null}}'
+        for meta in (ts["metadata"] for ts in items):
+            cd.kubectl("-n", meta["namespace"], "patch", "ts", meta["name"], "--type=merge", "-p", unfinalize,
                        check=False)  # fmt: skip
 
 
