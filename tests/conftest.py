@@ -1,5 +1,9 @@
 """Session-wide fixtures: one real control plane per test session (started lazily, only when a test asks
-for it), the TradingSystem CRD installed in it, and a fresh namespace per test.
+for it), the TradingSystem CRD installed in it, and a fresh namespace per test; and one real single-node
+cluster per session (`real_cluster`, hack/devcluster/node.py: containerd, kubelet, kube-proxy, CoreDNS,
+kube-router's NetworkPolicy controller), started lazily for the tests on real pods (tests/pods) and Argo
+CD's (tests/argocd), torn down at the end, also on failure or Ctrl-C. It needs root and the node's Debian
+packages (`make node-deps`); without them those tests skip with the reason, unless CI is set (then they fail).
 
 Point the same tests at a cluster you already have (kind, for example) with
 `QUANTZOO_USE_EXISTING_CLUSTER=1 KUBECONFIG=/path/to/kubeconfig`: nothing is started or stopped then, and
@@ -20,7 +24,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from hack.devcluster import controlplane, leaks
+from hack.devcluster import controlplane, leaks, node
+from tests import session_order
 from tests.clusters import USE_EXISTING, Cluster, install_crds
 
 
@@ -42,6 +47,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.cluster)
+    items[:] = session_order.real_node_tests_last(items)
+
+
+@pytest.fixture(scope="session")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[node.RealCluster]:
+    problem = node.missing_prerequisites()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    with node.real_cluster(tmp_path_factory.mktemp("real-node")) as real:
+        yield real
 
 
 @pytest.fixture(scope="session")

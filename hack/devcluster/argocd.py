@@ -1,4 +1,4 @@
-"""A real Argo CD on the local control plane: redis-server (Debian), argocd-repo-server and
+"""A real Argo CD for a local cluster (the suite's real node): redis-server (Debian), argocd-repo-server and
 argocd-application-controller (argo-cd built from Go modules by hack/build-argocd.sh), as local processes.
 
 What a standard install (manifests/install.yaml) would add is made here by hand, minimally: Argo CD's CRDs

@@ -1,6 +1,6 @@
 """Helpers for the real-Argo-CD tests: the git repository Argo CD syncs from (written by the test, served
-as a file:// URL, as Argo CD's own e2e does), the operator run as a local process that follows its
-Deployment, and the real engines of the (simulated) engine pods."""
+as a file:// URL, as Argo CD's own e2e does), and what the tests read from the real engine pods and the
+operator's Deployment while Argo CD works."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 from kubernetes import client
 
-from hack.devcluster.podrunner import LocalPod, PodRunner, wait_for
-from hack.devcluster.stack import OperatorProcess, start_operator
-
 REPO = Path(__file__).resolve().parents[2]
 PLACEHOLDER_URL = "https://git.example.com/your-org/quantzoo.git"
+ENGINE = "app.kubernetes.io/component=engine"
+SYSTEM_LABEL = "trading.quantzoo.io/system"
+ENGINE_PORT = 8001
 
 
 class GitRepo:
@@ -75,85 +75,81 @@ def readme_commands(readme: Path, section: str) -> list[str]:
 
 
 @dataclass
-class OperatorFollower:
-    """The operator as a local process that lives exactly as long as its Deployment: started when Argo CD's
-    Deployment becomes Available (kwok runs no container), stopped when the Deployment is being deleted.
-    Records when each happened, so a test can check what came before the operator went."""
+class EngineWatch:
+    """Reads every engine pod's /state (by pod IP, from this host, as tests/pods does) until stopped, and
+    keeps the states each system's engine answered, in order. A deleted engine pod cannot be asked
+    afterwards, so a halt during a deletion is seen only while the pod still answers."""
 
-    kubeconfig: Path
-    apps: client.AppsV1Api
-    namespace: str = "quantzoo-system"
-    operator: OperatorProcess | None = None
-    started_at: float | None = None
-    stopped_at: float | None = None
+    core: client.CoreV1Api
+    namespace: str
+    interval: float = 0.2
+    seen: dict[str, list[str]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def start(self) -> OperatorFollower:
-        self._thread = threading.Thread(target=self._run, name="operator-follower", daemon=True)
+    def start(self) -> EngineWatch:
+        self._thread = threading.Thread(target=self._run, name="engine-watch", daemon=True)
         self._thread.start()
         return self
 
-    def _deployment(self) -> client.V1Deployment | None:
-        items = self.apps.list_namespaced_deployment(
-            self.namespace, label_selector="app.kubernetes.io/component=operator"
-        ).items
-        return items[0] if items else None
+    def _run(self) -> None:
+        with httpx.Client(timeout=1) as http:
+            while not self._stop.is_set():
+                with contextlib.suppress(client.ApiException, ValueError):
+                    for pod in self.core.list_namespaced_pod(self.namespace, label_selector=ENGINE).items:
+                        system = pod.metadata.labels.get(SYSTEM_LABEL)
+                        if not pod.status.pod_ip or system is None:
+                            continue
+                        with contextlib.suppress(httpx.HTTPError):
+                            state = http.get(f"http://{pod.status.pod_ip}:{ENGINE_PORT}/state").json()
+                            states = self.seen.setdefault(system, [])
+                            if not states or states[-1] != state["trading_state"]:
+                                states.append(state["trading_state"])
+                self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+@dataclass
+class DeploymentWatch:
+    """Records when a Deployment starts going: the first poll that finds it deleted or being deleted."""
+
+    apps: client.AppsV1Api
+    namespace: str
+    selector: str
+    gone_at: float | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> DeploymentWatch:
+        self._thread = threading.Thread(target=self._run, name="deployment-watch", daemon=True)
+        self._thread.start()
+        return self
 
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(client.ApiException):
-                dep = self._deployment()
-                alive = dep is not None and dep.metadata.deletion_timestamp is None
-                if self.operator is None and alive and (dep.status.available_replicas or 0) >= 1:
-                    self.operator = start_operator(self.kubeconfig)
-                    self.started_at = time.time()
-                elif self.operator is not None and not alive:
-                    self.stopped_at = time.time()
-                    self.operator.stop()
-                    self.operator = None
+                items = self.apps.list_namespaced_deployment(
+                    self.namespace, label_selector=self.selector
+                ).items
+                if not items or items[0].metadata.deletion_timestamp is not None:
+                    self.gone_at = time.time()
                     return
             self._stop.wait(0.3)
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(30)
-        if self.operator is not None:
-            self.operator.stop()
-            self.operator = None
+            self._thread.join(10)
 
 
-@dataclass
-class Engines:
-    """The real engine (python -m quantzoo_engine, simulated broker and feed) of each TradingSystem, run by
-    the pod runner as a local process for its simulated engine pod, so the operator's kill-switch pushes
-    and its finalizer's halt land on the real engine."""
-
-    runner: PodRunner
-    core: client.CoreV1Api
-    running: dict[str, LocalPod] = field(default_factory=dict)
-
-    def attach(self, namespace: str, system: str) -> LocalPod:
-        pod = wait_for(
-            lambda: _ready_engine_pod(self.core, namespace, system), 60, what=f"{system} engine pod"
-        )
-        engine = self.runner.run(namespace, pod)
-        engine.wait_http("/healthz")
-        self.running[system] = engine
-        return engine
-
-    def state(self, system: str) -> dict:
-        return httpx.get(self.running[system].url + "/state", timeout=5).json()
-
-    def stop_all(self) -> None:
-        self.runner.stop_all()
-
-
-def _ready_engine_pod(core: client.CoreV1Api, namespace: str, system: str) -> str | None:
-    selector = f"app.kubernetes.io/component=engine,trading.quantzoo.io/system={system}"
-    for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
+def engine_state(core: client.CoreV1Api, namespace: str, system: str) -> dict:
+    """The /state of `system`'s Ready engine pod, asked at its pod IP."""
+    for pod in core.list_namespaced_pod(namespace, label_selector=f"{ENGINE},{SYSTEM_LABEL}={system}").items:
         conds = {c.type: c.status for c in (pod.status.conditions or [])}
         if pod.metadata.deletion_timestamp is None and conds.get("Ready") == "True":
-            return pod.metadata.name
-    return None
+            return httpx.get(f"http://{pod.status.pod_ip}:{ENGINE_PORT}/state", timeout=5).json()
+    raise LookupError(f"no Ready engine pod of {namespace}/{system}")

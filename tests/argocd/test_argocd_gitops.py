@@ -1,13 +1,18 @@
 """A real Argo CD (v2.14.21: application controller, repo server, redis) syncs QuantZoo from a git repository
-on this machine into the suite's control plane, installed the way argocd/README.md says.
+on this machine into the session's real single-node cluster (tests/conftest.py `real_cluster`), installed
+the way argocd/README.md says. What Argo CD installs runs for real: the operator as its Deployment's pod
+with the locally built image (set in the Application's Helm values by a commit, as a user would), the
+engines and safety services as the pods the operator creates; the tests read the engines' state from
+their pods (GET /state at the pod IP from this host).
 
-Stand-ins, and what they do not model: kwok runs no containers, so the operator Deployment that Argo CD
-installs is "Available" without running anything; the operator runs as a local process that starts when that
-Deployment becomes Available and stops when it is being deleted (tests/argocd/gitops.py OperatorFollower).
-The engine pods are kwok pods too: the pod runner (hack/devcluster/podrunner.py) runs each one's real
-engine as a local process (simulated broker and feed), so pushes and the finalizer's halt reach the real
-engine. No argocd-server runs (no UI/API/SSO): the tests read Argo CD's verdicts from the
-Application objects the controller writes.
+Runs after the tests on the helm release (tests/pods; `after_helm_release`): both install the same chart
+and CRD. It starts from a clean slate (the TradingSystem CRD removed when no system is left, so that Argo
+CD installs it; the namespaces it syncs into gone) and leaves one: no Argo CD, no TradingSystem, those
+namespaces gone, the CRD present (as `helm uninstall` leaves it).
+
+Still a stand-in: Argo CD's processes run on this host, not as pods (they reach the node's API server
+through a kubeconfig, as Argo CD's own e2e does), and no argocd-server runs (no UI/API/SSO): the tests
+read Argo CD's verdicts from the Application objects the controller writes.
 """
 
 from __future__ import annotations
@@ -24,28 +29,37 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 
-from hack.devcluster import argocd
-from hack.devcluster.podrunner import PodRunner, wait_for
-from tests.argocd.gitops import PLACEHOLDER_URL, Engines, GitRepo, OperatorFollower, readme_commands
+from hack.devcluster import argocd, node
+from hack.devcluster.podrunner import wait_for
+from tests.argocd.gitops import (
+    PLACEHOLDER_URL,
+    DeploymentWatch,
+    EngineWatch,
+    GitRepo,
+    engine_state,
+    readme_commands,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = "tradingsystems.trading.quantzoo.io"
 SYSTEMS = ("demo", "momentum-us")
 NS = "trading"
+OPERATOR_NS = "quantzoo-system"
+OPERATOR = "app.kubernetes.io/component=operator"
+PLATFORM = "argocd/applications/quantzoo-platform.yaml"
 INSTALL_SECTION = "## Installing on an existing Argo CD"
 CEL_RELEASE = "an engaged kill switch is released only with a release record naming the engagement it ends"
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.after_helm_release, pytest.mark.timeout(900)]
 
 
 @dataclass
 class Stage:
     cd: argocd.ArgoCD
     repo: GitRepo
-    follower: OperatorFollower
-    engines: Engines
+    real: node.RealCluster
     api: client.ApiClient
     started: float
     crd_removed_first: bool
@@ -131,6 +145,9 @@ class Stage:
             what=f"{app} sync to finish",
         )
 
+    def engine(self, system: str) -> dict[str, Any]:
+        return engine_state(client.CoreV1Api(self.api), NS, system)
+
     def run(self, command: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             ["bash", "-euo", "pipefail", "-c", command],
@@ -142,46 +159,75 @@ class Stage:
         )
 
 
-def _ts_exists_anywhere(stage_kubectl) -> bool:
-    out = stage_kubectl("get", "tradingsystems", "-A", "-o", "name", check=False)
+def _ts_exists_anywhere(cd: argocd.ArgoCD) -> bool:
+    out = cd.kubectl("get", "tradingsystems", "-A", "-o", "name", check=False)
     return out.returncode == 0 and bool(out.stdout.strip())
 
 
+def _namespaces_gone(cd: argocd.ArgoCD, names: tuple[str, ...]) -> None:
+    """Delete `names` and wait until they are gone (a Terminating namespace refuses what Argo CD creates)."""
+    cd.kubectl("delete", "namespace", *names, "--ignore-not-found", "--wait=false")
+    wait_for(
+        lambda: not cd.kubectl("get", "namespace", *names, "-o", "name", "--ignore-not-found").stdout.strip(),
+        180,
+        interval=1,
+        what=f"namespaces {names} gone",
+    )
+
+
+def _clear_systems(cd: argocd.ArgoCD) -> None:
+    """Every TradingSystem deleted: by the operator's finalizer while it still runs, else by hand."""
+    if not _ts_exists_anywhere(cd):
+        return
+    cd.kubectl("delete", "tradingsystems", "--all", "-A", "--wait=false", check=False)
+    try:
+        wait_for(lambda: not _ts_exists_anywhere(cd), 60, interval=1, what="TradingSystems gone")
+    except TimeoutError:  # the operator is gone: nobody clears the finalizer
+        items = json.loads(cd.kubectl("get", "tradingsystems", "-A", "-o", "json").stdout)["items"]
+        unfinalize = '{"metadata":{"finalizers":null}}'
+        for meta in (ts["metadata"] for ts in items):
+            cd.kubectl("-n", meta["namespace"], "patch", "ts", meta["name"], "--type=merge", "-p", unfinalize,
+                       check=False)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def stage(cluster, kube_api, tmp_path_factory) -> Iterator[Stage]:
+def stage(real_cluster: node.RealCluster, tmp_path_factory) -> Iterator[Stage]:
     bin_dir = argocd.build_binaries()
     root = tmp_path_factory.mktemp("argocd")
-    cd = argocd.ArgoCD(
-        root / "argocd", bin_dir, cluster.kubeconfig, cluster.bin_dir / "kubectl", cluster.bin_dir
-    )
-    # The suite installs the TradingSystem CRD for every test; take it away (when no TradingSystem is left)
-    # so that it is Argo CD that installs it here. Put back at teardown.
-    removed = not _ts_exists_anywhere(cd.kubectl)
+    tools = real_cluster.plane.bin_dir  # kubectl, and helm for the repo server
+    cd = argocd.ArgoCD(root / "argocd", bin_dir, real_cluster.kubeconfig, tools / "kubectl", tools)
+    # A clean slate: the TradingSystem CRD that a helm release installed before (helm never deletes it) is
+    # taken away when no TradingSystem is left, so that it is Argo CD that installs it here; the namespaces
+    # it syncs into (left by the tests on the release) are gone.
+    removed = not _ts_exists_anywhere(cd)
     if removed:
         cd.kubectl("delete", "crd", CRD, "--ignore-not-found", "--timeout=120s")
+    _namespaces_gone(cd, (NS, OPERATOR_NS))
     cd.start()
     assert cd.version() == f"argocd: v{argocd.VERSION}+unknown"
-    follower = OperatorFollower(cluster.kubeconfig, client.AppsV1Api(kube_api)).start()
-    engines = Engines(PodRunner(cluster.plane, cluster.kubeconfig, kube_api), client.CoreV1Api(kube_api))
     env = {
         **os.environ,
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "PATH": f"{cluster.bin_dir}:{os.environ.get('PATH', '')}",
+        "KUBECONFIG": str(real_cluster.kubeconfig),
+        "PATH": f"{tools}:{os.environ.get('PATH', '')}",
     }
-    st = Stage(cd, GitRepo(root / "git"), follower, engines, kube_api, time.time(), removed, env)
+    api = config.new_client_from_config(config_file=str(real_cluster.kubeconfig))
+    st = Stage(cd, GitRepo(root / "git"), real_cluster, api, time.time(), removed, env)
     try:
         yield st
     finally:
-        follower.stop()
-        engines.stop_all()
+        # Leave the node as the release's uninstall does: no Argo CD, no system, the namespaces gone, the
+        # CRD present.
         for app in ("quantzoo-trading-systems", "quantzoo-platform", "quantzoo"):
             cd.kubectl(
                 "-n", argocd.NAMESPACE, "patch", "application", app, "--type=merge",
                 "-p", '{"metadata":{"finalizers":null}}', check=False,
             )  # fmt: skip
         cd.stop()
-        for ns in (NS, "quantzoo-system"):
-            cd.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=false", check=False)
+        _clear_systems(cd)
+        cd.kubectl("delete", "namespace", argocd.NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
+        instances = "app.kubernetes.io/instance in (quantzoo,quantzoo-platform)"
+        cd.kubectl("delete", "clusterroles,clusterrolebindings", "-l", instances, check=False)
+        _namespaces_gone(cd, (NS, OPERATOR_NS, argocd.NAMESPACE))
         crd_file = REPO / "crds" / "trading.quantzoo.io_tradingsystems.yaml"
         cd.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd_file), check=False)
         cd.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD}", check=False)
@@ -201,7 +247,17 @@ def _healthy(stage: Stage, app: str) -> bool:
 
 @pytest.fixture(scope="module")
 def installed(stage: Stage) -> Stage:
-    """argocd/README.md's install commands, run as shown (the repository URL filled in)."""
+    """The node's image set in the platform Application's Helm values (a commit, as a user running their own
+    registry's image would), then argocd/README.md's install commands, run as shown (the repository URL
+    filled in)."""
+    repository, tag = stage.real.node.app_image.rsplit(":", 1)
+    values = '        image:\n          repository: quantzoo/quantzoo\n          tag: "0.1.0"\n'
+    platform = stage.repo.read(PLATFORM)
+    assert values in platform, "the image values argocd/README.md points at"
+    ours = f'        image:\n          repository: {repository}\n          tag: "{tag}"\n'
+    ours += "          pullPolicy: Never\n"
+    stage.repo.write(PLATFORM, platform.replace(values, ours))
+    stage.repo.commit("platform: the image our nodes run")
     for command in readme_commands(REPO / "argocd" / "README.md", INSTALL_SECTION):
         stage.run(command.replace("YOUR_REPO_URL", stage.repo.url))
     for app in ("quantzoo", "quantzoo-platform", "quantzoo-trading-systems"):
@@ -212,9 +268,6 @@ def installed(stage: Stage) -> Stage:
                 f"{app}: {json.dumps(stage.app(app).get('status', {}), indent=1)[:3000]}\n"
                 f"controller log:\n{stage.cd.tail('argocd-application-controller')}"
             )
-    for system in SYSTEMS:
-        if system not in stage.engines.running:
-            stage.engines.attach(NS, system)
     return stage
 
 
@@ -233,12 +286,19 @@ def test_app_of_apps_installs_the_crd_and_operator_before_the_tradingsystems(ins
     platform_done = _time(platform["status"]["operationState"]["finishedAt"])
     systems_created = _time(systems["metadata"]["creationTimestamp"])
     assert platform_done <= systems_created
-    assert st.follower.started_at is not None
+    # The operator's pod runs the node's image and was Available before any TradingSystem existed.
+    deploy = json.loads(
+        st.cd.kubectl("-n", OPERATOR_NS, "get", "deployment", "-l", OPERATOR, "-o", "json").stdout
+    )
+    (operator,) = deploy["items"]
+    assert operator["spec"]["template"]["spec"]["containers"][0]["image"] == st.real.node.app_image
+    available = {c["type"]: c for c in operator["status"]["conditions"]}["Available"]
+    assert available["status"] == "True"
     for system in SYSTEMS:
         ts = st.ts(system)
         assert ts is not None
         assert _time(ts["metadata"]["creationTimestamp"]) >= systems_created
-        assert _time(ts["metadata"]["creationTimestamp"]) >= int(st.follower.started_at)
+        assert _time(ts["metadata"]["creationTimestamp"]) >= _time(available["lastTransitionTime"])
     root = st.app("quantzoo")["status"]["operationState"]["syncResult"]["resources"]
     assert {r["name"] for r in root} == {"quantzoo-platform", "quantzoo-trading-systems"}
 
@@ -267,7 +327,7 @@ def test_tradingsystem_is_healthy_then_suspended_while_its_kill_switch_is_engage
         interval=1,
         what=f"Argo CD to show {suspended}",
     )
-    wait_for(lambda: st.engines.state("momentum-us")["trading_state"] == "HALTED", 30, what="engine HALTED")
+    wait_for(lambda: st.engine("momentum-us")["trading_state"] == "HALTED", 30, what="engine HALTED")
     # ignoreDifferences: the engaged switch is not drift.
     assert st.resource("quantzoo-trading-systems", "TradingSystem", "momentum-us")["status"] == "Synced"
     assert st.app("quantzoo-trading-systems")["status"]["health"]["status"] == "Suspended"
@@ -279,7 +339,7 @@ def test_selfheal_reverting_an_engaged_systems_manifest_does_not_resume_trading(
     _engage(st, system, "fat finger on AAPL", "erin")
     suspended = {"status": "Suspended", "message": "Kill switch engaged (Halt) by erin: fat finger on AAPL"}
     wait_for(lambda: _ts_health(st, system) == suspended, 60, interval=1, what=f"Argo CD to show {suspended}")
-    wait_for(lambda: st.engines.state(system)["trading_state"] == "HALTED", 30, what="engine HALTED")
+    wait_for(lambda: st.engine(system)["trading_state"] == "HALTED", 30, what="engine HALTED")
 
     # 1. A change and its revert (git revert) while engaged: both sync, the switch stays engaged.
     original = st.repo.read(path)
@@ -313,7 +373,7 @@ def test_selfheal_reverting_an_engaged_systems_manifest_does_not_resume_trading(
     ts = st.ts(system)
     assert ts["spec"]["killSwitch"]["engaged"] is True, "trading resumed"
     time.sleep(3)  # a release would reach the engine within a second (operator push)
-    assert st.engines.state(system)["trading_state"] == "HALTED"
+    assert st.engine(system)["trading_state"] == "HALTED"
     # Argo CD shows why: the TradingSystem is Suspended and says who engaged it and why.
     assert _ts_health(st, system) == suspended
 
@@ -366,25 +426,32 @@ def test_deleting_the_application_removes_tradingsystems_first_and_the_finalizer
                 gone[system] = time.time()
         return len(gone) == len(SYSTEMS)
 
-    st.run(f"kubectl -n {argocd.NAMESPACE} delete application quantzoo --wait=false")
-    wait_for(all_gone, 300, interval=0.2, what="the TradingSystems to go")
-    wait_for(lambda: st.follower.stopped_at is not None, 300, interval=0.5, what="the operator to go")
-    assert max(gone.values()) <= st.follower.stopped_at, "the operator went before its TradingSystems"
+    operator = DeploymentWatch(client.AppsV1Api(st.api), OPERATOR_NS, OPERATOR).start()
+    engines = EngineWatch(client.CoreV1Api(st.api), NS).start()
+    wait_for(lambda: set(engines.seen) == set(SYSTEMS), 30, what="every engine answering")
+    try:
+        st.run(f"kubectl -n {argocd.NAMESPACE} delete application quantzoo --wait=false")
+        wait_for(all_gone, 300, interval=0.2, what="the TradingSystems to go")
+        wait_for(lambda: operator.gone_at is not None, 300, interval=0.5, what="the operator to go")
+    finally:
+        operator.stop()
+        engines.stop()
+    assert max(gone.values()) <= operator.gone_at, "the operator went before its TradingSystems"
     events = json.loads(st.cd.kubectl("-n", NS, "get", "events", "-o", "json").stdout)["items"]
     halted = {
         e["involvedObject"]["name"]: e["message"] for e in events if e["reason"] == "HaltedBeforeDelete"
     }
     assert set(halted) == set(SYSTEMS), events
+    print(f"finalizer: {halted}; engine states seen: {engines.seen}")
     # Argo CD deletes with foreground propagation: the garbage collector deletes the engine pods while the
-    # finalizer runs, so it reaches each one live, or terminating, or finds it gone (kwok's simulated node
-    # drops a deleted pod within a second); the Event says which.
+    # finalizer runs, so it reaches each one live, or terminating, or finds it gone; the Event says which.
     outcomes = ("acknowledged by 1/1", "already terminating did not answer", "No engine replica was running")
     for message in halted.values():
         assert any(o in message for o in outcomes), message
     # Whichever came first, every engine halted: the finalizer's push or the engine's own watch of the
-    # deletion. (The stand-in process outlives its simulated pod, so its state can still be read here.)
+    # deletion. Read from each engine pod until it stopped answering: the last state it gave was HALTED.
     for system in SYSTEMS:
-        assert st.engines.state(system)["trading_state"] == "HALTED", system
+        assert engines.seen[system][-1] == "HALTED", (system, engines.seen[system])
     wait_for(
         lambda: st.cd.application("quantzoo") is None, 300, interval=1, what="the root Application to go"
     )

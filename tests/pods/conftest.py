@@ -1,34 +1,15 @@
-"""Fixtures for the tests on real pods: one real single-node cluster per session (hack/devcluster/node.py:
-containerd, kubelet, kube-proxy, CoreDNS, kube-router's NetworkPolicy controller), started lazily, only when
-a test here asks for it, and torn down at the end, also on failure or Ctrl-C. The chart is installed once
-with the locally built image, and one TradingSystem runs on it.
-
-Needs root and the node's Debian packages (`make node-deps`); without them the tests skip with the
-reason, unless CI is set (then they fail).
-"""
+"""Fixtures for the tests on real pods, on the session's real node (`real_cluster`, tests/conftest.py): the
+chart is installed once with the locally built image, and one TradingSystem runs on it."""
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 
 import pytest
 
 from hack.devcluster import node
 from tests.pods import realpods
 from tests.pods.realpods import MONITORING_NS, OPERATOR_NS, OUTSIDER_NS, SYSTEM, TRADING_NS
-
-
-@pytest.fixture(scope="session")
-def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[node.RealCluster]:
-    problem = node.missing_prerequisites()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
-    with node.real_cluster(tmp_path_factory.mktemp("real-node")) as cluster:
-        yield cluster
 
 
 def _namespace(cluster: node.RealCluster, name: str, restricted: bool) -> None:
