@@ -10,8 +10,8 @@ import shutil
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import httpx
 from kubernetes import client
@@ -74,76 +74,78 @@ def readme_commands(readme: Path, section: str) -> list[str]:
     return [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
 
 
-@dataclass
-class EngineWatch:
+class Poller:
+    """Calls `poll()` every `interval` seconds in a daemon thread until it returns True or `stop()`."""
+
+    interval = 0.2
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and not self.poll():
+            self._stop.wait(self.interval)
+
+    def poll(self) -> bool:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+
+class EngineWatch(Poller):
     """Reads every engine pod's /state (by pod IP, from this host, as tests/pods does) until stopped, and
     keeps the states each system's engine answered, in order. A deleted engine pod cannot be asked
     afterwards, so a halt during a deletion is seen only while the pod still answers."""
 
-    core: client.CoreV1Api
-    namespace: str
-    interval: float = 0.2
-    seen: dict[str, list[str]] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
+        super().__init__()
+        self.core, self.namespace = core, namespace
+        self.seen: dict[str, list[str]] = {}
+        self.http = httpx.Client(timeout=1)
 
-    def start(self) -> EngineWatch:
-        self._thread = threading.Thread(target=self._run, name="engine-watch", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=1) as http:
-            while not self._stop.is_set():
-                with contextlib.suppress(client.ApiException, ValueError):
-                    for pod in self.core.list_namespaced_pod(self.namespace, label_selector=ENGINE).items:
-                        system = pod.metadata.labels.get(SYSTEM_LABEL)
-                        if not pod.status.pod_ip or system is None:
-                            continue
-                        with contextlib.suppress(httpx.HTTPError):
-                            state = http.get(f"http://{pod.status.pod_ip}:{ENGINE_PORT}/state").json()
-                            states = self.seen.setdefault(system, [])
-                            if not states or states[-1] != state["trading_state"]:
-                                states.append(state["trading_state"])
-                self._stop.wait(self.interval)
+    def poll(self) -> bool:
+        with contextlib.suppress(client.ApiException, ValueError):
+            for pod in self.core.list_namespaced_pod(self.namespace, label_selector=ENGINE).items:
+                system = pod.metadata.labels.get(SYSTEM_LABEL)
+                if not pod.status.pod_ip or system is None:
+                    continue
+                with contextlib.suppress(httpx.HTTPError):
+                    state = self.http.get(f"http://{pod.status.pod_ip}:{ENGINE_PORT}/state").json()
+                    states = self.seen.setdefault(system, [])
+                    if not states or states[-1] != state["trading_state"]:
+                        states.append(state["trading_state"])
+        return False
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        super().stop()
+        self.http.close()
 
 
-@dataclass
-class DeploymentWatch:
+class DeploymentWatch(Poller):
     """Records when a Deployment starts going: the first poll that finds it deleted or being deleted."""
 
-    apps: client.AppsV1Api
-    namespace: str
-    selector: str
-    gone_at: float | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    interval = 0.3
 
-    def start(self) -> DeploymentWatch:
-        self._thread = threading.Thread(target=self._run, name="deployment-watch", daemon=True)
-        self._thread.start()
-        return self
+    def __init__(self, apps: client.AppsV1Api, namespace: str, selector: str) -> None:
+        super().__init__()
+        self.apps, self.namespace, self.selector = apps, namespace, selector
+        self.gone_at: float | None = None
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(client.ApiException):
-                items = self.apps.list_namespaced_deployment(
-                    self.namespace, label_selector=self.selector
-                ).items
-                if not items or items[0].metadata.deletion_timestamp is not None:
-                    self.gone_at = time.time()
-                    return
-            self._stop.wait(0.3)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+    def poll(self) -> bool:
+        with contextlib.suppress(client.ApiException):
+            items = self.apps.list_namespaced_deployment(self.namespace, label_selector=self.selector).items
+            if not items or items[0].metadata.deletion_timestamp is not None:
+                self.gone_at = time.time()
+                return True
+        return False
 
 
 def engine_state(core: client.CoreV1Api, namespace: str, system: str) -> dict:
