@@ -7,7 +7,8 @@ packets vanish, no RST, no FIN.
   endpoint behind it, both ways; `ss` in the pod shows that is where its watch goes): it halts itself
   (`no_proof_of_state`) within the proof bound its TradingSystem sets (spec.engine.env
   ENGINE_PROOF_TIMEOUT_SECONDS; the production default is 15 s), cancels its resting order and keeps its
-  position; once the rule goes it resumes on fresh proof.
+  position; once the rule goes it resumes on fresh proof. Partitioned for twice the trading Lease's
+  duration, it resumes too.
 - Partitioned the same way, the kill switch engaged with kubectl: the operator pod's push (pod to pod, not
   through the API server) halts it and is acknowledged, long before the proof bound.
 - The operator pod's traffic to the engine's port black-holed in the engine's netns: the engine halts from
@@ -50,6 +51,7 @@ NAME = "rpfault"
 NS = "rp-faults"
 PROOF_BOUND = 8.0  # below the production 15 s default, above the 5 s watch cycle (a bookmark each)
 SLACK = 1.0  # the proof timer's tick and this test's polling
+LONG_PARTITION = 30.0  # twice the production Lease duration (not set here: 15 s)
 SPEC = {
     "symbols": ["AAPL", "MSFT"],
     "strategy": {"name": "noop"},
@@ -197,6 +199,23 @@ def test_a_partitioned_engine_pod_halts_within_the_bound_cancels_and_resumes(sys
         f"ACTIVE {back - healed:.2f}s after the rule went"
     )
     assert system.positions() == held
+
+
+def test_a_partition_longer_than_the_trading_lease_ends_in_a_resume(system: System) -> None:
+    """Partitioned for longer than the production trading Lease (15 s, renewed every 5 s): the engine
+    also loses its Lease, and once the rule goes it renews its own Lease and its watch on fresh
+    connections (the old ones' retransmissions have backed off by then) and trades again."""
+    pid, rules = partition(system)
+    with netfault.dropping(pid, rules):
+        cut = time.monotonic()
+        _, state = seen(system, lambda s: "no_trading_lease" in s["halt_reasons"], 20, "the Lease lost")
+        assert "no_proof_of_state" in state["halt_reasons"], state
+        time.sleep(max(0.0, cut + LONG_PARTITION - time.monotonic()))
+        assert not active(system.state())
+    healed = time.monotonic()
+    back, _ = seen(system, active, 60, "ACTIVE again")
+    assert system.order().status_code == 201
+    print(f"partition of {LONG_PARTITION:.0f}s: ACTIVE {back - healed:.2f}s after the rule went")
 
 
 def test_the_operators_push_halts_a_partitioned_engine_pod(system: System) -> None:
