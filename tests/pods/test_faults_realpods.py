@@ -10,7 +10,8 @@ packets vanish, no RST, no FIN.
   position; once the rule goes it resumes on fresh proof. Partitioned for twice the trading Lease's
   duration, it resumes too.
 - Partitioned the same way, the kill switch engaged with kubectl: the operator pod's push (pod to pod, not
-  through the API server) halts it and is acknowledged, long before the proof bound.
+  through the API server) halts it and is acknowledged, long before the proof bound; a pushed release
+  does not let it trade before it has fresh proof again.
 - The operator pod's traffic to the engine's port black-holed in the engine's netns: the engine halts from
   its own watch, the TradingSystem goes Degraded naming the engine pod unreachable, the push is retried,
   and once the rule goes the kill is acknowledged and Degraded clears; three times over, the operator
@@ -236,6 +237,26 @@ def test_the_operators_push_halts_a_partitioned_engine_pod(system: System) -> No
         f"push while partitioned: halted {halted - engaged:.2f}s after kubectl patch (bound {PROOF_BOUND}s)"
     )
     system.release("after the partition")
+
+
+def test_a_release_pushed_to_a_partitioned_engine_pod_does_not_let_it_trade(system: System) -> None:
+    """The push tells the engine of its own system's switch only; it is no proof of the other levels
+    (account, desk, firm) that the engine cannot see while partitioned, so a pushed release leaves it
+    halted for no_proof_of_state until the API server is back."""
+    system.engage("before the partition")
+    realpods.wait_for(lambda: system.acknowledged("before the partition"), 30, "acknowledged")
+    pid, rules = partition(system)
+    with netfault.dropping(pid, rules):
+        seen(system, lambda s: "no_proof_of_state" in s["halt_reasons"], PROOF_BOUND + SLACK + 5, "no proof")
+        system.patch(release_patch_for(kill_switch_of(system.get()), operator="kim", reason="while cut off"))
+        _, state = seen(system, lambda s: not s["kill_switch"]["engaged"], 30, "the release pushed")
+        assert state["trading_state"] == "HALTED", state
+        assert "no_proof_of_state" in state["halt_reasons"], state
+        time.sleep(2)
+        assert not active(system.state())
+        refused = system.order()
+        assert refused.status_code >= 400, refused.text
+    seen(system, active, 60, "ACTIVE on fresh proof")
 
 
 def test_a_blackholed_operator_link_degrades_until_it_recovers(system: System) -> None:
