@@ -1,19 +1,16 @@
-"""Faults at the engine and its broker, with the engine as a real process and the real alpaca-py talking
-to the local Alpaca-wire server (tests/engine/engine_fake_alpaca.py), which outlives the engine the way a
-broker account does (the in-process paper broker would die with the engine and take its orders along):
+"""Faults at the broker during a kill, with the engine as a real process and the real alpaca-py talking
+to the local Alpaca-wire server (tests/engine/engine_fake_alpaca.py): Alpaca failing the cancels (429 with
+Retry-After, 500, a hanging answer): new orders stop at once regardless, the cancels are retried, the ack
+and status say what is still working, and once Alpaca recovers the orders end cancelled and status
+converges.
 
-- the engine SIGKILLed with working orders, the kill engaged while it is down: it comes back HALTED,
-  reconciles positions and open orders, cancels the working orders, acknowledges, and submits nothing;
-- Alpaca failing the cancels during a kill (429 with Retry-After, 500, a hanging answer): new orders stop
-  at once regardless, the cancels are retried, the ack and status say what is still working, and once
-  Alpaca recovers the orders end cancelled and status converges.
+The engine SIGKILLed with working orders at the broker runs on real pods (its container killed with
+`ctr`): tests/pods/test_faults_realpods.py.
 """
 
 from __future__ import annotations
 
 import base64
-import signal
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,56 +84,6 @@ def submissions(server: FakeAlpaca, since: int = 0) -> list[str]:
 def _halted(stack: TradingSystemStack) -> bool:
     st = stack.engine_state()
     return st["trading_state"] == "HALTED" and st["kill_switch"]["engaged"]
-
-
-def test_engine_killed_with_working_orders_comes_back_halted_and_cancels(
-    faults: Faults, alpaca: tuple[FakeAlpaca, str]
-) -> None:
-    server, base_url = alpaca
-    faults.operators.start()
-    stack = alpaca_stack(faults, base_url)
-    engine = stack.run_engine(extra_env=ENGINE_ENV)
-    wait_for(lambda: stack.engine_state()["trading_state"] == "ACTIVE", timeout=30, what="engine ACTIVE")
-    working = place_working_orders(stack, server)
-
-    engine.stop(sig=signal.SIGKILL)  # no SIGTERM clean-up: the orders stay working at Alpaca
-    stack.patch({"spec": {"killSwitch": {"engaged": True, "reason": "engine down", "operator": "ivy"}}})
-    # The operator cannot reach the engine: unacknowledged, and the orders are still working.
-    wait_for(
-        lambda: conditions(stack).get("KillSwitchEngaged", {}).get("reason") == "Unacknowledged",
-        timeout=30,
-        what="KillSwitchEngaged=Unacknowledged while the engine is down",
-    )
-    assert {o["id"] for o in server.open_orders()} == set(working)
-
-    since = len(server.requests)
-    port = int(engine.url.rsplit(":", 1)[1])
-    stack.run_engine(port=port, extra_env=ENGINE_ENV)
-    states = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and stack.acknowledged() is None:
-        states.append(stack.engine_state()["trading_state"])
-    assert states, "no answer from the restarted engine"
-    assert set(states) == {"HALTED"}, states  # fail closed from its first answer on
-    ks = wait_for(stack.acknowledged, timeout=30, what="acknowledged by the restarted engine")
-    wait_for(lambda: not server.open_orders(), timeout=15, what="the working orders cancelled")
-    after = server.requests[since:]
-    # Reconciled (open orders read) before it cancelled them.
-    assert after.index("GET /v2/orders?status=open&limit=500") < after.index("DELETE /v2/orders")
-    assert all(server.orders[i]["status"] == "canceled" for i in working)
-    assert ks["acknowledgements"][0]["workingOrders"] == 0
-    wait_for(lambda: stack.engine_state()["orders"]["working"] == 0, timeout=10, what="book agrees")
-    # Let the feed run: nothing is submitted by the restarted engine, before or after its ack.
-    time.sleep(2)
-    assert stack.place_order("AAPL", "buy", 1).status_code == 409
-    assert submissions(server, since) == []
-    assert _halted(stack)
-    wait_for(
-        lambda: conditions(stack).get("Degraded", {}).get("status") == "False",
-        timeout=30,
-        what="Degraded=False",
-    )
-    faults.assert_no_leaks(stack)
 
 
 def test_broker_errors_during_a_kill_orders_stop_cancels_retried_until_done(

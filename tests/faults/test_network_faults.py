@@ -1,13 +1,12 @@
-"""The network between the operator and an engine made worse: a TCP proxy on loopback (delay_proxy.py) is
-the engine pod's admin endpoint. Latency below the push deadline: the kill is acknowledged, with the
-latency recorded. A blackhole beyond it: Degraded with the replica named unreachable, retries go on, and
-once the link recovers the kill is acknowledged and Degraded clears -- three times over, with the
-operator's file descriptors not growing from one fault to the next.
+"""Latency between the operator and an engine: a TCP proxy on loopback (delay_proxy.py) is the engine
+pod's admin endpoint. Below the push deadline the kill is acknowledged, with the latency recorded.
+
+Kept as processes because the real node cannot delay a pod's packets: this kernel has no netem qdisc
+(`tc qdisc ... netem` is refused). The link black-holed (Degraded, retries, recovery, three times over,
+the operator's file descriptors steady) runs on real pods: tests/pods/test_faults_realpods.py.
 """
 
 from __future__ import annotations
-
-import time
 
 import pytest
 from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION, engage_patch, kill_switch_of, release_patch_for
@@ -23,11 +22,6 @@ pytestmark = pytest.mark.slow
 DELAY = 0.3  # each way: about 0.6 s a push, under the 2 s push deadline (FAULT_ENV)
 
 
-def _halted(stack: TradingSystemStack) -> bool:
-    st = stack.engine_state()
-    return st["trading_state"] == "HALTED" and st["kill_switch"]["engaged"]
-
-
 def _acked_for(stack: TradingSystemStack, reason: str) -> dict | None:
     ks = stack.acknowledged()
     return ks if ks and ks.get("reason") == reason else None
@@ -38,7 +32,7 @@ def _degraded(stack: TradingSystemStack) -> str | None:
     return cond.get("status")
 
 
-def test_latency_is_recorded_and_a_blackhole_degrades_until_the_link_recovers(faults: Faults) -> None:
+def test_latency_under_the_push_deadline_is_acknowledged_and_recorded(faults: Faults) -> None:
     faults.operators.start()
     stack = faults.stack()
     engine = stack.run_engine()
@@ -48,7 +42,7 @@ def test_latency_is_recorded_and_a_blackhole_degrades_until_the_link_recovers(fa
         stack.core.patch_namespaced_pod(
             engine.pod, stack.namespace, {"metadata": {"annotations": {ADMIN_ENDPOINT_ANNOTATION: proxy.url}}}
         )
-        # 1. Latency under the deadline: acknowledged, and the latency is what the link costs.
+        # Acknowledged, and the latency is what the link costs.
         stack.patch(engage_patch(reason="slow link", operator="kim", source="kubectl"))
         ks = wait_for(
             lambda: _acked_for(stack, "slow link"), timeout=30, what="acknowledged over the slow link"
@@ -59,38 +53,6 @@ def test_latency_is_recorded_and_a_blackhole_degrades_until_the_link_recovers(fa
         stack.patch(release_patch_for(kill_switch_of(stack.get()), operator="kim", reason="link test"))
         wait_for(lambda: stack.engine_state()["trading_state"] == "ACTIVE", timeout=30, what="released")
         wait_for(lambda: _degraded(stack) == "False", timeout=30, what="Degraded=False")
-        proxy.delay = 0.0
-        fds: list[int] = []
-
-        # 2. A blackhole beyond the deadline, three times: Degraded, retries, recovery.
-        for cycle in range(3):
-            reason = f"blackhole {cycle}"
-            proxy.blackhole = True
-            pushes_before = proxy.connections
-            stack.patch(engage_patch(reason=reason, operator="kim", source="kubectl"))
-            wait_for(lambda: _halted(stack), timeout=15, what="halted by the engine's own watch")
-            wait_for(lambda: _degraded(stack) == "True", timeout=30, what="Degraded while unreachable")
-            degraded = conditions(stack)["Degraded"]
-            assert degraded["reason"] == "KillSwitchUnacknowledged"
-            message = conditions(stack)["KillSwitchEngaged"]["message"]
-            assert engine.pod in message, message
-            assert "unreachable" in message, message
-            assert "no answer within" in message, message
-            # Retries continue while it is unreachable.
-            wait_for(lambda n=pushes_before: proxy.connections >= n + 2, timeout=30, what="pushes retried")
-            assert stack.acknowledged() is None or stack.acknowledged()["reason"] != reason
-            proxy.blackhole = False
-            wait_for(lambda r=reason: _acked_for(stack, r), timeout=30, what="acknowledged once it recovers")
-            wait_for(lambda: _degraded(stack) == "False", timeout=30, what="Degraded cleared")
-            stack.patch(
-                release_patch_for(kill_switch_of(stack.get()), operator="kim", reason=f"after {reason}")
-            )
-            wait_for(lambda: stack.engine_state()["trading_state"] == "ACTIVE", timeout=30, what="released")
-            time.sleep(1.0)  # idle keep-alive connections settle
-            fds.append(faults.operators.fd_count())
-        print(f"operator file descriptors after each blackhole cycle: {fds}")
-        # Generous slack for pooled connections; a descriptor leaked per blackholed push would exceed it.
-        assert fds[-1] <= fds[0] + 4, fds
     finally:
         proxy.stop()
     faults.assert_no_leaks(stack)

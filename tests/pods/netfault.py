@@ -1,0 +1,103 @@
+"""Network faults inside a real pod's own network namespace (tests/pods): iptables DROP rules entered with
+`nsenter` into the netns of a container's process, so packets vanish silently (no RST, no FIN), as on a
+partitioned network; and where a pod's TCP connections really go (`ss` in that netns).
+
+The pod's netns sees addresses before the node's kube-proxy DNAT (a Service's ClusterIP on the way out,
+the same ClusterIP on the replies, which conntrack un-NATs on the node), so a partition from the API server
+drops both the `kubernetes` Service's address and the endpoint behind it, in both directions."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from hack.devcluster import node
+from tests.pods import realpods
+
+
+@dataclass(frozen=True)
+class Peer:
+    ip: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+def task_pid(cluster: node.RealCluster, container: str) -> int:
+    """The host pid of a container's main process (`ctr tasks ls`: TASK PID STATUS)."""
+    for line in cluster.node.ctr("tasks", "ls").stdout.splitlines()[1:]:
+        task, pid, _status = line.split()
+        if task == container:
+            return int(pid)
+    raise KeyError(container)
+
+
+def in_netns(pid: int, *argv: str, check: bool = True) -> str:
+    return node.run("nsenter", "-t", str(pid), "-n", *argv, check=check).stdout
+
+
+def api_server_peers(cluster: node.RealCluster) -> list[Peer]:
+    """The API server as a pod may address it: the `kubernetes` Service and its endpoints."""
+    svc = realpods.kubectl_json(cluster, "-n", "default", "get", "service", "kubernetes")
+    peers = [Peer(svc["spec"]["clusterIP"], p["port"]) for p in svc["spec"]["ports"]]
+    eps = realpods.kubectl_json(cluster, "-n", "default", "get", "endpoints", "kubernetes")
+    for subset in eps.get("subsets") or []:
+        for address in subset.get("addresses") or []:
+            peers += [Peer(address["ip"], p["port"]) for p in subset.get("ports") or []]
+    return peers
+
+
+def established_peers(pid: int) -> set[Peer]:
+    """The remote ends of the netns's established TCP connections."""
+    out = in_netns(pid, "ss", "-Htn", "state", "established")
+    peers = set()
+    for line in out.splitlines():
+        remote = line.split()[-1]
+        ip, port = remote.rsplit(":", 1)
+        peers.add(Peer(ip.strip("[]"), int(port)))
+    return peers
+
+
+def from_api_server(peers: list[Peer]) -> list[list[str]]:
+    """DROP rules cutting the netns off the API server both ways (and nothing else)."""
+    rules = []
+    for p in peers:
+        rules.append(["OUTPUT", "-p", "tcp", "-d", p.ip, "--dport", str(p.port), "-j", "DROP"])
+        rules.append(["INPUT", "-p", "tcp", "-s", p.ip, "--sport", str(p.port), "-j", "DROP"])
+    return rules
+
+
+def inbound_from(ip: str, port: int) -> list[list[str]]:
+    """A DROP rule black-holing what `ip` sends to `port` in the netns (its SYNs never answered)."""
+    return [["INPUT", "-p", "tcp", "-s", ip, "--dport", str(port), "-j", "DROP"]]
+
+
+def dropped_packets(pid: int, rules: list[list[str]]) -> int:
+    """Packets the rules dropped so far (their counters in `iptables-save -c`)."""
+    saved = in_netns(pid, "iptables-save", "-c", "-t", "filter")
+    total = 0
+    for line in saved.splitlines():
+        if not line.startswith("["):
+            continue
+        counters, rule = line.split(" ", 1)
+        words = rule.split()
+        for r in rules:
+            if words[:2] == ["-A", r[0]] and all(w in words or f"{w}/32" in words for w in r[1:]):
+                total += int(counters.strip("[]").split(":")[0])
+    return total
+
+
+@contextlib.contextmanager
+def dropping(pid: int, rules: list[list[str]]) -> Iterator[list[list[str]]]:
+    """The rules inserted first in their chains of the netns of `pid`; always removed on the way out."""
+    inserted: list[list[str]] = []
+    try:
+        for r in rules:
+            in_netns(pid, "iptables", "-w", "-I", *r)
+            inserted.append(r)
+        yield rules
+    finally:
+        for r in inserted:
+            in_netns(pid, "iptables", "-w", "-D", *r, check=False)

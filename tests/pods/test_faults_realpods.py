@@ -1,0 +1,405 @@
+"""The faults that matter for the kill switch, on real pods of the real node: the chart's operator pod, and
+the engine pod it made for this file's own TradingSystem (own namespace, restricted profile). The network
+faults are iptables DROP rules in the engine pod's own network namespace (tests/pods/netfault.py):
+packets vanish, no RST, no FIN.
+
+- The engine pod silently partitioned from the API server (the `kubernetes` Service's address and the
+  endpoint behind it, both ways; `ss` in the pod shows that is where its watch goes): it halts itself
+  (`no_proof_of_state`) within the proof bound its TradingSystem sets (spec.engine.env
+  ENGINE_PROOF_TIMEOUT_SECONDS; the production default is 15 s), cancels its resting order and keeps its
+  position; once the rule goes it resumes on fresh proof. Partitioned for twice the trading Lease's
+  duration, it resumes too.
+- Partitioned the same way, the kill switch engaged with kubectl: the operator pod's push (pod to pod, not
+  through the API server) halts it and is acknowledged, long before the proof bound; a pushed release
+  does not let it trade before it has fresh proof again.
+- The operator pod's traffic to the engine's port black-holed in the engine's netns: the engine halts from
+  its own watch, the TradingSystem goes Degraded naming the engine pod unreachable, the push is retried,
+  and once the rule goes the kill is acknowledged and Degraded clears; three times over, the operator
+  pod's file descriptors not growing from one fault to the next.
+- The engine container SIGKILLed with `ctr` with working orders at a broker that keeps them (the local
+  Alpaca-wire server, tests/engine/engine_fake_alpaca.py, on the node's address), the kill engaged while
+  it is down: the container the kubelet restarts answers HALTED from its first answer, reads the open
+  orders, cancels them, acknowledges, and submits nothing.
+
+Not modelled: latency on the link (tests/faults/test_network_faults.py keeps that with its proxy: this
+kernel has no netem qdisc), and a partition that also cuts the broker (the paper broker is in the engine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from quantzoo_api.killswitch import engage_patch, kill_switch_of, release_patch_for
+
+from hack.devcluster import node
+from hack.devcluster.leaks import REGISTRY as LEAKS
+from tests.engine.engine_fake_alpaca import KEY, SECRET, FakeAlpaca, ServerThread
+from tests.pods import netfault, ownsystem, realpods
+from tests.pods.realpods import OPERATOR_NS
+
+# The first test of a session starts the node; the blackhole test waits out three Degraded cycles.
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(600)]
+
+NAME = "rpfault"
+NS = "rp-faults"
+PROOF_BOUND = 8.0  # below the production 15 s default, above the 5 s watch cycle (a bookmark each)
+SLACK = 1.0  # the proof timer's tick and this test's polling
+LONG_PARTITION = 30.0  # twice the production Lease duration (not set here: 15 s)
+SPEC = {
+    "symbols": ["AAPL", "MSFT"],
+    "strategy": {"name": "noop"},
+    "marketData": {"kind": "simulated", "seed": 11, "intervalSeconds": 0.2},
+    "risk": {"staleDataSeconds": 30},
+    "engine": {"env": [{"name": "ENGINE_PROOF_TIMEOUT_SECONDS", "value": str(PROOF_BOUND)}]},
+}
+
+
+@dataclass
+class System:
+    cluster: node.RealCluster
+    engine: dict
+    url: str
+    admin: dict[str, str]
+    ns: str = NS
+
+    @property
+    def pod(self) -> str:
+        return self.engine["metadata"]["name"]
+
+    @property
+    def pid(self) -> int:
+        """The engine container's process (in the pod's netns); looked up each time."""
+        pod = ownsystem.ready_pod(self.cluster, self.ns, NAME, "engine")
+        return netfault.task_pid(self.cluster, realpods.container_id(pod, "engine"))
+
+    def state(self) -> dict:
+        return httpx.get(self.url + "/state", timeout=5).json()
+
+    def positions(self) -> dict[str, float]:
+        held = httpx.get(self.url + "/positions/current", timeout=5).json()["positions"]
+        return {p["symbol"]: float(p["quantity"]) for p in held if float(p["quantity"])}
+
+    def order(self, **extra: Any) -> httpx.Response:
+        body = {"symbol": "AAPL", "side": "buy", "quantity": 1, **extra}
+        return httpx.post(self.url + "/orders", json=body, headers=self.admin, timeout=10)
+
+    def get(self) -> dict:
+        return realpods.kubectl_json(self.cluster, "-n", self.ns, "get", "ts", NAME)
+
+    def patch(self, patch: dict) -> float:
+        self.cluster.plane.kubectl(
+            "-n", self.ns, "patch", "ts", NAME, "--type=merge", "-p", json.dumps(patch)
+        )
+        return time.monotonic()
+
+    def engage(self, reason: str) -> float:
+        return self.patch(engage_patch(reason=reason, operator="kim", source="kubectl"))
+
+    def release(self, reason: str) -> None:
+        self.patch(release_patch_for(kill_switch_of(self.get()), operator="kim", reason=reason))
+        realpods.wait_for(lambda: active(self.state()), 30, "ACTIVE after the release")
+
+    def conditions(self) -> dict[str, dict]:
+        return {c["type"]: c for c in (self.get().get("status") or {}).get("conditions") or []}
+
+    def acknowledged(self, reason: str) -> dict | None:
+        ks = (self.get().get("status") or {}).get("killSwitch") or {}
+        acks = ks.get("acknowledgements") or []
+        done = (
+            ks.get("engaged") and ks.get("reason") == reason and acks and all(a.get("engaged") for a in acks)
+        )
+        return ks if done else None
+
+
+def active(state: dict) -> bool:
+    return state["trading_state"] == "ACTIVE"
+
+
+def seen(system: System, check: Callable[[dict], bool], timeout: float, what: str) -> tuple[float, dict]:
+    """When the engine's /state first satisfied `check` (polled every 0.1 s), and that state."""
+
+    def probe() -> tuple[float, dict] | None:
+        state = system.state()
+        return (time.monotonic(), state) if check(state) else None
+
+    return realpods.wait_for(probe, timeout, what, interval=0.1)
+
+
+@pytest.fixture(scope="module")
+def system(release: node.RealCluster) -> Iterator[System]:
+    with ownsystem.trading_system(release, NS, NAME, SPEC) as pods:
+        engine = pods["engine"]
+        token = ownsystem.secret_token(release, NS, f"{NAME}-engine-admin")
+        s = System(
+            release, engine, f"http://{engine['status']['podIP']}:8001", {"Authorization": f"Bearer {token}"}
+        )
+        realpods.wait_for(lambda: active(s.state()), 60, "engine ACTIVE")
+        yield s
+
+
+def partition(system: System) -> tuple[int, list[list[str]]]:
+    """The engine's netns and the rules that cut it off the API server, checked against where its
+    connections really go."""
+    pid = system.pid
+    peers = netfault.api_server_peers(system.cluster)
+    api_conns = {p for p in netfault.established_peers(pid) if p.port in {q.port for q in peers}}
+    assert api_conns, f"no connection of the engine to the API server ({peers})"
+    assert api_conns <= set(peers), f"the engine talks to {api_conns}, not only to {peers}"
+    print(
+        f"engine -> API server connections: {sorted(map(str, api_conns))}; dropping {list(map(str, peers))}"
+    )
+    return pid, netfault.from_api_server(peers)
+
+
+def test_a_partitioned_engine_pod_halts_within_the_bound_cancels_and_resumes(system: System) -> None:
+    # A quiet, healthy watch is proof enough: no false halt over more than a bound.
+    deadline = time.monotonic() + PROOF_BOUND + 2
+    while time.monotonic() < deadline:
+        assert active(system.state()), system.state()["halt_reasons"]
+        time.sleep(0.25)
+    assert system.order().status_code == 201  # a market order: filled at once by the paper broker
+    realpods.wait_for(lambda: system.positions().get("AAPL") == 1.0, 15, "a position")
+    last = httpx.get(system.url + "/positions/current", timeout=5).json()["positions"][0]["last_price"]
+    # 4.5% below the last trade: inside the engine's 5% price collar, far enough not to fill meanwhile.
+    resting = system.order(type="limit", limit_price=round(float(last) * 0.955, 2))
+    assert resting.status_code == 201, resting.text
+    seen(system, lambda s: s["orders"]["working"] == 1, 10, "the limit order resting")
+    held = system.positions()
+    before = system.state()["orders"]
+
+    pid, rules = partition(system)
+    with netfault.dropping(pid, rules):
+        cut = time.monotonic()
+        halted, state = seen(
+            system,
+            lambda s: "no_proof_of_state" in s["halt_reasons"] and s["orders"]["working"] == 0,
+            PROOF_BOUND + SLACK + 10,
+            "halted for lack of proof, no order left working",
+        )
+        took = halted - cut
+        assert took <= PROOF_BOUND + SLACK, f"halted {took:.1f}s after the partition (bound {PROOF_BOUND}s)"
+        assert state["trading_state"] == "HALTED"
+        assert state["orders"]["cancelled_no_proof_of_state"] == before["cancelled_no_proof_of_state"] + 1
+        assert state["kill_switch"]["engaged"] is False  # the engine's own doing, not the switch's
+        assert system.positions() == held  # not flattened on a guess
+        refused = system.order()
+        assert refused.status_code >= 400, refused.text
+        assert netfault.dropped_packets(pid, rules) > 0  # the engine did try: its packets were dropped
+    healed = time.monotonic()
+    back, _ = seen(system, active, 60, "ACTIVE again on fresh proof")
+    print(
+        f"partition: halted {took:.2f}s after the cut (bound {PROOF_BOUND}s); "
+        f"ACTIVE {back - healed:.2f}s after the rule went"
+    )
+    assert system.positions() == held
+
+
+def test_a_partition_longer_than_the_trading_lease_ends_in_a_resume(system: System) -> None:
+    """Partitioned for longer than the production trading Lease (15 s, renewed every 5 s): the engine
+    also loses its Lease, and once the rule goes it renews its own Lease and its watch on fresh
+    connections (the old ones' retransmissions have backed off by then) and trades again."""
+    pid, rules = partition(system)
+    with netfault.dropping(pid, rules):
+        cut = time.monotonic()
+        # Whichever fence comes first (the last proof or the last renewal may be the older): both.
+        both = {"no_trading_lease", "no_proof_of_state"}
+        seen(system, lambda s: both <= set(s["halt_reasons"]), 20, "the Lease and the proof lost")
+        time.sleep(max(0.0, cut + LONG_PARTITION - time.monotonic()))
+        assert not active(system.state())
+    healed = time.monotonic()
+    back, _ = seen(system, active, 60, "ACTIVE again")
+    assert system.order().status_code == 201
+    print(f"partition of {LONG_PARTITION:.0f}s: ACTIVE {back - healed:.2f}s after the rule went")
+
+
+def test_the_operators_push_halts_a_partitioned_engine_pod(system: System) -> None:
+    pid, rules = partition(system)
+    with netfault.dropping(pid, rules):
+        engaged = system.engage("partitioned")
+        halted, _ = seen(
+            system, lambda s: s["kill_switch"]["engaged"] and not active(s), PROOF_BOUND, "halted by the push"
+        )
+        # The watch is cut: only the operator pod's push can have told the engine of the switch.
+        ks = realpods.wait_for(lambda: system.acknowledged("partitioned"), 30, "acknowledged by the push")
+        assert ks["acknowledgements"][0]["replica"] == system.pod, ks
+    # Fresh proof agrees with the push: still halted, by the switch.
+    _, state = seen(system, lambda s: "no_proof_of_state" not in s["halt_reasons"], 60, "fresh proof")
+    assert state["trading_state"] == "HALTED", state
+    assert state["kill_switch"]["engaged"], state
+    print(
+        f"push while partitioned: halted {halted - engaged:.2f}s after kubectl patch (bound {PROOF_BOUND}s)"
+    )
+    system.release("after the partition")
+
+
+def test_a_release_pushed_to_a_partitioned_engine_pod_does_not_let_it_trade(system: System) -> None:
+    """The push tells the engine of its own system's switch only; it is no proof of the other levels
+    (account, desk, firm) that the engine cannot see while partitioned, so a pushed release leaves it
+    halted for no_proof_of_state until the API server is back."""
+    system.engage("before the partition")
+    realpods.wait_for(lambda: system.acknowledged("before the partition"), 30, "acknowledged")
+    pid, rules = partition(system)
+    with netfault.dropping(pid, rules):
+        seen(system, lambda s: "no_proof_of_state" in s["halt_reasons"], PROOF_BOUND + SLACK + 5, "no proof")
+        system.patch(release_patch_for(kill_switch_of(system.get()), operator="kim", reason="while cut off"))
+        _, state = seen(system, lambda s: not s["kill_switch"]["engaged"], 30, "the release pushed")
+        assert state["trading_state"] == "HALTED", state
+        assert "no_proof_of_state" in state["halt_reasons"], state
+        time.sleep(2)
+        assert not active(system.state())
+        refused = system.order()
+        assert refused.status_code >= 400, refused.text
+    seen(system, active, 60, "ACTIVE on fresh proof")
+
+
+def test_a_blackholed_operator_link_degrades_until_it_recovers(system: System) -> None:
+    operator = realpods.one_ready_pod(system.cluster, OPERATOR_NS, "app.kubernetes.io/component=operator")
+    operator_pid = netfault.task_pid(system.cluster, realpods.container_id(operator, "operator"))
+    pid = system.pid
+    rules = netfault.inbound_from(operator["status"]["podIP"], 8001)
+    fds: list[int] = []
+    for cycle in range(3):
+        reason = f"blackhole {cycle}"
+        with netfault.dropping(pid, rules):
+            dropped = netfault.dropped_packets(pid, rules)
+            engaged = system.engage(reason)
+            halted, _ = seen(system, lambda s: s["kill_switch"]["engaged"], 15, "halted by its own watch")
+            realpods.wait_for(
+                lambda: system.conditions().get("Degraded", {}).get("status") == "True", 30, "Degraded"
+            )
+            degraded_at = time.monotonic()
+            conditions = system.conditions()
+            assert conditions["Degraded"]["reason"] == "KillSwitchUnacknowledged", conditions
+            message = conditions["KillSwitchEngaged"]["message"]
+            assert system.pod in message, message
+            assert "unreachable" in message, message
+            assert "no answer within" in message, message
+            # Retried while unreachable: the operator's SYNs keep arriving (and are dropped).
+            realpods.wait_for(
+                lambda n=dropped: netfault.dropped_packets(pid, rules) >= n + 3, 30, "pushes retried"
+            )
+            assert system.acknowledged(reason) is None
+        healed = time.monotonic()
+        realpods.wait_for(lambda r=reason: system.acknowledged(r), 30, "acknowledged once the link is back")
+        acked = time.monotonic()
+        realpods.wait_for(
+            lambda: system.conditions().get("Degraded", {}).get("status") == "False", 30, "Degraded cleared"
+        )
+        print(
+            f"{reason}: engine halted by its watch {halted - engaged:.2f}s after the patch, Degraded within "
+            f"{degraded_at - engaged:.1f}s, acknowledged {acked - healed:.1f}s after the link came back"
+        )
+        system.release(f"after {reason}")
+        time.sleep(1.0)  # idle keep-alive connections settle
+        fds.append(len(os.listdir(f"/proc/{operator_pid}/fd")))
+    print(f"operator pod's file descriptors after each blackhole cycle: {fds}")
+    # Slack for pooled connections; a descriptor leaked per black-holed push would exceed it.
+    assert fds[-1] <= fds[0] + 4, fds
+
+
+# The engine container SIGKILLed with working orders at a broker that keeps them: the local Alpaca-wire
+# server (tests/engine/engine_fake_alpaca.py) on the node's address, which pods reach through their gateway.
+KILLED_NS = "rp-killed"
+# Far above the simulated feed's prices: a buy limit inside the engine's price collar rests at "Alpaca".
+BROKER_PRICE = 100_000.0
+
+
+@pytest.fixture
+def alpaca_system(release: node.RealCluster) -> Iterator[tuple[System, FakeAlpaca]]:
+    fake = FakeAlpaca()
+    fake.prices = {"AAPL": BROKER_PRICE, "MSFT": BROKER_PRICE}
+    fake.cash = fake.last_equity = 10_000_000.0
+    port = free_port(node.NODE_IP)
+    LEAKS.secret(KEY, "Alpaca key id (test)")
+    LEAKS.secret(SECRET, "Alpaca secret key (test)")
+    spec = {
+        **{k: v for k, v in SPEC.items() if k != "engine"},
+        "broker": {
+            "kind": "alpaca",
+            "credentialsSecret": "alpaca",
+            "baseUrl": f"http://{node.NODE_IP}:{port}",
+        },
+        "engine": {"env": [{"name": "ENGINE_RECONCILE_INTERVAL_SECONDS", "value": "1"}]},
+    }
+    with ServerThread(fake.app, port, host=node.NODE_IP):
+        ownsystem.namespace(release, KILLED_NS)
+        keys = [f"--from-literal=ALPACA_API_KEY={KEY}", f"--from-literal=ALPACA_API_SECRET={SECRET}"]
+        release.plane.kubectl("-n", KILLED_NS, "create", "secret", "generic", "alpaca", *keys)
+        with ownsystem.trading_system(release, KILLED_NS, NAME, spec) as pods:
+            engine = pods["engine"]
+            token = ownsystem.secret_token(release, KILLED_NS, f"{NAME}-engine-admin")
+            url = f"http://{engine['status']['podIP']}:8001"
+            s = System(release, engine, url, {"Authorization": f"Bearer {token}"}, KILLED_NS)
+            realpods.wait_for(lambda: active(s.state()), 60, "engine ACTIVE")
+            yield s, fake
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def maybe_state(system: System) -> dict | None:
+    """The engine's /state, or None while its container is down or starting."""
+    try:
+        return system.state()
+    except httpx.HTTPError:
+        return None
+
+
+def test_engine_container_killed_with_working_orders_comes_back_halted_and_cancels(
+    alpaca_system: tuple[System, FakeAlpaca],
+) -> None:
+    system, fake = alpaca_system
+    last = {r["symbol"]: r for r in httpx.get(system.url + "/symbols/list", timeout=5).json()}
+    working = []
+    for i in range(2):
+        price = round(float(last["AAPL"]["last_price"]) * (0.97 + i * 0.005), 2)
+        resp = system.order(type="limit", limit_price=price)
+        assert resp.status_code == 201, resp.text
+        working.append(resp.json()["id"])
+    assert {o["id"] for o in fake.open_orders()} == set(working)
+
+    pod = ownsystem.ready_pod(system.cluster, system.ns, NAME, "engine")
+    status = pod["status"]["containerStatuses"][0]
+    since = len(fake.requests)
+    # No SIGTERM clean-up: the orders stay working at Alpaca; the kill is engaged while it is down.
+    system.cluster.node.ctr("tasks", "kill", "--signal", "SIGKILL", realpods.container_id(pod, "engine"))
+    killed = system.engage("engine down")
+    assert maybe_state(system) is None, "the kill was to be engaged while the engine is down"
+    assert {o["id"] for o in fake.open_orders()} == set(working)
+
+    states: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and system.acknowledged("engine down") is None:
+        state = maybe_state(system)
+        if state is not None:
+            states.append(state["trading_state"])
+        time.sleep(0.1)
+    assert states, "no answer from the restarted engine"
+    assert set(states) == {"HALTED"}, states  # fail closed from its first answer on
+    after = ownsystem.ready_pod(system.cluster, system.ns, NAME, "engine")["status"]["containerStatuses"][0]
+    assert after["restartCount"] == status["restartCount"] + 1, after
+    ks = realpods.wait_for(
+        lambda: system.acknowledged("engine down"), 30, "acknowledged by the restarted engine"
+    )
+    realpods.wait_for(lambda: not fake.open_orders(), 15, "the working orders cancelled")
+    acked = time.monotonic()
+    calls = fake.requests[since:]
+    # Reconciled (open orders read) before it cancelled them.
+    assert calls.index("GET /v2/orders?status=open&limit=500") < calls.index("DELETE /v2/orders")
+    assert all(fake.orders[i]["status"] == "canceled" for i in working)
+    assert ks["acknowledgements"][0]["workingOrders"] == 0
+    time.sleep(2)  # the feed runs: nothing is submitted by the restarted engine
+    assert system.order().status_code == 409
+    assert not [r for r in fake.requests[since:] if r.startswith("POST /v2/orders")]
+    print(f"engine SIGKILLed: working orders cancelled and acknowledged {acked - killed:.1f}s after the kill")
