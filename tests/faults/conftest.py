@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from hack.devcluster.podrunner import PodRunner
+from tests.faults.delay_proxy import DelayProxy
 from tests.faults.harness import FAULT_ENV, Faults, Operators
+from tests.faults.watching_engine import api_server_port
 from tests.operator.harness import release_finalizers
 
 pytestmark = pytest.mark.slow
@@ -42,6 +44,17 @@ def faults(cluster, kube_api, namespace, request) -> Iterator[Faults]:
         runner.stop_all()
         operators.stop_all()
         release_finalizers(kube_api, namespace)
+
+
+@pytest.fixture
+def proxy(cluster) -> Iterator[DelayProxy]:
+    """A DelayProxy in front of the API server (tests/faults/watching_engine.py's `kubeconfig_via` routes an
+    engine through it), to black-hole or slow its route."""
+    p = DelayProxy("127.0.0.1", api_server_port(cluster.kubeconfig)).start()
+    try:
+        yield p
+    finally:
+        p.stop()
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

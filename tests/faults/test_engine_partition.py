@@ -22,7 +22,6 @@ import pytest
 from tests.faults.delay_proxy import DelayProxy
 from tests.faults.watching_engine import (
     WatchingEngine,
-    api_server_port,
     create_trading_system,
     kubeconfig_via,
     start_watching_engine,
@@ -47,15 +46,6 @@ SLACK = 1.0
 
 def active(state: dict) -> bool:
     return state["trading_state"] == "ACTIVE"
-
-
-@pytest.fixture
-def proxy(cluster) -> Iterator[DelayProxy]:
-    p = DelayProxy("127.0.0.1", api_server_port(cluster.kubeconfig)).start()
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 @pytest.fixture

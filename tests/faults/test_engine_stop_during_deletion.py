@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,6 @@ from quantzoo_api import GROUP, PLURAL, VERSION
 from tests.faults.delay_proxy import DelayProxy
 from tests.faults.watching_engine import (
     SPEC,
-    api_server_port,
     kubeconfig_via,
     start_watching_engine,
     wait_state,
@@ -32,15 +30,6 @@ from tests.faults.watching_engine import (
 pytestmark = pytest.mark.slow
 
 HELD_BY_THE_TEST = "test.quantzoo.io/hold"
-
-
-@pytest.fixture
-def proxy(cluster) -> Iterator[DelayProxy]:
-    p = DelayProxy("127.0.0.1", api_server_port(cluster.kubeconfig)).start()
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 def test_sigterm_before_the_deletions_event_still_flattens(
