@@ -110,6 +110,11 @@ class Faults:
     runner_history: list[Any] = field(default_factory=list)
 
 
+def conditions(stack: TradingSystemStack) -> dict[str, dict]:
+    """The TradingSystem's status conditions by type."""
+    return {c["type"]: c for c in (stack.get().get("status") or {}).get("conditions") or []}
+
+
 def engine_pods(stack: TradingSystemStack) -> list[client.V1Pod]:
     pods = stack.core.list_namespaced_pod(
         stack.namespace,
