@@ -115,6 +115,15 @@ def conditions(stack: TradingSystemStack) -> dict[str, dict]:
     return {c["type"]: c for c in (stack.get().get("status") or {}).get("conditions") or []}
 
 
+def converged(stack: TradingSystemStack) -> dict | None:
+    """The TradingSystem once Ready=True and status describes the current generation."""
+    ts = stack.get()
+    st = ts.get("status") or {}
+    ready = {c["type"]: c for c in st.get("conditions") or []}.get("Ready") or {}
+    current = st.get("observedGeneration") == ts["metadata"]["generation"]
+    return ts if current and ready.get("status") == "True" else None
+
+
 def engine_pods(stack: TradingSystemStack) -> list[client.V1Pod]:
     pods = stack.core.list_namespaced_pod(
         stack.namespace,
