@@ -1,7 +1,7 @@
 """etcd restarted under a running API server, the process edition: the engine, safety and operator run
 as local processes against the control plane. The API server's restart, and etcd's too, run on real pods
 (tests/pods/test_controlplane_faults_realpods.py); this edition stays for etcd until the real-pod one is
-dependable: there, three runs of five (each right after the API server's case) found the engine's Service
+dependable: there, every run right after the API server's case (4 of 4) found the engine's Service
 unreachable from the safety pod while etcd was down (the direct halt refused with 503), so that case is an
 expected failure, not a proof.
 
