@@ -110,6 +110,20 @@ class Faults:
     runner_history: list[Any] = field(default_factory=list)
 
 
+def conditions(stack: TradingSystemStack) -> dict[str, dict]:
+    """The TradingSystem's status conditions by type."""
+    return {c["type"]: c for c in (stack.get().get("status") or {}).get("conditions") or []}
+
+
+def converged(stack: TradingSystemStack) -> dict | None:
+    """The TradingSystem once Ready=True and status describes the current generation."""
+    ts = stack.get()
+    st = ts.get("status") or {}
+    ready = {c["type"]: c for c in st.get("conditions") or []}.get("Ready") or {}
+    current = st.get("observedGeneration") == ts["metadata"]["generation"]
+    return ts if current and ready.get("status") == "True" else None
+
+
 def engine_pods(stack: TradingSystemStack) -> list[client.V1Pod]:
     pods = stack.core.list_namespaced_pod(
         stack.namespace,

@@ -1,11 +1,15 @@
-"""The control plane goes away under a running system: the API server restarted, and etcd restarted under
-a running API server. During the outage the kill is engaged through the safety API (its direct halt);
-afterwards it must end up in spec.killSwitch (the safety service's pending patch), the operator's and
-the engine's watches must recover (later patches still propagate), status must converge, and the
-operator must not leak file descriptors over the outage (tests/faults/test_network_faults.py repeats a
-fault several times for that).
+"""etcd restarted under a running API server, the process edition: the engine, safety and operator run
+as local processes against the control plane. The API server's restart, and etcd's too, run on real pods
+(tests/pods/test_controlplane_faults_realpods.py); this edition stays for etcd until the real-pod one is
+dependable: there, every run right after the API server's case (4 of 4) found the engine's Service
+unreachable from the safety pod while etcd was down (the direct halt refused with 503), so that case is an
+expected failure, not a proof.
 
-The control plane is shared by the whole session: each test restores it fully, even when it fails.
+During the outage the kill is engaged through the safety API (its direct halt); afterwards it must end
+up in spec.killSwitch (the safety service's pending patch), the operator's and the engine's watches must
+recover (later patches still propagate), status must converge, and the operator must not leak file
+descriptors over the outage. The control plane is shared by the whole session: the test restores it fully,
+even when it fails.
 """
 
 from __future__ import annotations
@@ -22,8 +26,7 @@ from quantzoo_api.killswitch import engage_patch, kill_switch_of, release_patch_
 from hack.devcluster.controlplane import ControlPlane
 from hack.devcluster.podrunner import wait_for
 from hack.devcluster.stack import TradingSystemStack
-from tests.faults.harness import Faults
-from tests.faults.test_operator_faults import conditions, converged
+from tests.faults.harness import Faults, conditions, converged
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +77,7 @@ def _settled_fds(faults: Faults) -> int:
     return faults.operators.fd_count()
 
 
-@pytest.mark.parametrize("component", ["apiserver", "etcd"])
+@pytest.mark.parametrize("component", ["etcd"])
 def test_control_plane_restart_kill_reaches_source_of_truth_and_watches_recover(
     faults: Faults, cluster, component: str
 ) -> None:

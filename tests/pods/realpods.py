@@ -125,3 +125,12 @@ def container_id(pod: dict, container: str) -> str:
         if st["name"] == container:
             return st["containerID"].split("://", 1)[1]
     raise KeyError(container)
+
+
+def task_pid(cluster: node.RealCluster, container: str) -> int:
+    """The host pid of a container's main process (`ctr tasks ls`: TASK PID STATUS)."""
+    for line in cluster.node.ctr("tasks", "ls").stdout.splitlines()[1:]:
+        task, pid, _status = line.split()
+        if task == container:
+            return int(pid)
+    raise KeyError(container)

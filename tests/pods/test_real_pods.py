@@ -92,7 +92,7 @@ def test_readiness_really_gates_a_wedged_engine(release, trading_system):
     leaves its Service's endpoints); SIGCONT brings it back Ready."""
     pod = trading_system["engine"]
     name = pod["metadata"]["name"]
-    pid = task_pid(release, realpods.container_id(pod, "engine"))
+    pid = realpods.task_pid(release, realpods.container_id(pod, "engine"))
     os.kill(pid, signal.SIGSTOP)
     try:
         realpods.wait_for(
@@ -146,12 +146,3 @@ def test_kill_holds_when_the_engines_container_is_killed(release, trading_system
 
 def pod_now(cluster: node.RealCluster, name: str) -> dict:
     return realpods.kubectl_json(cluster, "-n", TRADING_NS, "get", "pod", name)
-
-
-def task_pid(cluster: node.RealCluster, container: str) -> int:
-    """The host pid of a container's main process (`ctr tasks ls`: TASK PID STATUS)."""
-    for line in cluster.node.ctr("tasks", "ls").stdout.splitlines()[1:]:
-        task, pid, _status = line.split()
-        if task == container:
-            return int(pid)
-    raise KeyError(container)
