@@ -20,8 +20,7 @@ import pytest
 from hack.devcluster.podrunner import free_port, wait_for
 from hack.devcluster.stack import TradingSystemStack
 from tests.engine.engine_fake_alpaca import KEY, SECRET, FakeAlpaca, Fault, ServerThread
-from tests.faults.harness import SPEC, Faults
-from tests.faults.test_operator_faults import conditions
+from tests.faults.harness import SPEC, Faults, conditions
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,7 @@ from quantzoo_api.killswitch import ADMIN_ENDPOINT_ANNOTATION, engage_patch, kil
 from hack.devcluster.podrunner import wait_for
 from hack.devcluster.stack import TradingSystemStack
 from tests.faults.delay_proxy import DelayProxy
-from tests.faults.harness import Faults
-from tests.faults.test_operator_faults import conditions
+from tests.faults.harness import Faults, conditions
 
 pytestmark = pytest.mark.slow
 
