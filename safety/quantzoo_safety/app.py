@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -136,11 +138,17 @@ def create_app(
         )
         if ctx.killswitch.pending is not None:
             await ctx.killswitch.reassert_pending()
-        if start_watchdog:
+        background: list[asyncio.Task[None]] = []
+        if start_watchdog:  # the background loops: the watchdog, and the engine pods' addresses kept known
             ctx.watchdog.start()
+            background.append(asyncio.create_task(ctx.killswitch.keep_engine_targets_known()))
         try:
             yield
         finally:
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await ctx.watchdog.stop()
             if own_http:
                 await client.aclose()

@@ -76,6 +76,11 @@ AUTO_SOURCE = KillSource.WATCHDOG
 # How long an activate waits to read the current switch before it pushes to the engine (so it never
 # sends something weaker than what is engaged); past it, the direct halt goes out without the read.
 READ_DEADLINE_SECONDS = 0.5
+# How often the engine pods are listed ahead of need: a direct halt while the API server cannot list them
+# (it is down, or etcd is) dials the pods last listed by IP as well as the engine Service, whose name and
+# address need CoreDNS and kube-proxy, both of which follow the control plane.
+TARGETS_REFRESH_SECONDS = 30.0
+TARGETS_RETRY_SECONDS = 2.0  # while no engine pod is known yet (it starts after the safety pod)
 RELEASE_UNREACHABLE = "release must be recorded in the TradingSystem; API server unreachable"
 _CONFLICT_RETRIES = 4
 
@@ -193,6 +198,7 @@ class KillSwitchService:
             self.metrics.pending_engage.set(1)
         # Standalone mode's record of the switch (camelCase, shaped like spec.killSwitch).
         self.local: dict[str, Any] = {"engaged": False}
+        self.known_targets: list[Target] = []  # the engine pods last listed
 
     @property
     def standalone(self) -> bool:
@@ -203,8 +209,9 @@ class KillSwitchService:
         return [Target(pod=self.engine_url, uid="", endpoint=self.engine_url)]
 
     async def _engine_targets(self) -> list[Target]:
-        """Every live engine pod of the TradingSystem by pod IP, Ready or not; the engine Service's address
-        when the pods cannot be listed in time (API server down) or none is found (standalone mode)."""
+        """Every live engine pod of the TradingSystem by pod IP, Ready or not. When the pods cannot be listed
+        in time (the control plane is down): those last listed, and the engine Service's address; the
+        Service's alone when none is known or found (standalone mode)."""
         if self.kube is None:
             return self._service_target()
         try:
@@ -212,9 +219,24 @@ class KillSwitchService:
                 self.kube.list_engine_pods(), min(READ_DEADLINE_SECONDS, self.kube_deadline)
             )
         except (TimeoutError, KubeError) as exc:
-            log.info("engine pods not listed (%s): halting through %s", exc or "timeout", self.engine_url)
-            return self._service_target()
-        return select_targets(pods) or self._service_target()
+            known = [t.pod for t in self.known_targets]
+            log.info(
+                "engine pods not listed (%s): halting through %s",
+                exc or "timeout",
+                ", ".join([*known, self.engine_url]),
+            )
+            return [*self.known_targets, *self._service_target()]
+        self.known_targets = select_targets(pods)
+        return self.known_targets or self._service_target()
+
+    async def keep_engine_targets_known(self) -> None:
+        """List the engine pods every TARGETS_REFRESH_SECONDS, so an outage finds their addresses known."""
+        while self.kube is not None:
+            try:
+                await self._engine_targets()
+            except Exception:  # the loop outlives any one failed list
+                log.warning("listing the engine pods failed", exc_info=True)
+            await asyncio.sleep(TARGETS_REFRESH_SECONDS if self.known_targets else TARGETS_RETRY_SECONDS)
 
     async def _push(
         self, command: KillSwitchCommand, targets: Awaitable[list[Target]] | None = None

@@ -48,19 +48,9 @@ def _evidence(s: faultsystem.System) -> str:
     return f"engine restarts {restarts}; safety log:\n{s.safety.tail(25)}"
 
 
-ETCD_SERVICE_UNREACHABLE = (
-    "every run right after the API server's case in the same session (4 of 4; alone: 2 of 2 passed): with "
-    "etcd stopped the safety pod could not list the engine pods, and its fallback, the engine's Service, "
-    "answered ConnectError: the direct halt was refused with 503 (README, Open)"
-)
-
-
 @pytest.mark.parametrize(
     "component",
-    [
-        "apiserver",
-        pytest.param("etcd", marks=pytest.mark.xfail(strict=False, reason=ETCD_SERVICE_UNREACHABLE)),
-    ],
+    ["apiserver", "etcd"],
 )
 def test_control_plane_restarted_under_real_pods_kill_reaches_spec_and_watches_recover(release, component):
     plane = release.plane

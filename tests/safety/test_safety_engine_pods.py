@@ -10,6 +10,8 @@ kube-apiserver listing real Pod objects is in test_safety_cluster.py.
 
 from __future__ import annotations
 
+import asyncio
+
 from safety_support import ACTIVATE, AUTH, closed_port, engine_pod
 
 
@@ -47,6 +49,23 @@ def test_api_server_down_falls_back_to_the_service_address(make_client, engine, 
         body = c.post("/kill-switch/activate", json=ACTIVATE, headers=AUTH).json()
     assert (body["kubernetes"], body["engine"]) == ("unreachable", "halted")
     assert body["engine_pods"] == {engine.url: "HALTED"}
+    assert engine.engine.trading_state == "HALTED"
+
+
+def test_control_plane_down_the_pods_last_listed_are_dialled_beside_the_service(
+    make_client, engine, fake_kube
+):
+    """etcd (or the API server) down: the pods cannot be listed, and the Service's name and address depend
+    on CoreDNS and kube-proxy, which follow the control plane (on a real node its address was refused after
+    an API server restart with etcd down): the pods listed before the outage are dialled by IP as well."""
+    service = f"http://127.0.0.1:{closed_port()}"  # the Service, unreachable in the outage
+    fake_kube.pods = [engine_pod("demo-engine-0", engine.url, ready=True)]
+    with make_client(fake_kube, engine_url=service) as c:
+        asyncio.run(c.ctx.killswitch._engine_targets())  # what the background refresh does every 30 s
+        fake_kube.unreachable = True
+        body = c.post("/kill-switch/activate", json=ACTIVATE, headers=AUTH).json()
+    assert (body["kubernetes"], body["engine"]) == ("unreachable", "halted")
+    assert body["engine_pods"] == {"demo-engine-0": "HALTED", service: "unreachable"}
     assert engine.engine.trading_state == "HALTED"
 
 
