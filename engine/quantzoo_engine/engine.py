@@ -31,7 +31,14 @@ from quantzoo_api.killswitch import KillSwitchAck, KillSwitchCommand, TradingSta
 from quantzoo_api.sessions import UnknownCalendar, sessions_for
 from quantzoo_api.types import KillSwitchMode, TradingSystemSpec
 
-from quantzoo_engine.broker.base import Broker, BrokerError, BrokerRejected, CancelReport, FlattenReport
+from quantzoo_engine.broker.base import (
+    Broker,
+    BrokerError,
+    BrokerRejected,
+    CancelReport,
+    FlattenReport,
+    note_failure,
+)
 from quantzoo_engine.clock import Clock, SystemClock
 from quantzoo_engine.feed.base import Bar
 from quantzoo_engine.feed.quality import BarVerdict, DataQualityGuard
@@ -611,7 +618,7 @@ class TradingEngine:
                 f"{what}: no answer within the kill deadline ({self.kill_deadline_seconds:g}s)"
             )
         except BrokerError as exc:
-            empty.errors.append(f"{what}: {exc}")
+            note_failure(empty, f"{what}: {exc}", exc)
         except Exception as exc:
             log.exception("kill path step failed", extra={"step": what})
             empty.errors.append(f"{what}: {type(exc).__name__}")
@@ -644,6 +651,8 @@ class TradingEngine:
         )
         report.cancelled.extend(result.cancelled)
         report.errors.extend(result.errors)
+        if result.retry_after is not None:
+            report.retry_after = max(report.retry_after or 0.0, result.retry_after)
         self.orders.mark_cancelled(result.cancelled, self.clock.now())
         self.counts.cancelled += len(result.cancelled)
         if result.cancelled:
@@ -663,11 +672,13 @@ class TradingEngine:
                 cancel = await self._cancel_everything(deadline_at, cause)
                 closed: list[str] = []
                 errors = list(cancel.errors)
+                retry_after = cancel.retry_after or 0.0
                 if close_positions:
                     flat = await self._bounded(
                         self.broker.close_all_positions, FlattenReport(), deadline_at, "close all positions"
                     )
                     closed, errors = flat.closed, errors + flat.errors
+                    retry_after = max(retry_after, flat.retry_after or 0.0)
                     self._apply_fills()
             finally:
                 self._sync_state(self.trading.kill_switch_cleanup(False))
@@ -675,7 +686,8 @@ class TradingEngine:
                 self.count_error("kill_path")
             if errors:
                 self._cleanup_owed = bool(self._cleanup_owed) or close_positions
-                self._cleanup_retry_at = self.clock.monotonic() + self._cleanup_backoff
+                # Not before the broker's Retry-After: a retry sooner is one it said it will refuse.
+                self._cleanup_retry_at = self.clock.monotonic() + max(self._cleanup_backoff, retry_after)
                 self._cleanup_backoff = min(self._cleanup_backoff * 2, 30.0)
                 log.warning(
                     "kill-switch clean-up unfinished; retrying while engaged",

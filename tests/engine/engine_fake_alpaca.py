@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,6 +65,7 @@ class FakeAlpaca:
         self.rate_limited = False
         self.faults: dict[str, Fault] = {}
         self.fault_hits: dict[str, int] = {}
+        self.fault_times: dict[str, list[float]] = {}  # time.monotonic() of each hit, per route
         self.requests: list[str] = []
         self.bars: list[dict[str, Any]] = []
         self.subscriptions: list[dict[str, Any]] = []
@@ -220,6 +222,7 @@ class FakeAlpaca:
                 fault = None
             if fault is not None:
                 self.fault_hits[route] = self.fault_hits.get(route, 0) + 1
+                self.fault_times.setdefault(route, []).append(time.monotonic())
                 if fault.hang_seconds:
                     await request.body()  # read (and keep for the route) before listening for a hang-up
                     # Hang until the client gives up (closes the connection) or the time is over.

@@ -6,6 +6,7 @@ path's own deadline while Alpaca answers 429, and market data over the msgpack w
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -284,6 +285,7 @@ async def test_an_unfinished_kill_clean_up_is_retried_while_engaged(
     assert any("429" in e or "deadline" in e for e in ack.errors), ack.errors
     server.faults["DELETE /v2/orders"] = Fault(status=500)
     hits = server.fault_hits["DELETE /v2/orders"]
+    await asyncio.sleep(1.0)  # the 429's Retry-After (the broker keeps it on the event loop's clock)
     engine.clock.advance(1.5)  # type: ignore[attr-defined]
     await engine.housekeeping()
     assert server.fault_hits["DELETE /v2/orders"] > hits  # retried on its own
@@ -299,6 +301,43 @@ async def test_an_unfinished_kill_clean_up_is_retried_while_engaged(
     engine.clock.advance(60)  # type: ignore[attr-defined]
     await engine.housekeeping()
     assert not [r for r in server.requests[calls:] if r.startswith("DELETE")]
+
+
+@pytest.mark.anyio
+async def test_the_kill_path_waits_out_alpacas_retry_after(
+    engine: TradingEngine, fake: tuple[FakeAlpaca, str]
+) -> None:
+    """A 429's Retry-After is honoured: inside the kill path no cancel goes out sooner than it says (the
+    path's own backoff would retry after 0.1 s), nor on the next kill path, and the engine's retry of
+    the owed clean-up waits for it too (its backoff alone would retry after 2 s)."""
+    server, _ = fake
+    route = "DELETE /v2/orders"
+    resting = (await engine.submit(limit("AAPL", Side.BUY, 1, 185.0))).order
+    assert resting is not None
+    engine.kill_deadline_seconds = 1.5
+    server.faults[route] = Fault(status=429, retry_after=1)
+    ack = await engine.apply_kill_switch(engage_command())
+    assert ack.working_orders == [resting.id]
+    times = server.fault_times[route]
+    # At once, then once Retry-After has passed; a third would be after the deadline, so it is not sent.
+    assert len(times) == 2, [round(b - a, 2) for a, b in itertools.pairwise(times)]
+    assert times[1] - times[0] >= 0.95, times
+    # A second kill path (the engine's retry) waits for the rest of the Retry-After before its cancel.
+    server.faults[route] = Fault(status=429, retry_after=3)
+    engine.clock.advance(1.5)  # type: ignore[attr-defined]
+    await engine.housekeeping()
+    times = server.fault_times[route]
+    assert len(times) == 3, times  # retried, told to wait 3 s
+    assert times[2] - times[1] >= 0.95, times
+    engine.clock.advance(2.5)  # type: ignore[attr-defined]
+    await engine.housekeeping()
+    assert len(server.fault_times[route]) == 3  # the engine's backoff (2 s) is over, Alpaca's 3 s are not
+    del server.faults[route]
+    await asyncio.sleep(max(0.0, times[2] + 3 - time.monotonic()))
+    engine.clock.advance(1)  # type: ignore[attr-defined]
+    await engine.housekeeping()
+    assert engine.orders.working() == []
+    assert server.orders[resting.id]["status"] == "canceled"
 
 
 @pytest.mark.anyio

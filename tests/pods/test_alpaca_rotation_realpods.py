@@ -18,7 +18,6 @@ says so. The fake server stands in for Alpaca's servers only: no market hours, m
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,8 +29,8 @@ import pytest
 
 from hack.devcluster import node
 from hack.devcluster.leaks import REGISTRY as LEAKS
-from tests.engine.engine_fake_alpaca import KEY, SECRET, FakeAlpaca, ServerThread
-from tests.pods import ownsystem, realpods
+from tests.engine.engine_fake_alpaca import KEY, SECRET, FakeAlpaca
+from tests.pods import alpaca_wire, ownsystem, realpods
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -39,12 +38,6 @@ NAME = "alprot"
 CREDENTIALS = "alpaca-paper-credentials"  # the runbook's name
 # The kubelet refreshes a mounted Secret on the pod's periodic sync (about a minute), not at once.
 ROTATION_TIMEOUT = 150
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def runbook_step(comment: str) -> str:
@@ -109,23 +102,20 @@ class AlpacaSystem:
 @contextmanager
 def alpaca_system(cluster: node.RealCluster, ns: str) -> Iterator[AlpacaSystem]:
     fake = FakeAlpaca()
-    port = free_port(node.NODE_IP)
-    LEAKS.secret(KEY, "Alpaca key id (test)")
-    LEAKS.secret(SECRET, "Alpaca secret key (test)")
-    spec = {
-        "mode": "paper",
-        "symbols": ["AAPL", "MSFT"],
-        "strategy": {"name": "noop"},
-        "marketData": {"kind": "simulated", "seed": 7, "intervalSeconds": 0.2},
-        "broker": {
-            "kind": "alpaca",
-            "credentialsSecret": CREDENTIALS,
-            "baseUrl": f"http://{node.NODE_IP}:{port}",
-        },
-        # The periodic reconcile (every second here) is the engine's first call with new keys.
-        "engine": {"env": [{"name": "ENGINE_RECONCILE_INTERVAL_SECONDS", "value": "1"}]},
-    }
-    with ServerThread(fake.app, port, host=node.NODE_IP):
+    with alpaca_wire.serving(fake) as base_url:
+        spec = {
+            "mode": "paper",
+            "symbols": ["AAPL", "MSFT"],
+            "strategy": {"name": "noop"},
+            "marketData": {"kind": "simulated", "seed": 7, "intervalSeconds": 0.2},
+            "broker": {
+                "kind": "alpaca",
+                "credentialsSecret": CREDENTIALS,
+                "baseUrl": base_url,
+            },
+            # The periodic reconcile (every second here) is the engine's first call with new keys.
+            "engine": {"env": [{"name": "ENGINE_RECONCILE_INTERVAL_SECONDS", "value": "1"}]},
+        }
         ownsystem.namespace(cluster, ns)
         rotate(cluster, ns, KEY, SECRET)  # the first keys, created the same way
         with ownsystem.trading_system(cluster, ns, NAME, spec) as pods:

@@ -17,9 +17,10 @@ packets vanish, no RST, no FIN.
   and once the rule goes the kill is acknowledged and Degraded clears; three times over, the operator
   pod's file descriptors not growing from one fault to the next.
 - The engine container SIGKILLed with `ctr` with working orders at a broker that keeps them (the local
-  Alpaca-wire server, tests/engine/engine_fake_alpaca.py, on the node's address), the kill engaged while
-  it is down: the container the kubelet restarts answers HALTED from its first answer, reads the open
-  orders, cancels them, acknowledges, and submits nothing.
+  Alpaca-wire server on the node's address, tests/pods/alpaca_wire.py), the kill engaged while it is
+  down: the container the kubelet restarts answers HALTED from its first answer, reads the open orders,
+  cancels them, acknowledges, and submits nothing. Broker errors during a kill:
+  tests/pods/test_broker_faults_realpods.py.
 
 Not modelled: latency on the link (tests/faults/test_network_faults.py keeps that with its proxy: this
 kernel has no netem qdisc), and a partition that also cuts the broker (the paper broker is in the engine).
@@ -27,22 +28,18 @@ kernel has no netem qdisc), and a partition that also cuts the broker (the paper
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from quantzoo_api.killswitch import engage_patch, kill_switch_of, release_patch_for
+from quantzoo_api.killswitch import kill_switch_of, release_patch_for
 
 from hack.devcluster import node
-from hack.devcluster.leaks import REGISTRY as LEAKS
-from tests.engine.engine_fake_alpaca import KEY, SECRET, FakeAlpaca, ServerThread
-from tests.pods import netfault, ownsystem, realpods
+from tests.engine.engine_fake_alpaca import FakeAlpaca
+from tests.pods import alpaca_wire, netfault, ownsystem, realpods
+from tests.pods.ownsystem import System, active, seen
 from tests.pods.realpods import OPERATOR_NS
 
 # The first test of a session starts the node; the blackhole test waits out three Degraded cycles.
@@ -62,85 +59,10 @@ SPEC = {
 }
 
 
-@dataclass
-class System:
-    cluster: node.RealCluster
-    engine: dict
-    url: str
-    admin: dict[str, str]
-    ns: str = NS
-
-    @property
-    def pod(self) -> str:
-        return self.engine["metadata"]["name"]
-
-    @property
-    def pid(self) -> int:
-        """The engine container's process (in the pod's netns); looked up each time."""
-        pod = ownsystem.ready_pod(self.cluster, self.ns, NAME, "engine")
-        return netfault.task_pid(self.cluster, realpods.container_id(pod, "engine"))
-
-    def state(self) -> dict:
-        return httpx.get(self.url + "/state", timeout=5).json()
-
-    def positions(self) -> dict[str, float]:
-        held = httpx.get(self.url + "/positions/current", timeout=5).json()["positions"]
-        return {p["symbol"]: float(p["quantity"]) for p in held if float(p["quantity"])}
-
-    def order(self, **extra: Any) -> httpx.Response:
-        body = {"symbol": "AAPL", "side": "buy", "quantity": 1, **extra}
-        return httpx.post(self.url + "/orders", json=body, headers=self.admin, timeout=10)
-
-    def get(self) -> dict:
-        return realpods.kubectl_json(self.cluster, "-n", self.ns, "get", "ts", NAME)
-
-    def patch(self, patch: dict) -> float:
-        self.cluster.plane.kubectl(
-            "-n", self.ns, "patch", "ts", NAME, "--type=merge", "-p", json.dumps(patch)
-        )
-        return time.monotonic()
-
-    def engage(self, reason: str) -> float:
-        return self.patch(engage_patch(reason=reason, operator="kim", source="kubectl"))
-
-    def release(self, reason: str) -> None:
-        self.patch(release_patch_for(kill_switch_of(self.get()), operator="kim", reason=reason))
-        realpods.wait_for(lambda: active(self.state()), 30, "ACTIVE after the release")
-
-    def conditions(self) -> dict[str, dict]:
-        return {c["type"]: c for c in (self.get().get("status") or {}).get("conditions") or []}
-
-    def acknowledged(self, reason: str) -> dict | None:
-        ks = (self.get().get("status") or {}).get("killSwitch") or {}
-        acks = ks.get("acknowledgements") or []
-        done = (
-            ks.get("engaged") and ks.get("reason") == reason and acks and all(a.get("engaged") for a in acks)
-        )
-        return ks if done else None
-
-
-def active(state: dict) -> bool:
-    return state["trading_state"] == "ACTIVE"
-
-
-def seen(system: System, check: Callable[[dict], bool], timeout: float, what: str) -> tuple[float, dict]:
-    """When the engine's /state first satisfied `check` (polled every 0.1 s), and that state."""
-
-    def probe() -> tuple[float, dict] | None:
-        state = system.state()
-        return (time.monotonic(), state) if check(state) else None
-
-    return realpods.wait_for(probe, timeout, what, interval=0.1)
-
-
 @pytest.fixture(scope="module")
 def system(release: node.RealCluster) -> Iterator[System]:
     with ownsystem.trading_system(release, NS, NAME, SPEC) as pods:
-        engine = pods["engine"]
-        token = ownsystem.secret_token(release, NS, f"{NAME}-engine-admin")
-        s = System(
-            release, engine, f"http://{engine['status']['podIP']}:8001", {"Authorization": f"Bearer {token}"}
-        )
+        s = System.of(release, NS, NAME, pods)
         realpods.wait_for(lambda: active(s.state()), 60, "engine ACTIVE")
         yield s
 
@@ -306,46 +228,12 @@ def test_a_blackholed_operator_link_degrades_until_it_recovers(system: System) -
 
 
 # The engine container SIGKILLed with working orders at a broker that keeps them: the local Alpaca-wire
-# server (tests/engine/engine_fake_alpaca.py) on the node's address, which pods reach through their gateway.
+# server (tests/pods/alpaca_wire.py) on the node's address, which pods reach through their gateway.
 KILLED_NS = "rp-killed"
-# Far above the simulated feed's prices: a buy limit inside the engine's price collar rests at "Alpaca".
-BROKER_PRICE = 100_000.0
-
-
-@pytest.fixture
-def alpaca_system(release: node.RealCluster) -> Iterator[tuple[System, FakeAlpaca]]:
-    fake = FakeAlpaca()
-    fake.prices = {"AAPL": BROKER_PRICE, "MSFT": BROKER_PRICE}
-    fake.cash = fake.last_equity = 10_000_000.0
-    port = free_port(node.NODE_IP)
-    LEAKS.secret(KEY, "Alpaca key id (test)")
-    LEAKS.secret(SECRET, "Alpaca secret key (test)")
-    spec = {
-        **{k: v for k, v in SPEC.items() if k != "engine"},
-        "broker": {
-            "kind": "alpaca",
-            "credentialsSecret": "alpaca",
-            "baseUrl": f"http://{node.NODE_IP}:{port}",
-        },
-        "engine": {"env": [{"name": "ENGINE_RECONCILE_INTERVAL_SECONDS", "value": "1"}]},
-    }
-    with ServerThread(fake.app, port, host=node.NODE_IP):
-        ownsystem.namespace(release, KILLED_NS)
-        keys = [f"--from-literal=ALPACA_API_KEY={KEY}", f"--from-literal=ALPACA_API_SECRET={SECRET}"]
-        release.plane.kubectl("-n", KILLED_NS, "create", "secret", "generic", "alpaca", *keys)
-        with ownsystem.trading_system(release, KILLED_NS, NAME, spec) as pods:
-            engine = pods["engine"]
-            token = ownsystem.secret_token(release, KILLED_NS, f"{NAME}-engine-admin")
-            url = f"http://{engine['status']['podIP']}:8001"
-            s = System(release, engine, url, {"Authorization": f"Bearer {token}"}, KILLED_NS)
-            realpods.wait_for(lambda: active(s.state()), 60, "engine ACTIVE")
-            yield s, fake
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+ALPACA_SPEC = {
+    **{k: v for k, v in SPEC.items() if k != "engine"},
+    "engine": {"env": [{"name": "ENGINE_RECONCILE_INTERVAL_SECONDS", "value": "1"}]},
+}
 
 
 def maybe_state(system: System) -> dict | None:
@@ -357,17 +245,14 @@ def maybe_state(system: System) -> dict | None:
 
 
 def test_engine_container_killed_with_working_orders_comes_back_halted_and_cancels(
-    alpaca_system: tuple[System, FakeAlpaca],
+    release: node.RealCluster,
 ) -> None:
-    system, fake = alpaca_system
-    last = {r["symbol"]: r for r in httpx.get(system.url + "/symbols/list", timeout=5).json()}
-    working = []
-    for i in range(2):
-        price = round(float(last["AAPL"]["last_price"]) * (0.97 + i * 0.005), 2)
-        resp = system.order(type="limit", limit_price=price)
-        assert resp.status_code == 201, resp.text
-        working.append(resp.json()["id"])
-    assert {o["id"] for o in fake.open_orders()} == set(working)
+    with alpaca_wire.alpaca_system(release, KILLED_NS, NAME, ALPACA_SPEC) as (system, fake):
+        killed_with_working_orders(system, fake)
+
+
+def killed_with_working_orders(system: System, fake: FakeAlpaca) -> None:
+    working = alpaca_wire.place_working_orders(system, fake)
 
     pod = ownsystem.ready_pod(system.cluster, system.ns, NAME, "engine")
     status = pod["status"]["containerStatuses"][0]
@@ -401,5 +286,5 @@ def test_engine_container_killed_with_working_orders_comes_back_halted_and_cance
     assert ks["acknowledgements"][0]["workingOrders"] == 0
     time.sleep(2)  # the feed runs: nothing is submitted by the restarted engine
     assert system.order().status_code == 409
-    assert not [r for r in fake.requests[since:] if r.startswith("POST /v2/orders")]
+    assert not alpaca_wire.submissions(fake, since)
     print(f"engine SIGKILLed: working orders cancelled and acknowledged {acked - killed:.1f}s after the kill")

@@ -62,8 +62,10 @@ from quantzoo_engine.broker.base import (
     BrokerTimeout,
     CancelReport,
     FlattenReport,
+    note_failure,
 )
 from quantzoo_engine.broker.ownership import OwnedBook
+from quantzoo_engine.broker.retry_after import retry_after_seconds
 from quantzoo_engine.orders import (
     Fill,
     Order,
@@ -179,6 +181,13 @@ def _status_code(exc: APIError) -> int | None:
         return None
 
 
+def _retry_after(exc: APIError) -> float | None:
+    """Alpaca's Retry-After on a 429, in seconds."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    return retry_after_seconds(headers.get("Retry-After"))
+
+
 class _Blocked(Exception):
     """The send gate was closed when the worker thread got to the submit."""
 
@@ -221,6 +230,7 @@ class AlpacaBroker:
         """How many times a changed key pair rebuilt the clients."""
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="alpaca")
         self._kill_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alpaca-kill")
+        self._retry_at = 0.0  # the event loop's time before which Alpaca asked not to be called (Retry-After)
         self._fills: list[Fill] = []
         self._reported_fill_qty: dict[str, float] = {}
         # A system in a shared account: what it owns (None: the whole account is this engine's).
@@ -300,7 +310,9 @@ class AlpacaBroker:
             code = _status_code(exc)
             if code is not None and 400 <= code < 500 and code != 429:
                 raise BrokerRejected(f"alpaca {name}: HTTP {code}: {str(exc)[:200]}") from exc
-            raise BrokerError(f"alpaca {name}: HTTP {code}", status=code) from exc
+            raise BrokerError(
+                f"alpaca {name}: HTTP {code}", status=code, retry_after=_retry_after(exc)
+            ) from exc
         except requests.RequestException as exc:
             raise BrokerError(f"alpaca {name}: {type(exc).__name__}") from exc
 
@@ -309,21 +321,36 @@ class AlpacaBroker:
         return self._sessions.get(id(owner)) if owner is not None else None
 
     async def _kill_call(self, method: str, *args: Any, deadline_at: float, **kwargs: Any) -> Any:
-        """Retry retryable failures (429, 5xx, network) on a short backoff until the deadline."""
+        """Retry retryable failures (429, 5xx, network) on a short backoff until the deadline; never
+        sooner than Alpaca's last Retry-After allows, also on the next kill path (a second engage, the
+        retry of an unfinished clean-up): a call sooner is one it said it will refuse."""
         loop = asyncio.get_running_loop()
         attempt = 0
+        last: BrokerError | None = None
         while True:
             remaining = deadline_at - loop.time()
-            if remaining <= 0:
-                raise BrokerTimeout(f"alpaca {method}: kill-path deadline reached after {attempt} attempts")
+            wait = max(self._retry_at - loop.time(), 0.0)
+            if remaining <= 0 or wait >= remaining:
+                told = f"; Retry-After {wait:.1f}s left" if wait else ""
+                cause = f" ({last}{told})" if last or told else ""
+                raise BrokerTimeout(
+                    f"alpaca {method}: kill-path deadline reached after {attempt} attempts{cause}",
+                    retry_after=wait or None,
+                ) from last
+            if wait:
+                await asyncio.sleep(wait)
+                remaining = deadline_at - loop.time()
             fn = functools.partial(self._method(method, kill=True), **kwargs)
             try:
                 return await self._call(fn, *args, timeout=remaining, executor=self._kill_executor)
             except BrokerError as exc:
                 if not exc.retryable:
                     raise
-                attempt += 1
-                backoff = min(0.05 * 2**attempt, 0.5, max(deadline_at - loop.time(), 0.0))
+                attempt, last = attempt + 1, exc
+                if exc.retry_after is not None:
+                    self._retry_at = max(self._retry_at, loop.time() + exc.retry_after)
+                    continue  # the loop's top waits it out, or gives up at the deadline
+                backoff = min(0.05 * 2**attempt, 0.5)
                 if deadline_at - loop.time() - backoff <= 0:
                     raise BrokerTimeout(
                         f"alpaca {method}: kill-path deadline reached after {attempt} attempts ({exc})"
@@ -511,7 +538,7 @@ class AlpacaBroker:
         try:
             responses = await self._kill_call("cancel_orders", deadline_at=deadline_at)
         except BrokerError as exc:
-            report.errors.append(str(exc))
+            note_failure(report, str(exc), exc)
             return report
         for item in responses:  # HTTP 207: one status per order
             if 200 <= item.status < 300:
@@ -530,7 +557,7 @@ class AlpacaBroker:
                 "close_all_positions", cancel_orders=True, deadline_at=deadline_at
             )
         except BrokerError as exc:
-            report.errors.append(str(exc))
+            note_failure(report, str(exc), exc)
             return report
         for item in responses:  # HTTP 207: one status per symbol
             if item.status is not None and 200 <= item.status < 300:
@@ -546,7 +573,7 @@ class AlpacaBroker:
         try:
             raw = await self._kill_call("get_orders", request, deadline_at=deadline_at)
         except BrokerError as exc:
-            report.errors.append(str(exc))
+            note_failure(report, str(exc), exc)
             return report
         assert self.book is not None
         mine = [o for o in (order_from_alpaca(r) for r in raw) if self.book.owns(o)]
@@ -556,7 +583,7 @@ class AlpacaBroker:
                 await self._kill_call("cancel_order_by_id", order_id, deadline_at=deadline_at)
                 report.cancelled.append(order_id)
             except BrokerError as exc:
-                report.errors.append(f"cancel {order_id}: {exc}")
+                note_failure(report, f"cancel {order_id}: {exc}", exc)
 
         await asyncio.gather(*(cancel(o.id) for o in mine))
         return report
@@ -568,7 +595,7 @@ class AlpacaBroker:
         try:
             await self.refresh_book(kill=True, deadline_at=deadline_at)
         except BrokerError as exc:
-            report.errors.append(f"read own orders: {exc}")
+            note_failure(report, f"read own orders: {exc}", exc)
             return report  # closing a stale quantity could overshoot into another system's position
 
         async def close(position: Position) -> None:
@@ -583,7 +610,7 @@ class AlpacaBroker:
             try:
                 raw = await self._kill_call("submit_order", request, deadline_at=deadline_at)
             except BrokerError as exc:
-                report.errors.append(f"close {position.symbol}: {exc}")
+                note_failure(report, f"close {position.symbol}: {exc}", exc)
                 return
             order = order_from_alpaca(raw)
             order.origin = OrderOrigin.KILL_SWITCH

@@ -13,10 +13,18 @@ from quantzoo_engine.portfolio import Position
 class BrokerError(Exception):
     """The broker failed (network, 5xx, rate limit). `retryable` says whether trying again may help."""
 
-    def __init__(self, message: str, *, retryable: bool = True, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status  # the HTTP status, when the broker answered one
+        self.retry_after = retry_after  # seconds the broker asked us to wait (Retry-After), if it did
 
 
 class BrokerRejected(BrokerError):
@@ -51,12 +59,21 @@ class AccountExposure:
 class CancelReport:
     cancelled: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    retry_after: float | None = None  # the broker's Retry-After on a failure, if it sent one
 
 
 @dataclass(slots=True)
 class FlattenReport:
     closed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    retry_after: float | None = None  # the broker's Retry-After on a failure, if it sent one
+
+
+def note_failure(report: CancelReport | FlattenReport, message: str, exc: BrokerError) -> None:
+    """A kill-path step the broker failed: its message, and the longest Retry-After it asked for."""
+    report.errors.append(message)
+    if exc.retry_after is not None:
+        report.retry_after = max(report.retry_after or 0.0, exc.retry_after)
 
 
 class Broker(Protocol):
