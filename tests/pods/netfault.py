@@ -25,15 +25,6 @@ class Peer:
         return f"{self.ip}:{self.port}"
 
 
-def task_pid(cluster: node.RealCluster, container: str) -> int:
-    """The host pid of a container's main process (`ctr tasks ls`: TASK PID STATUS)."""
-    for line in cluster.node.ctr("tasks", "ls").stdout.splitlines()[1:]:
-        task, pid, _status = line.split()
-        if task == container:
-            return int(pid)
-    raise KeyError(container)
-
-
 def in_netns(pid: int, *argv: str, check: bool = True) -> str:
     return node.run("nsenter", "-t", str(pid), "-n", *argv, check=check).stdout
 

@@ -19,7 +19,7 @@ import httpx
 from quantzoo_api.killswitch import engage_patch, kill_switch_of, release_patch_for
 
 from hack.devcluster import node
-from tests.pods import netfault, realpods
+from tests.pods import realpods
 
 RUNBOOK = node.REPO / "docs" / "RUNBOOK.md"
 SELECTOR = "trading.quantzoo.io/system={name},app.kubernetes.io/component={component}"
@@ -118,7 +118,7 @@ class System:
     def pid(self) -> int:
         """The engine container's process (in the pod's netns); looked up each time."""
         pod = ready_pod(self.cluster, self.ns, self.name, "engine")
-        return netfault.task_pid(self.cluster, realpods.container_id(pod, "engine"))
+        return realpods.task_pid(self.cluster, realpods.container_id(pod, "engine"))
 
     def state(self) -> dict:
         return httpx.get(self.url + "/state", timeout=5).json()

@@ -184,7 +184,7 @@ def test_a_release_pushed_to_a_partitioned_engine_pod_does_not_let_it_trade(syst
 
 def test_a_blackholed_operator_link_degrades_until_it_recovers(system: System) -> None:
     operator = realpods.one_ready_pod(system.cluster, OPERATOR_NS, "app.kubernetes.io/component=operator")
-    operator_pid = netfault.task_pid(system.cluster, realpods.container_id(operator, "operator"))
+    operator_pid = realpods.task_pid(system.cluster, realpods.container_id(operator, "operator"))
     pid = system.pid
     rules = netfault.inbound_from(operator["status"]["podIP"], 8001)
     fds: list[int] = []
