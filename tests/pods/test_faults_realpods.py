@@ -203,15 +203,9 @@ def test_a_blackholed_operator_link_degrades_until_it_recovers(system: System) -
             message = conditions["KillSwitchEngaged"]["message"]
             assert system.pod in message, message
             assert "unreachable" in message, message
-
-            # The first push may reuse a keep-alive connection the engine closed meanwhile (its FIN still gets
-            # out: `RemoteProtocolError`); the retries open new ones, whose SYNs go unanswered.
-            def timed_out() -> str | None:
-                text = system.conditions()["KillSwitchEngaged"]["message"]
-                return text if "no answer within" in text else None
-
-            message = realpods.wait_for(timed_out, 30, "a push timed out")
-            assert system.pod in message, message
+            # Why the push failed is not asserted: usually "no answer within" the push deadline, but the first
+            # push may reuse a keep-alive connection the engine closed meanwhile (its FIN still gets out:
+            # `RemoteProtocolError`, seen in 1 run of about 10), and the message is not rewritten per retry.
             # Retried while unreachable: the operator's SYNs keep arriving (and are dropped).
             realpods.wait_for(
                 lambda n=dropped: netfault.dropped_packets(pid, rules) >= n + 3, 30, "pushes retried"
