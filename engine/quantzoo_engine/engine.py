@@ -38,6 +38,7 @@ from quantzoo_engine.broker.base import (
     CancelReport,
     FlattenReport,
     note_failure,
+    note_retry_after,
 )
 from quantzoo_engine.clock import Clock, SystemClock
 from quantzoo_engine.feed.base import Bar
@@ -651,8 +652,7 @@ class TradingEngine:
         )
         report.cancelled.extend(result.cancelled)
         report.errors.extend(result.errors)
-        if result.retry_after is not None:
-            report.retry_after = max(report.retry_after or 0.0, result.retry_after)
+        note_retry_after(report, result.retry_after)
         self.orders.mark_cancelled(result.cancelled, self.clock.now())
         self.counts.cancelled += len(result.cancelled)
         if result.cancelled:

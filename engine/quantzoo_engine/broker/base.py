@@ -69,11 +69,16 @@ class FlattenReport:
     retry_after: float | None = None  # the broker's Retry-After on a failure, if it sent one
 
 
+def note_retry_after(report: CancelReport | FlattenReport, seconds: float | None) -> None:
+    """Keep the longest Retry-After the broker asked for across a report's steps."""
+    if seconds is not None:
+        report.retry_after = max(report.retry_after or 0.0, seconds)
+
+
 def note_failure(report: CancelReport | FlattenReport, message: str, exc: BrokerError) -> None:
     """A kill-path step the broker failed: its message, and the longest Retry-After it asked for."""
     report.errors.append(message)
-    if exc.retry_after is not None:
-        report.retry_after = max(report.retry_after or 0.0, exc.retry_after)
+    note_retry_after(report, exc.retry_after)
 
 
 class Broker(Protocol):
