@@ -60,6 +60,7 @@ from quantzoo_api.types import Placement
 FINALIZER = "trading.quantzoo.io/halt-before-delete"
 KILL_SWITCH_FIELD = "spec.killSwitch"
 ANNOTATION_PREFIX = "trading.quantzoo.io"
+DIFF_BASE_KEY = "last-handled-configuration"  # kopf's diff base, a digest of the handled spec (diffbase.py)
 ENV_PREFIX = "QUANTZOO_OPERATOR_"
 DEFAULT_IMAGE = f"quantzoo/quantzoo:{version('quantzoo')}"
 """Only when run outside the chart (tests, a laptop): the chart always passes its own image."""
@@ -209,10 +210,11 @@ def configure_kopf(settings: object, config: OperatorConfig) -> None:
     # spec.killSwitch is not part of what kopf reconciles: the propagator has its own watch, and a kill
     # switch changes no child. Left in, every engage cost two kopf patches of the TradingSystem and a
     # reconcile -- a kill-all of a hundred systems queued 300 writes behind the kill on the API server.
-    from quantzoo_operator.diffbase import SlimAnnotationsDiffBaseStorage
+    # A digest of the essence, not kopf's copy of the spec, in the annotation (diffbase.py).
+    from quantzoo_operator.diffbase import DigestAnnotationsDiffBaseStorage
 
-    settings.persistence.diffbase_storage = SlimAnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration", ignored_fields=[KILL_SWITCH_FIELD]
+    settings.persistence.diffbase_storage = DigestAnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key=DIFF_BASE_KEY, ignored_fields=[KILL_SWITCH_FIELD]
     )
     settings.persistence.finalizer = FINALIZER
     settings.persistence.consistency_timeout = config.consistency_timeout_seconds

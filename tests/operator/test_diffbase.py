@@ -7,8 +7,13 @@ import copy
 from typing import Any
 
 import kopf
-from quantzoo_operator.diffbase import SlimAnnotationsDiffBaseStorage, slim_body
-from quantzoo_operator.settings import ANNOTATION_PREFIX, KILL_SWITCH_FIELD
+from quantzoo_operator.diffbase import (
+    DIGEST_PREFIX,
+    DigestAnnotationsDiffBaseStorage,
+    SlimAnnotationsDiffBaseStorage,
+    slim_body,
+)
+from quantzoo_operator.settings import ANNOTATION_PREFIX, DIFF_BASE_KEY, KILL_SWITCH_FIELD
 
 
 def _body() -> dict[str, Any]:
@@ -23,7 +28,7 @@ def _body() -> dict[str, Any]:
             "resourceVersion": "42",
             "labels": {"team": "a"},
             "annotations": {
-                f"{ANNOTATION_PREFIX}/last-handled-configuration": '{"spec": {}}',
+                f"{ANNOTATION_PREFIX}/{DIFF_BASE_KEY}": '{"spec": {}}',
                 "kubectl.kubernetes.io/last-applied-configuration": "{}",
                 "note": "kept",
             },
@@ -38,7 +43,7 @@ def _body() -> dict[str, Any]:
 def _pair() -> tuple[kopf.AnnotationsDiffBaseStorage, SlimAnnotationsDiffBaseStorage]:
     kwargs: dict[str, Any] = {
         "prefix": ANNOTATION_PREFIX,
-        "key": "last-handled-configuration",
+        "key": DIFF_BASE_KEY,
         "ignored_fields": [KILL_SWITCH_FIELD],
     }
     return kopf.AnnotationsDiffBaseStorage(**kwargs), SlimAnnotationsDiffBaseStorage(**kwargs)
@@ -71,3 +76,80 @@ def test_the_slim_view_leaves_out_what_the_essence_drops() -> None:
     assert "status" not in view
     assert set(view["metadata"]) == {"labels", "annotations"}
     assert slim_body(_body(), keep_status=True)["status"]["phase"] == "Halted"
+
+
+def _digest_storage(**kwargs: Any) -> DigestAnnotationsDiffBaseStorage:
+    return DigestAnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX,
+        key=DIFF_BASE_KEY,
+        ignored_fields=[KILL_SWITCH_FIELD],
+        **kwargs,
+    )
+
+
+def _stored(storage: DigestAnnotationsDiffBaseStorage, raw: dict[str, Any]) -> dict[str, Any]:
+    """The body as the API server returns it after kopf's patch with the stored diff base."""
+    body = kopf.Body(copy.deepcopy(raw))
+    patch = kopf.Patch()
+    storage.store(body=body, patch=patch, essence=storage.build(body=body))
+    stored = copy.deepcopy(raw)
+    stored["metadata"]["annotations"].update(patch["metadata"]["annotations"])
+    return stored
+
+
+def test_the_annotation_holds_a_digest_not_the_spec() -> None:
+    storage = _digest_storage()
+    raw = _body()
+    raw["spec"]["strategy"] = {"params": {"note": "x" * 4000}}
+    annotation = _stored(storage, raw)["metadata"]["annotations"][f"{ANNOTATION_PREFIX}/{DIFF_BASE_KEY}"]
+    assert annotation.startswith(DIGEST_PREFIX)
+    assert len(annotation) < 80
+    assert "x" * 10 not in annotation
+
+
+def test_an_unchanged_object_has_no_diff_and_a_changed_one_the_exact_diff() -> None:
+    storage = _digest_storage()
+    stored = _stored(storage, _body())
+    # A status-only echo, and a change of spec.killSwitch (outside the diff base): nothing changed.
+    echo = copy.deepcopy(stored)
+    echo["status"]["phase"] = "Running"
+    echo["spec"]["killSwitch"]["engaged"] = False
+    body = kopf.Body(echo)
+    assert storage.fetch(body=body) == storage.build(body=body)
+    changed = copy.deepcopy(stored)
+    changed["spec"]["symbols"] = ["AAPL", "MSFT"]
+    body = kopf.Body(changed)
+    old = storage.fetch(body=body)
+    assert old == storage.build(body=kopf.Body(stored))  # what was handled, not the new essence
+
+
+def test_after_a_restart_an_unchanged_object_still_has_no_diff_and_a_change_is_an_update() -> None:
+    stored = _stored(_digest_storage(), _body())
+    restarted = _digest_storage()  # remembers no essence
+    body = kopf.Body(copy.deepcopy(stored))
+    assert restarted.fetch(body=body) == restarted.build(body=body)
+    changed = copy.deepcopy(stored)
+    changed["spec"]["symbols"] = ["MSFT"]
+    old = restarted.fetch(body=kopf.Body(changed))
+    assert old == {}  # not None: None would make kopf run the create handlers again
+
+
+def test_an_earlier_releases_annotation_is_still_read_and_nothing_stored_is_none() -> None:
+    storage = _digest_storage()
+    raw = _body()
+    raw["metadata"]["annotations"][f"{ANNOTATION_PREFIX}/{DIFF_BASE_KEY}"] = '{"spec":{"symbols":["X"]}}'
+    assert storage.fetch(body=kopf.Body(raw)) == {"spec": {"symbols": ["X"]}}
+    del raw["metadata"]["annotations"][f"{ANNOTATION_PREFIX}/{DIFF_BASE_KEY}"]
+    assert storage.fetch(body=kopf.Body(raw)) is None
+
+
+def test_the_remembered_essences_are_bounded() -> None:
+    storage = _digest_storage(remembered=2)
+    first = _stored(storage, _body())
+    for symbol in ("B", "C"):
+        raw = _body()
+        raw["spec"]["symbols"] = [symbol]
+        _stored(storage, raw)
+    changed = copy.deepcopy(first)
+    changed["spec"]["symbols"] = ["Z"]
+    assert storage.fetch(body=kopf.Body(changed)) == {}  # the first essence was forgotten

@@ -9,8 +9,17 @@ import time
 
 import pytest
 from kubernetes import client, watch
+from quantzoo_operator.settings import ANNOTATION_PREFIX, DIFF_BASE_KEY
 
-from tests.operator.harness import TS, OperatorProcess, running_with_standin, wait_for
+from tests.clusters import Cluster
+from tests.operator.harness import (
+    TS,
+    OperatorProcess,
+    release_finalizers,
+    running_with_standin,
+    start_operator,
+    wait_for,
+)
 
 CHILDREN = {
     ("StatefulSet", "demo-engine"),
@@ -184,6 +193,50 @@ def test_risk_limit_and_symbol_changes_reach_the_config_without_restarting_the_e
     )
     (same,) = [p for p in ts.engine_pods(namespace, "demo") if p.metadata.deletion_timestamp is None]
     assert same.metadata.uid == pod.metadata.uid
+
+
+def test_after_an_operator_restart_a_spec_change_is_an_update_not_a_creation(
+    cluster: Cluster, ts: TS, namespace: str, kube_api: client.ApiClient
+) -> None:
+    """kopf's diff base is a digest of the handled spec (quantzoo_operator/diffbase.py), not a copy: a new
+    operator process, which never saw the handled spec, resumes the unchanged system and takes the next
+    change as an update (a creation would re-run the create handlers)."""
+    core = client.CoreV1Api(kube_api)
+    first = start_operator(cluster, [namespace])
+    try:
+        ts.create(namespace, "demo")
+        ts.wait_ready(namespace, "demo")
+        stored = ts.get(namespace, "demo")["metadata"]["annotations"][f"{ANNOTATION_PREFIX}/{DIFF_BASE_KEY}"]
+        assert stored.startswith("sha256:")
+    finally:
+        first.stop()
+    second = start_operator(cluster, [namespace])
+    try:
+        wait_for(
+            lambda: any("Resuming is processed" in line.get("message", "") for line in second.log_lines()),
+            what="the restarted operator to resume the system",
+        )
+        ts.patch(namespace, "demo", {"spec": {"risk": {"maxOrderNotional": 4321}}})
+        wait_for(
+            lambda: (
+                json.loads(core.read_namespaced_config_map("demo-config", namespace).data["engine.json"])[
+                    "spec"
+                ]["risk"]["maxOrderNotional"]
+                == 4321
+            ),
+            what="the change in engine.json",
+        )
+
+        def processed() -> list[str] | None:
+            lines = [
+                line["message"] for line in second.log_lines() if "is processed" in line.get("message", "")
+            ]
+            return lines if any(m.startswith("Updating is processed") for m in lines) else None
+
+        assert not any(m.startswith("Creation is processed") for m in wait_for(processed, what="an update"))
+    finally:
+        second.stop()
+        release_finalizers(kube_api, namespace)
 
 
 def test_image_change_rolls_the_single_engine_pod_and_never_runs_two(
