@@ -110,7 +110,7 @@ def _engine_halted_at(state: dict[str, Any], holder: str) -> datetime | None:
 
 
 def measure(run: Any, *, rounds: int = 5, floor_watchers: int = 10, api_factory: Callable[[], Any]) -> dict:
-    """`run`: a scale_bench ScaleRun after its kill-all (engines ACTIVE, switches released)."""
+    """`run`: a scale_bench ScaleRun with its systems Ready and real engines ACTIVE (before its kill-all)."""
     crs = client.CustomObjectsApi(run.api)
     watchers = [HaltWatcher(api_factory()) for _ in range(floor_watchers)]
     for w in watchers:
