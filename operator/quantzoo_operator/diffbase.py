@@ -89,6 +89,7 @@ class DigestAnnotationsDiffBaseStorage(SlimAnnotationsDiffBaseStorage):
             known = self._essences.get(stored)
             if known is not None:
                 return copy.deepcopy(known)
+            # Without the handlers' extra fields kopf adds to its own build: no handler here takes `field=`.
             current = self.build(body=body)
             # Unchanged since it was handled (after a restart, or another replica stored it): no diff.
             # Changed, and this process never saw the old essence: an empty one, so the change is an update.

@@ -153,3 +153,21 @@ def test_the_remembered_essences_are_bounded() -> None:
     changed = copy.deepcopy(first)
     changed["spec"]["symbols"] = ["Z"]
     assert storage.fetch(body=kopf.Body(changed)) == {}  # the first essence was forgotten
+
+
+def test_no_handler_asks_for_extra_fields_which_the_digest_check_leaves_out() -> None:
+    """After a restart the digest is checked against an essence built without kopf's extra fields (a
+    handler's `field=`): a handler that took one would see every unchanged system as changed."""
+    import quantzoo_operator.handlers.accounts
+    import quantzoo_operator.handlers.children
+    import quantzoo_operator.handlers.deletion
+    import quantzoo_operator.handlers.killswitch
+    import quantzoo_operator.handlers.reconcile  # noqa: F401  (registers the handlers)
+    from quantzoo_api import GROUP, PLURAL, VERSION
+    from quantzoo_api.accounts import ACCOUNT_PLURAL
+
+    registry = kopf.get_default_registry()
+    for plural in (PLURAL, ACCOUNT_PLURAL):
+        resource = kopf.Resource(GROUP, VERSION, plural)
+        for handlers in (registry._watching, registry._changing, registry._spawning):
+            assert not handlers.get_extra_fields(resource=resource), plural
