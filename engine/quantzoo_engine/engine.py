@@ -35,6 +35,7 @@ from quantzoo_engine.broker.base import (
     Broker,
     BrokerError,
     BrokerRejected,
+    BrokerThrottled,
     CancelReport,
     FlattenReport,
     note_failure,
@@ -474,6 +475,12 @@ class TradingEngine:
         started = time.perf_counter()
         try:
             order = await self.broker.submit_order(request)
+        except BrokerThrottled as exc:
+            # Refused here, not by the broker; no broker error either (the watchdog's error rate): the
+            # broker asked for a pause, and the order rate the strategy keeps is its own risk check's.
+            self.orders.drop_pending(request.client_order_id)
+            self._count_rejection(RejectReason.BROKER_RATE_LIMITED)
+            return SubmitResult(rejection=Rejection(RejectReason.BROKER_RATE_LIMITED, str(exc)))
         except BrokerRejected as exc:
             self.orders.drop_pending(request.client_order_id)
             self._count_rejection(RejectReason.BROKER_REJECTED)

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from quantzoo_api.killswitch import TradingState
 from quantzoo_engine.app import build_broker
 from quantzoo_engine.broker.alpaca import AlpacaBroker
-from quantzoo_engine.broker.base import BrokerRejected
+from quantzoo_engine.broker.base import BrokerError, BrokerRejected
 from quantzoo_engine.broker.dry_run import DryRunBroker
 from quantzoo_engine.clock import ManualClock
 from quantzoo_engine.engine import TradingEngine
@@ -338,6 +338,31 @@ async def test_the_kill_path_waits_out_alpacas_retry_after(
     await engine.housekeeping()
     assert engine.orders.working() == []
     assert server.orders[resting.id]["status"] == "canceled"
+
+
+@pytest.mark.anyio
+async def test_orders_wait_out_alpacas_retry_after_refused_here_not_sent(
+    engine: TradingEngine, fake: tuple[FakeAlpaca, str]
+) -> None:
+    """Alpaca's rate limit is the account's, on every endpoint: after a 429 with Retry-After (here on a
+    read) no order goes out until it has passed. Each is refused here as `broker_rate_limited`, without a
+    broker error (the watchdog's error rate); the first order after it is sent."""
+    server, _ = fake
+    server.faults["GET /v2/account"] = Fault(status=429, retry_after=1, times=1)
+    with pytest.raises(BrokerError):
+        await engine.broker.account()
+    errors = engine.errors_total
+    sent = server.requests.count("POST /v2/orders")
+    refused = await engine.submit(market("AAPL", Side.BUY, 1))
+    assert refused.rejection is not None
+    assert refused.rejection.reason is RejectReason.BROKER_RATE_LIMITED
+    assert "Retry-After" in refused.rejection.message
+    assert server.requests.count("POST /v2/orders") == sent  # not sent
+    assert engine.errors_total == errors
+    await asyncio.sleep(1.05)
+    placed = await engine.submit(market("AAPL", Side.BUY, 1))
+    assert placed.order is not None, placed.rejection
+    assert server.requests.count("POST /v2/orders") == sent + 1
 
 
 @pytest.mark.anyio

@@ -171,6 +171,7 @@ def test_every_reason_has_a_check_or_is_a_broker_reason() -> None:
         RejectReason.ORDER_RATE_PER_MINUTE,
         RejectReason.BROKER_REJECTED,
         RejectReason.BROKER_ERROR,
+        RejectReason.BROKER_RATE_LIMITED,  # test_engine_alpaca.py
         # The account-wide checks: test_engine_account_pure.py.
         RejectReason.ACCOUNT_GROSS_EXPOSURE,
         RejectReason.ACCOUNT_DAILY_LOSS,

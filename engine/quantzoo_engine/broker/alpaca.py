@@ -59,6 +59,7 @@ from quantzoo_engine.broker.base import (
     AccountSnapshot,
     BrokerError,
     BrokerRejected,
+    BrokerThrottled,
     BrokerTimeout,
     CancelReport,
     FlattenReport,
@@ -310,9 +311,10 @@ class AlpacaBroker:
             code = _status_code(exc)
             if code is not None and 400 <= code < 500 and code != 429:
                 raise BrokerRejected(f"alpaca {name}: HTTP {code}: {str(exc)[:200]}") from exc
-            raise BrokerError(
-                f"alpaca {name}: HTTP {code}", status=code, retry_after=_retry_after(exc)
-            ) from exc
+            retry_after = _retry_after(exc)
+            if retry_after is not None:  # Alpaca's limit is the account's: orders and the kill path wait
+                self._retry_at = max(self._retry_at, loop.time() + retry_after)
+            raise BrokerError(f"alpaca {name}: HTTP {code}", status=code, retry_after=retry_after) from exc
         except requests.RequestException as exc:
             raise BrokerError(f"alpaca {name}: {type(exc).__name__}") from exc
 
@@ -348,8 +350,7 @@ class AlpacaBroker:
                     raise
                 attempt, last = attempt + 1, exc
                 if exc.retry_after is not None:
-                    self._retry_at = max(self._retry_at, loop.time() + exc.retry_after)
-                    continue  # the loop's top waits it out, or gives up at the deadline
+                    continue  # _call noted it: the loop's top waits it out, or gives up at the deadline
                 backoff = min(0.05 * 2**attempt, 0.5)
                 if deadline_at - loop.time() - backoff <= 0:
                     raise BrokerTimeout(
@@ -477,6 +478,11 @@ class AlpacaBroker:
             )
         else:
             alpaca_request = MarketOrderRequest(**common)
+        wait = self._retry_at - asyncio.get_running_loop().time()
+        if wait > 0:
+            raise BrokerThrottled(
+                f"alpaca submit_order: not sent, Alpaca asked to wait {wait:.1f}s more (Retry-After)", wait
+            )
         try:
             raw = await self._call(
                 self._method("submit_order"), alpaca_request, timeout=self.timeout_seconds, gate=self.may_send

@@ -38,6 +38,14 @@ class BrokerTimeout(BrokerError):
     """No answer within the deadline."""
 
 
+class BrokerThrottled(BrokerError):
+    """Not sent: the broker's Retry-After has not passed (its rate limit covers every endpoint of the
+    account), so the request would only be refused again and prolong the limit."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, retryable=False, retry_after=retry_after)
+
+
 @dataclass(frozen=True, slots=True)
 class AccountSnapshot:
     cash: float

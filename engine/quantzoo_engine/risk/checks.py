@@ -48,6 +48,7 @@ class RejectReason(StrEnum):
     # `reason` label (docs/metrics.md, quantzoo_engine_orders_rejected_total).
     BROKER_REJECTED = "broker_rejected"
     BROKER_ERROR = "broker_error"
+    BROKER_RATE_LIMITED = "broker_rate_limited"  # not sent: the broker's Retry-After has not passed
 
 
 @dataclass(frozen=True, slots=True)
