@@ -12,8 +12,9 @@ kopf stores the essence itself in the annotation: about 800 bytes of a 6 KB Trad
 spec again for a large one), which the API server decodes, validates and encodes again on every write of
 the object, the 300 status writes of a firm halt included. The operator's handlers are level-triggered (they
 read the body, never `old` or `diff`), so the annotation holds a digest of the essence; the essences this
-process stored are remembered by digest, so `old` and `diff` stay exact, except for the first change after
-a restart (then `old` is empty and the diff lists every field as added). An annotation written by an
+process stored or resumed unchanged are remembered by digest, so `old` and `diff` stay exact, except for a
+change made before this process saw the system (while no operator ran): then `old` is empty and the diff
+lists every field as added. An annotation written by an
 earlier release (the JSON essence) is still read.
 """
 
@@ -69,12 +70,15 @@ class DigestAnnotationsDiffBaseStorage(SlimAnnotationsDiffBaseStorage):
         self._remembered = remembered
         self._essences: OrderedDict[str, Any] = OrderedDict()
 
-    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
-        digest = essence_digest(essence)
+    def _remember(self, digest: str, essence: Any) -> None:
         self._essences[digest] = copy.deepcopy(essence)
         self._essences.move_to_end(digest)
         while len(self._essences) > self._remembered:
             self._essences.popitem(last=False)
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        digest = essence_digest(essence)
+        self._remember(digest, essence)
         for full_key in self.make_keys(self.key, body=body):
             patch.metadata.annotations[full_key] = digest
         self._store_marker(prefix=self.prefix, patch=patch, body=body)
@@ -91,7 +95,11 @@ class DigestAnnotationsDiffBaseStorage(SlimAnnotationsDiffBaseStorage):
                 return copy.deepcopy(known)
             # Without the handlers' extra fields kopf adds to its own build: no handler here takes `field=`.
             current = self.build(body=body)
-            # Unchanged since it was handled (after a restart, or another replica stored it): no diff.
+            if essence_digest(current) == stored:
+                # Unchanged since it was handled (after a restart, or another replica stored it): no diff.
+                # Remembered, or every later echo would build and hash it again (kopf stores only changes).
+                self._remember(stored, current)
+                return current
             # Changed, and this process never saw the old essence: an empty one, so the change is an update.
-            return current if essence_digest(current) == stored else {}
+            return {}
         return None

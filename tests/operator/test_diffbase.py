@@ -130,8 +130,32 @@ def test_after_a_restart_an_unchanged_object_still_has_no_diff_and_a_change_is_a
     assert restarted.fetch(body=body) == restarted.build(body=body)
     changed = copy.deepcopy(stored)
     changed["spec"]["symbols"] = ["MSFT"]
-    old = restarted.fetch(body=kopf.Body(changed))
+    # A process that resumed the system before the change remembers what it resumed: the exact old essence.
+    assert restarted.fetch(body=kopf.Body(changed)) == restarted.build(body=kopf.Body(stored))
+    # One that never saw it unchanged (the change happened while no operator ran): an empty old essence.
+    old = _digest_storage().fetch(body=kopf.Body(changed))
     assert old == {}  # not None: None would make kopf run the create handlers again
+
+
+def test_after_a_restart_an_unchanged_essence_is_built_and_hashed_once_not_on_every_echo() -> None:
+    """kopf stores a diff base only when the essence changed: an unchanged system's later echoes (a halt's
+    status writes) must find its essence remembered, not rebuild it in every fetch."""
+    stored = _stored(_digest_storage(), _body())
+    restarted = _digest_storage()
+    builds = 0
+    build = restarted.build
+
+    def counting_build(**kwargs: Any) -> Any:
+        nonlocal builds
+        builds += 1
+        return build(**kwargs)
+
+    restarted.build = counting_build  # type: ignore[method-assign]
+    for phase in ("Running", "Halted", "Running"):
+        echo = copy.deepcopy(stored)
+        echo["status"]["phase"] = phase
+        assert restarted.fetch(body=kopf.Body(echo)) == build(body=kopf.Body(echo))
+    assert builds == 1
 
 
 def test_an_earlier_releases_annotation_is_still_read_and_nothing_stored_is_none() -> None:
