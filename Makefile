@@ -71,8 +71,10 @@ lint: venv ## ruff (lint + format) and bandit
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/bandit -q --severity-level medium -c pyproject.toml -r api operator/quantzoo_operator engine/quantzoo_engine safety/quantzoo_safety
 
+# The node's images are built before pytest starts, never inside the first test that starts the node: on a
+# cold machine that build (about 5 min) ran under that test's timeout, and the killed demo left its cluster.
 .PHONY: test
-test: setup lint ## the whole suite: unit, real control plane, real helm/promtool/Lua, end-to-end
+test: setup node-images lint ## the whole suite: unit, real control plane, real node and pods, helm/promtool/Lua, end-to-end
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: fuzz

@@ -182,6 +182,7 @@ def _delete_netns() -> None:
 
 def cleanup_host(workdir: Path | None = None, saved_sysctls: dict[str, str] | None = None) -> None:
     """Undo everything a node run leaves on the host; safe to call twice, and after a killed run."""
+    kill_stale_control_planes()
     stale: dict = {}
     if STALE_STATE.exists():
         with contextlib.suppress(Exception):
@@ -192,11 +193,11 @@ def cleanup_host(workdir: Path | None = None, saved_sysctls: dict[str, str] | No
     # containerd-shim processes of our containerd (their command line names our state folder).
     wd = workdir or (Path(stale["workdir"]) if stale.get("workdir") else None)
     if wd is not None:
-        for line in run("ps", "-eo", "pid=,args=", check=False).stdout.splitlines():
-            pid, _, args = line.strip().partition(" ")
-            if "containerd-shim" in args and str(wd) in args:
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
+        for pid, argv in processes():
+            command = " ".join(argv)
+            if "containerd-shim" in command and str(wd) in command:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)
         _kill_pod_processes()
         _unmount_under(wd)
@@ -215,6 +216,34 @@ def cleanup_host(workdir: Path | None = None, saved_sysctls: dict[str, str] | No
     _kill_pod_processes()
     _remove_cgroups()
     STALE_STATE.unlink(missing_ok=True)
+
+
+def kill_stale_control_planes() -> None:
+    """A control plane that a killed run left holding the node's address, found by its API server's
+    `--bind-address`, stopped with the rest of its run (`controlplane.kill_stale` on the folder of its
+    `--cert-dir`). A demo SIGKILLed by its test's timeout left one, and every later start failed on it."""
+    for pid, argv in processes():
+        if not argv or not argv[0].endswith("kube-apiserver") or f"--bind-address={NODE_IP}" not in argv:
+            continue
+        for arg in argv:
+            if arg.startswith("--cert-dir="):
+                controlplane.kill_stale(Path(arg.removeprefix("--cert-dir=")).parent)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, argv) of every process, from /proc: whole command lines (`ps` cuts them at 80 columns when it
+    finds no terminal width, as under pytest, and a state folder's path fell past the cut)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if raw:
+            yield int(entry.name), [a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")]
 
 
 def _destroy_kube_router_sets() -> None:
