@@ -1,11 +1,15 @@
-"""A TCP proxy on loopback that adds latency or swallows traffic: the network between the operator and an
-engine, made worse on purpose.
+"""A TCP proxy that adds latency or swallows traffic: a link made worse on purpose (between a process and the
+API server here, between the operator pod and an engine pod in tests/pods, where this kernel has no netem).
 
     proxy = DelayProxy("127.0.0.1", engine_port).start()   # its own asyncio loop, in a thread
     proxy.delay = 0.3      # every chunk, both ways, waits 300 ms before it is forwarded
     proxy.blackhole = True # connections are accepted and read, but nothing is forwarded or answered
     proxy.blackhole = False  # connections opened from now on work again
     proxy.stop()
+
+    # Inside a pod's network namespace (the proxy's thread enters it with setns(2), so every socket it opens,
+    # listening or outgoing, is the pod's); pair it with an iptables REDIRECT in that netns.
+    proxy = DelayProxy(pod_ip, 8001, listen=("0.0.0.0", 18001), netns_pid=pid, delay=0.3).start()
 
 While blackholed, new and already open connections stay open and silent (like a dropped route): the
 client's own deadline is what ends them. Connections opened while blackholed stay dead after recovery, as
@@ -16,13 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import os
 import socket
 import threading
 
+CLONE_NEWNET = 0x40000000
+
 
 class DelayProxy:
-    def __init__(self, target_host: str, target_port: int, *, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        *,
+        delay: float = 0.0,
+        listen: tuple[str, int] | None = None,
+        netns_pid: int | None = None,
+    ) -> None:
         self.target = (target_host, target_port)
+        self.netns_pid = netns_pid
+        self._failed: OSError | None = None
+        self._entered = threading.Event()
         self.delay = delay
         self.blackhole = False
         self.connections = 0  # accepted so far
@@ -30,11 +49,27 @@ class DelayProxy:
         self.open = 0  # open right now
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, name="delay-proxy", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="delay-proxy", daemon=True)
         self._tasks: set[asyncio.Task[None]] = set()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        if listen is not None:
+            self.host, self.port = listen
+        else:
+            self.host = "127.0.0.1"
+            with socket.socket() as s:
+                s.bind((self.host, 0))
+                self.port = s.getsockname()[1]
+
+    def _run(self) -> None:
+        if self.netns_pid is not None:
+            try:
+                _enter_netns(self.netns_pid)
+            except OSError as exc:
+                self._failed = exc
+                return
+            finally:
+                self._entered.set()
+        self._entered.set()
+        self._loop.run_forever()
 
     @property
     def url(self) -> str:
@@ -42,11 +77,15 @@ class DelayProxy:
 
     def start(self) -> DelayProxy:
         self._thread.start()
+        self._entered.wait(10)
+        if self._failed is not None:
+            self._loop.close()
+            raise self._failed
         asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
         return self
 
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -109,3 +148,16 @@ class DelayProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
+
+
+def _enter_netns(pid: int) -> None:
+    """Move the calling thread (only it: a netns is per thread) into the network namespace of `pid`.
+    Python 3.11 has no os.setns; addresses stay numeric so asyncio never resolves them in another thread."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns into the netns of pid {pid}: {os.strerror(err)}")
+    finally:
+        os.close(fd)

@@ -80,15 +80,28 @@ def dropped_packets(pid: int, rules: list[list[str]]) -> int:
     return total
 
 
+def redirect(source_ip: str, port: int, to_port: int) -> list[list[str]]:
+    """A nat rule in the netns: new connections from `source_ip` to `port` go to `to_port` there instead
+    (where a delay proxy listens, tests/faults/delay_proxy.py). Connections already open keep their way."""
+    match = ["-p", "tcp", "-s", source_ip, "--dport", str(port)]
+    return [["PREROUTING", *match, "-j", "REDIRECT", "--to-ports", str(to_port)]]
+
+
+def dropping(pid: int, rules: list[list[str]]) -> contextlib.AbstractContextManager[list[list[str]]]:
+    """The DROP rules in force in the netns of `pid` for the `with` block."""
+    return rules_in(pid, rules)
+
+
 @contextlib.contextmanager
-def dropping(pid: int, rules: list[list[str]]) -> Iterator[list[list[str]]]:
-    """The rules inserted first in their chains of the netns of `pid`; always removed on the way out."""
+def rules_in(pid: int, rules: list[list[str]], table: str = "filter") -> Iterator[list[list[str]]]:
+    """The rules inserted first in their chains (of `table`) in the netns of `pid`; always removed on the way
+    out."""
     inserted: list[list[str]] = []
     try:
         for r in rules:
-            in_netns(pid, "iptables", "-w", "-I", *r)
+            in_netns(pid, "iptables", "-w", "-t", table, "-I", *r)
             inserted.append(r)
         yield rules
     finally:
         for r in inserted:
-            in_netns(pid, "iptables", "-w", "-D", *r, check=False)
+            in_netns(pid, "iptables", "-w", "-t", table, "-D", *r, check=False)

@@ -22,12 +22,17 @@ packets vanish, no RST, no FIN.
   cancels them, acknowledges, and submits nothing. Broker errors during a kill:
   tests/pods/test_broker_faults_realpods.py.
 
-Not modelled: latency on the link (tests/faults/test_network_faults.py keeps that with its proxy: this
-kernel has no netem qdisc), and a partition that also cuts the broker (the paper broker is in the engine).
+- The operator pod's link to the engine slowed (a REDIRECT in the engine's netns to a delay proxy in that
+  netns; this kernel has no netem qdisc): under the push deadline the kill is acknowledged with its latency;
+  past it (the answer arrives after the operator gave up) the engine halts from its own watch, the system
+  goes Degraded ("no answer within"), and the retried push is acknowledged once the link is faster.
+
+Not modelled: a partition that also cuts the broker (the paper broker is in the engine).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -38,6 +43,7 @@ from quantzoo_api.killswitch import kill_switch_of, release_patch_for
 
 from hack.devcluster import node
 from tests.engine.engine_fake_alpaca import FakeAlpaca
+from tests.faults.delay_proxy import DelayProxy
 from tests.pods import alpaca_wire, netfault, ownsystem, realpods
 from tests.pods.ownsystem import System, active, seen
 from tests.pods.realpods import OPERATOR_NS
@@ -227,6 +233,71 @@ def test_a_blackholed_operator_link_degrades_until_it_recovers(system: System) -
     print(f"operator pod's file descriptors after each blackhole cycle: {fds}")
     # Slack for pooled connections; a descriptor leaked per black-holed push would exceed it.
     assert fds[-1] <= fds[0] + 4, fds
+
+
+SLOW = 0.3  # each way, per chunk: about 0.6 s a push, under the operator's 2 s push deadline
+HUNG = 1.5  # each way, per chunk: over 3 s a push; the engine's answer comes after the operator gave up
+PROXY_PORT = 18001
+KEEPALIVE_EXPIRY = 5.0  # httpx's default: a pooled connection idle that long is not reused
+
+
+@contextlib.contextmanager
+def slowed_operator_link(system: System, delay: float) -> Iterator[DelayProxy]:
+    """New connections from the operator pod to the engine's port redirected, in the engine pod's netns, to
+    a delay proxy running in that same netns: the push still crosses the real pod network and NetworkPolicy;
+    only the delay is the proxy's (every chunk waits, both ways)."""
+    operator = realpods.one_ready_pod(system.cluster, OPERATOR_NS, "app.kubernetes.io/component=operator")
+    pid = system.pid
+    engine_ip = system.engine["status"]["podIP"]
+    proxy = DelayProxy(engine_ip, 8001, listen=("0.0.0.0", PROXY_PORT), netns_pid=pid, delay=delay).start()
+    try:
+        with netfault.rules_in(pid, netfault.redirect(operator["status"]["podIP"], 8001, PROXY_PORT), "nat"):
+            time.sleep(KEEPALIVE_EXPIRY + 1)  # connections the operator pooled before the rule are not reused
+            yield proxy
+    finally:
+        proxy.stop()
+
+
+def degraded(system: System) -> str | None:
+    return system.conditions().get("Degraded", {}).get("status")
+
+
+def test_a_slow_operator_link_is_acknowledged_and_a_hung_one_degrades(system: System) -> None:
+    """Latency, not loss (this kernel has no netem qdisc, hence the proxy). Not modelled: jitter,
+    reordering, a slowed TCP handshake."""
+    with slowed_operator_link(system, SLOW) as proxy:
+        system.engage("slow link")
+        ks = realpods.wait_for(lambda: system.acknowledged("slow link"), 30, "acknowledged, slow link")
+        latency = ks["acknowledgements"][0]["latencyMs"]
+        assert latency >= 2 * SLOW * 1000 * 0.9, ks
+        assert ks["propagationLatencyMs"] >= latency * 0.9, ks
+        assert proxy.connections >= 1, "the push did not cross the slowed link"
+        assert degraded(system) == "False"
+        system.release("after the slow link")
+
+        # Hung: the engine answers, but after the push deadline. It halts from its own watch; the operator
+        # does not count a late answer, says so, and retries until the link is fast enough again.
+        proxy.delay = HUNG
+        engaged = system.engage("hung link")
+        halted, _ = seen(system, lambda s: s["kill_switch"]["engaged"], 15, "halted by its own watch")
+        realpods.wait_for(lambda: degraded(system) == "True", 30, "Degraded")
+        conditions = system.conditions()
+        assert conditions["Degraded"]["reason"] == "KillSwitchUnacknowledged", conditions
+        message = conditions["KillSwitchEngaged"]["message"]
+        assert system.pod in message, message
+        assert "no answer within" in message, message
+        assert system.acknowledged("hung link") is None
+        proxy.delay = SLOW
+        healed = time.monotonic()
+        realpods.wait_for(lambda: system.acknowledged("hung link"), 30, "acknowledged once faster")
+        acked = time.monotonic()
+        realpods.wait_for(lambda: degraded(system) == "False", 30, "Degraded cleared")
+        print(
+            f"slow link ({SLOW}s each way): push latency {latency:.0f} ms; hung link ({HUNG}s each way): "
+            f"halted by its watch {halted - engaged:.2f}s after the patch, acknowledged "
+            f"{acked - healed:.1f}s after the link sped up; {proxy.connections} connections through the proxy"
+        )
+        system.release("after the hung link")
 
 
 # The engine container SIGKILLed with working orders at a broker that keeps them: the local Alpaca-wire
