@@ -4,10 +4,11 @@ no operator, no temporary folder."""
 from __future__ import annotations
 
 import os
-import selectors
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -54,6 +55,13 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _read_lines(proc: subprocess.Popen, lines: queue.Queue[str | None]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.put(line)
+    lines.put(None)
+
+
 def test_ctrl_c_mid_demo_cleans_up_everything() -> None:
     """On real pods (hack/devcluster/node.py): besides processes and the folder, the node's network
     namespaces, interfaces and iptables chains are gone too."""
@@ -69,28 +77,39 @@ def test_ctrl_c_mid_demo_cleans_up_everything() -> None:
         text=True,
         start_new_session=True,
     )
-    output, spawned = [], set()
+    output: list[str] = []
+    spawned: set[int] = set()
+    # A thread reads the lines as they come: a select() on the pipe beside a buffered readline() missed
+    # lines already in the buffer, and saw step 6 only after the demo had finished (steps 6-10 take ~1 s).
+    lines: queue.Queue[str | None] = queue.Queue()
+    reader = threading.Thread(target=_read_lines, args=(proc, lines), daemon=True)
+    reader.start()
     try:
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
         deadline = time.monotonic() + 240
         # Interrupt once the engine and safety processes are up and trading (step 5 finished).
-        while time.monotonic() < deadline and proc.poll() is None:
-            if sel.select(timeout=1):
-                line = proc.stdout.readline()
-                output.append(line)
-                if line.startswith("[6/"):
-                    break
-            spawned |= descendants(proc.pid)
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                spawned |= descendants(proc.pid)
+                continue
+            if line is None:
+                pytest.fail("the demo ended before step 6:\n" + "".join(output[-40:]))
+            output.append(line)
+            if line.startswith("[6/"):
+                break
         else:
             pytest.fail("the demo did not reach step 6:\n" + "".join(output[-40:]))
         spawned |= descendants(proc.pid)
         workdirs = {p for p in Path("/tmp").glob("quantzoo-demo-*") if p.stat().st_ctime >= started}
+        os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the demo in the foreground
         assert workdirs, "the demo's temporary folder was not found"
         assert len(spawned) >= 7, "control plane (4), containerd, kubelet, kube-proxy, kube-router expected"
-        os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the demo in the foreground
-        rest, _ = proc.communicate(timeout=90)
-        output.append(rest)
+        proc.wait(90)
+        reader.join(10)
+        while not lines.empty():
+            if (rest := lines.get_nowait()) is not None:
+                output.append(rest)
     finally:
         if proc.poll() is None:  # a failed wait: still stop it with its teardown, not SIGKILL alone
             os.kill(proc.pid, signal.SIGINT)
