@@ -433,8 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.down:
         return down()
     demo = Demo(keep=args.keep, results=args.results)
-    # SIGTERM behaves like Ctrl-C: clean up and leave no process or port behind.
+    # SIGTERM behaves like Ctrl-C: clean up and leave no process or port behind. Ctrl-C itself too, even when
+    # started where SIGINT is ignored (a background job of a script inherits SIG_IGN, and Python then never
+    # raises KeyboardInterrupt: the demo ran on to the end).
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = demo.run()
         print("\nQuantZoo demo: OK", flush=True)
