@@ -232,18 +232,23 @@ def kill_stale_control_planes() -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def processes() -> Iterator[tuple[int, list[str]]]:
-    """(pid, argv) of every process, from /proc: whole command lines (`ps` cuts them at 80 columns when it
-    finds no terminal width, as under pytest, and a state folder's path fell past the cut)."""
+def proc_files(name: str) -> Iterator[tuple[int, bytes]]:
+    """(pid, /proc/<pid>/<name>) for every process still there when its file is read."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            raw = (entry / "cmdline").read_bytes()
+            yield int(entry.name), (entry / name).read_bytes()
         except OSError:
             continue
-        if raw:
-            yield int(entry.name), [a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")]
+
+
+def processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, argv) of every process, from /proc: whole command lines (`ps` cuts them at 80 columns when it
+    finds no terminal width, as under pytest, and a state folder's path fell past the cut)."""
+    for pid, raw in proc_files("cmdline"):
+        if raw:  # kernel threads have none
+            yield pid, [a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")]
 
 
 def _destroy_kube_router_sets() -> None:

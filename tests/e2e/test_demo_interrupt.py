@@ -25,15 +25,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 def _children() -> dict[int, list[int]]:
     """{parent pid: child pids} for every process on the machine, from /proc."""
     tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry.name))
+    for pid, stat in node.proc_files("stat"):
+        ppid = int(stat.rsplit(b")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(pid)
     return tree
 
 
@@ -79,8 +73,8 @@ def test_ctrl_c_mid_demo_cleans_up_everything() -> None:
     )
     output: list[str] = []
     spawned: set[int] = set()
-    # A thread reads the lines as they come: a select() on the pipe beside a buffered readline() missed
-    # lines already in the buffer, and saw step 6 only after the demo had finished (steps 6-10 take ~1 s).
+    # A thread reads the lines as they come: a select() on the pipe cannot see lines a buffered readline()
+    # has already taken in, and steps 6-10 take about 1 s, so the interrupt must follow step 6 at once.
     lines: queue.Queue[str | None] = queue.Queue()
     reader = threading.Thread(target=_read_lines, args=(proc, lines), daemon=True)
     reader.start()

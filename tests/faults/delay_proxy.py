@@ -60,15 +60,14 @@ class DelayProxy:
                 self.port = s.getsockname()[1]
 
     def _run(self) -> None:
-        if self.netns_pid is not None:
-            try:
+        try:
+            if self.netns_pid is not None:
                 _enter_netns(self.netns_pid)
-            except OSError as exc:
-                self._failed = exc
-                return
-            finally:
-                self._entered.set()
-        self._entered.set()
+        except OSError as exc:
+            self._failed = exc
+            return
+        finally:
+            self._entered.set()  # start() waits for this, entered or not
         self._loop.run_forever()
 
     @property
