@@ -5,7 +5,8 @@ For each N (default 10, 100, 300), in a fresh namespace with a fresh operator wa
    moment the operator's `Ready` condition turns True (from the start of the creation burst);
 2. run the first `--real` systems' engine and safety pods as real processes (the pod runner); every other
    system stays kwok-simulated: its pods are Running/Ready but no process runs behind them;
-3. at rest: operator RSS and CPU seconds over an idle window, engine and safety RSS;
+3. at rest: operator RSS and CPU seconds over an idle window, engine and safety RSS; then what the safety
+   pods' background listing of their engine pods costs the API server (bench/safety_listing.py);
 4. kill-all, `--rounds` times: one merge patch per system, all sent at once from a thread pool (what a
    person does with `kubectl patch` in a parallel loop), then `--plugin-rounds` times the product's own
    `kubectl quantzoo kill --all` (one process, one patch after the other). Per system: time from the
@@ -28,7 +29,8 @@ round, with the API server's GET latency at rest); the request counts and CPU se
 
 Writes bench/results/scale.json and prints a table. `--profile DIR` records the operator with py-spy
 during the creation burst, the idle window, the first kill-all and the first one-write halt of each level
-(py-spy slows it: not with `--profile-heap-only`; `--profile-gil` samples only the thread holding the GIL),
+(py-spy slows it: not with `--profile-heap-only` or `--profile-nonblocking`, which never pauses it;
+`--profile-gil` samples only the thread holding the GIL),
 and at the end of each N dumps its threads and heap (bench/profiling/
 sitecustomize.py: object and task counts, the RSS the C allocator gives back on a trim; with
 `--profile-tracemalloc FRAMES` also tracemalloc's top allocation sites, which slows the operator a lot).
@@ -63,8 +65,9 @@ from kubernetes import client, config, watch
 from quantzoo_api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from quantzoo_api.killswitch import kill_switch_of, release_patch_for
 from quantzoo_operator.kube import Kube
+from quantzoo_safety.killswitch import TARGETS_REFRESH_SECONDS
 
-from bench import one_write_kill, status_floor
+from bench import one_write_kill, safety_listing, status_floor
 from bench import ready_floor as ready_floor_module
 from hack.devcluster import controlplane
 from hack.devcluster.podrunner import LocalPod, PodRunner, wait_for
@@ -414,10 +417,16 @@ class Options:
     profile_gil: bool = False
     """With `profile`: py-spy samples only the thread holding the GIL (the operator's Python CPU, without
     threads waiting for a socket or for the GIL)."""
+    profile_nonblocking: bool = False
+    """With `profile`: py-spy reads the operator without pausing it (its default pauses the process for
+    every sample, which stretched a creation burst at N=300 from ~50 s to 242 s)."""
     halt_only: bool = False
     """Only the one-write halts (no idle window, no kill-all, no Ready floor), then the status floor."""
     status_floor_workers: int = 16
     """Threads of the status floor without operator after the one-write rounds (0: none)."""
+    safety_listing_seconds: float = TARGETS_REFRESH_SECONDS
+    """At rest: the API server's cost of every safety pod's background listing at this interval, the safety
+    pods' own (bench/safety_listing.py; 0: not measured)."""
 
 
 def _api(kubeconfig: Path, pool: int) -> client.ApiClient:
@@ -760,7 +769,8 @@ class ScaleRun:
         out = self.opts.profile / f"{label}.txt"
         proc = subprocess.Popen(
             [str(spy), "record", "-p", str(self.operator.proc.pid), "-r", "200", "-f", "raw", "-o", str(out)]
-            + (["--gil"] if self.opts.profile_gil else []),
+            + (["--gil"] if self.opts.profile_gil else [])
+            + (["--nonblocking"] if self.opts.profile_nonblocking else []),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -867,6 +877,8 @@ def run_n(kubeconfig: Path, plane: controlplane.ControlPlane | None, n: int, opt
             time.sleep(opts.settle_seconds)  # the creation burst's follow-ups settle
         else:
             result["at_rest"] = run.at_rest()
+            if opts.safety_listing_seconds:
+                result["safety_listing"] = safety_listing.measure(run, interval=opts.safety_listing_seconds)
         # The one-write halts before the kill-all: after it the operator keeps retrying its pushes to the
         # simulated engines it can never reach (in the run of 2026-12-06, 175-290 pod lists fell inside each
         # one-write round at N = 300), a load a cluster of reachable engines does not have.
@@ -909,6 +921,14 @@ def ready_floor(
         run.close()
 
 
+def _profiled(opts: Options) -> str | None:
+    """How py-spy sampled the operator, if it did: it costs the operator CPU (a blocking one pauses it)."""
+    if opts.profile is None or not opts.pyspy:
+        return None
+    flags = [f for f, on in (("--gil", opts.profile_gil), ("--nonblocking", opts.profile_nonblocking)) if on]
+    return " ".join(["py-spy", *flags])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -946,6 +966,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile-gil", action="store_true", help="with --profile: py-spy samples only the GIL holder"
     )
+    parser.add_argument(
+        "--no-safety-listing", action="store_true", help="skip the safety pods' listing cost (60 s per N)"
+    )
+    parser.add_argument(
+        "--profile-nonblocking", action="store_true", help="with --profile: py-spy never pauses the operator"
+    )
     args = parser.parse_args(argv)
     counts = [int(x) for x in args.n.replace(",", " ").split()]
     opts = Options(
@@ -964,6 +990,8 @@ def main(argv: list[str] | None = None) -> int:
         profile_tracemalloc=args.profile_tracemalloc,
         pyspy=not args.profile_heap_only,
         profile_gil=args.profile_gil,
+        profile_nonblocking=args.profile_nonblocking,
+        safety_listing_seconds=0.0 if args.no_safety_listing else TARGETS_REFRESH_SECONDS,
     )
     info = machine()
     plane = controlplane.start(Path(tempfile.mkdtemp(prefix="qz-scale-")))
@@ -993,6 +1021,8 @@ def main(argv: list[str] | None = None) -> int:
             "one_write_rounds": opts.one_write_rounds,
             "halt_only": opts.halt_only,
             "status_floor_workers": opts.status_floor_workers,
+            "safety_listing_seconds": opts.safety_listing_seconds,
+            "profiled": _profiled(opts),
             "spec": SPEC,
         },
         "per_n": {str(n): r for n, r in per_n.items()},

@@ -16,7 +16,15 @@ pytestmark = pytest.mark.slow
 
 
 def test_scale_bench_runs_end_to_end_at_n2(cluster, kube_api) -> None:
-    opts = Options(real=1, rounds=1, plugin_rounds=1, idle_seconds=1.0, settle_seconds=0.5, parallel=4)
+    opts = Options(
+        real=1,
+        rounds=1,
+        plugin_rounds=1,
+        idle_seconds=1.0,
+        settle_seconds=0.5,
+        parallel=4,
+        safety_listing_seconds=1.0,
+    )
     result = run_n(cluster.kubeconfig, cluster.plane, 2, opts)
 
     assert result["ready_seconds"]["n"] == 2
@@ -29,6 +37,11 @@ def test_scale_bench_runs_end_to_end_at_n2(cluster, kube_api) -> None:
     assert rest["operator"]["rss_mb"] > 0
     assert rest["engine"]["processes"] == 1
     assert rest["safety"]["processes"] == 1
+    # The simulated system's safety pod's listing, as the safety service lists (one list in the window).
+    listing = result["safety_listing"]
+    assert (listing["systems_listed"], listing["list_ms"]["n"], listing["failures"]) == (1, 1, 0)
+    if cluster.plane is not None:  # our control plane: its API server's CPU is read
+        assert "kube-apiserver" in listing["cpu_percent_with"]
     for path in ("patch", "plugin"):
         kill = result["kill_all"][path]
         assert kill["engaged_ms"]["n"] == 2, path
