@@ -16,6 +16,11 @@ process stored or resumed unchanged are remembered by digest, so `old` and `diff
 change made before this process saw the system (while no operator ran): then `old` is empty and the diff
 lists every field as added. An annotation written by an
 earlier release (the JSON essence) is still read.
+
+kopf also builds (and deep-copies twice more) an essence for every event of every resource it watches,
+the nine child kinds included, and reads it only for a resource with changing handlers or timers: about
+7,000 child events in a creation burst of 300 systems, 50-200 us each. Objects outside `groups` (the API
+groups that have such handlers: ours) get an empty essence and no stored one.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import copy
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -43,7 +48,20 @@ def slim_body(body: Mapping[str, Any], keep_status: bool) -> dict[str, Any]:
 
 
 class SlimAnnotationsDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    def __init__(self, *, groups: Collection[str] | None = None, **kwargs: Any) -> None:
+        """`groups`: the API groups whose objects are diffed (None: every object, as kopf does)."""
+        super().__init__(**kwargs)
+        self._groups = None if groups is None else frozenset(groups)
+
+    def diffed(self, body: Mapping[str, Any]) -> bool:
+        if self._groups is None:
+            return True
+        group, slash, _ = str(body.get("apiVersion") or "").rpartition("/")
+        return bool(slash) and group in self._groups
+
     def build(self, *, body: Any, extra_fields: Iterable[Any] | None = None) -> Any:
+        if not self.diffed(body):
+            return {}
         extra = list(extra_fields or ())
         # kopf.AnnotationsDiffBaseStorage.build, with DiffBaseStorage.build given the slim view.
         essence = DiffBaseStorage.build(
@@ -84,6 +102,8 @@ class DigestAnnotationsDiffBaseStorage(SlimAnnotationsDiffBaseStorage):
         self._store_marker(prefix=self.prefix, patch=patch, body=body)
 
     def fetch(self, *, body: Any) -> Any:
+        if not self.diffed(body):
+            return None
         for full_key in self.make_keys(self.key, body=body):
             stored = body.metadata.annotations.get(full_key)
             if stored is None:

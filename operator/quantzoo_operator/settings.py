@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 
 from pydantic import ValidationError
+from quantzoo_api import GROUP
 from quantzoo_api.types import Placement
 
 FINALIZER = "trading.quantzoo.io/halt-before-delete"
@@ -213,8 +214,9 @@ def configure_kopf(settings: object, config: OperatorConfig) -> None:
     # A digest of the essence, not kopf's copy of the spec, in the annotation (diffbase.py).
     from quantzoo_operator.diffbase import DigestAnnotationsDiffBaseStorage
 
+    # Only our own kinds have create/update handlers or timers: no essence for the children's events.
     settings.persistence.diffbase_storage = DigestAnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key=DIFF_BASE_KEY, ignored_fields=[KILL_SWITCH_FIELD]
+        prefix=ANNOTATION_PREFIX, key=DIFF_BASE_KEY, ignored_fields=[KILL_SWITCH_FIELD], groups=[GROUP]
     )
     settings.persistence.finalizer = FINALIZER
     settings.persistence.consistency_timeout = config.consistency_timeout_seconds

@@ -13,7 +13,13 @@ from quantzoo_operator.diffbase import (
     SlimAnnotationsDiffBaseStorage,
     slim_body,
 )
-from quantzoo_operator.settings import ANNOTATION_PREFIX, DIFF_BASE_KEY, KILL_SWITCH_FIELD
+from quantzoo_operator.settings import (
+    ANNOTATION_PREFIX,
+    DIFF_BASE_KEY,
+    KILL_SWITCH_FIELD,
+    OperatorConfig,
+    configure_kopf,
+)
 
 
 def _body() -> dict[str, Any]:
@@ -195,3 +201,48 @@ def test_no_handler_asks_for_extra_fields_which_the_digest_check_leaves_out() ->
         resource = kopf.Resource(GROUP, VERSION, plural)
         for handlers in (registry._watching, registry._changing, registry._spawning):
             assert not handlers.get_extra_fields(resource=resource), plural
+
+
+def _statefulset() -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "demo-engine", "namespace": "ns", "labels": {"a": "b"}},
+        "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "engine"}]}}},
+        "status": {"readyReplicas": 1},
+    }
+
+
+def test_a_child_event_costs_no_essence_and_a_tradingsystem_keeps_its_own() -> None:
+    kwargs: dict[str, Any] = {"prefix": ANNOTATION_PREFIX, "key": DIFF_BASE_KEY}
+    every, ours = (
+        DigestAnnotationsDiffBaseStorage(**kwargs),
+        DigestAnnotationsDiffBaseStorage(**kwargs, groups=["trading.quantzoo.io"]),
+    )
+    child = kopf.Body(_statefulset())
+    assert every.build(body=child)["spec"]["replicas"] == 1  # kopf's default: an essence for everything
+    assert ours.build(body=child) == {}
+    assert ours.fetch(body=child) is None
+    system = kopf.Body(_body())
+    assert ours.build(body=system) == every.build(body=system) != {}
+    core = kopf.Body({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}})
+    assert ours.build(body=core) == {}
+
+
+def test_every_kind_with_create_update_handlers_or_timers_is_diffed() -> None:
+    """kopf reads the essence only for resources with changing handlers or timers (its _detect_causes):
+    each of those must be in the configured groups, or its updates would be diffed against nothing."""
+    import quantzoo_operator.main  # noqa: F401 -- registers every handler in kopf's default registry
+
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, OperatorConfig())
+    storage = settings.persistence.diffbase_storage
+    assert isinstance(storage, DigestAnnotationsDiffBaseStorage)
+    registry = kopf.get_default_registry()
+    handlers = [*registry._changing.get_all_handlers(), *registry._spawning.get_all_handlers()]
+    assert handlers
+    for handler in handlers:
+        selector = handler.selector
+        assert selector is not None
+        body = {"apiVersion": f"{selector.group}/{selector.version}", "kind": "X", "metadata": {}}
+        assert storage.diffed(body), handler.id
