@@ -183,13 +183,8 @@ def _rounds(
             floor.append((w.seen[rv] - t0) * 1000)
         # What the halt cost the API server: its burst and the operator's follow-ups (a refresh waits 0.5 s).
         time.sleep(max(0.0, 1.5 - (time.monotonic() - max(hits.values()))))
-        cpu1 = run.cpu_of_parts()
-        costs.append(
-            {
-                "api_requests": run.request_delta(counted),
-                "cpu_seconds": {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1 if k in cpu0},
-            }
-        )
+        cpu = run.cpu_since(cpu0)
+        costs.append({"api_requests": run.request_delta(counted), "cpu_seconds": cpu})
         run.log(f"one write, {level}: engines halted by {max(halted[-len(run.stacks):] or [0]):.0f} ms, "
                 f"every status by {status_all[-1]:.0f} ms")  # fmt: skip
         # Release (naming the engagement), then wait for every engine to trade and every status to clear.

@@ -125,7 +125,7 @@ def measure(run: Any, *, spec: dict[str, Any], workers: int = 8) -> dict[str, An
         w.stop_flag.set()
     if len(ready) < run.n:
         raise TimeoutError(f"floor: {run.n - len(ready)} of {run.n} systems not Ready")
-    cpu1 = run.cpu_of_parts()
+    cpu = run.cpu_since(cpu0)
     run.log(
         f"floor (no operator): children applied after {applied_s:.1f} s; all Ready after {max(ready):.1f} s"
     )
@@ -135,5 +135,5 @@ def measure(run: Any, *, spec: dict[str, Any], workers: int = 8) -> dict[str, An
         **percentiles(ready, 2),
         "api_requests": request_delta(count_requests(counted), count_requests(run.api_metrics())),
         "events_by_source": run.event_sources(),
-        "cpu_seconds": {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1 if k in cpu0},
+        "cpu_seconds": cpu,
     }

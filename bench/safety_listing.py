@@ -23,45 +23,42 @@ from quantzoo_safety.killswitch import TARGETS_REFRESH_SECONDS
 from quantzoo_safety.kube import TradingSystems
 
 
-def _cpu_percent(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
-    return {k: round(100 * (after[k] - before[k]) / seconds, 2) for k in after if k in before}
-
-
 def measure(run: Any, *, interval: float = TARGETS_REFRESH_SECONDS) -> dict[str, Any]:
     """`run`: a scale_bench ScaleRun at rest (its systems created and Ready). Two windows of `interval`."""
     from bench.scale_bench import percentiles
 
-    simulated = [n for n in run.names if n not in set(run.real_names)]
+    real = set(run.real_names)
+    simulated = [n for n in run.names if n not in real]
     systems = TradingSystems(run.api, request_timeout=10.0, field_manager="scale-bench")
+
+    def percent_of_a_core(before: dict[str, float], seconds: float) -> dict[str, float]:
+        return {k: round(100 * v / seconds, 2) for k, v in run.cpu_since(before, digits=6).items()}
 
     cpu0 = run.cpu_of_parts()
     time.sleep(interval)
-    cpu1 = run.cpu_of_parts()
-    quiet = _cpu_percent(cpu0, cpu1, interval)
+    quiet = percent_of_a_core(cpu0, interval)
 
-    latencies: list[float] = []
-    failures = 0
-    gap = interval / max(1, len(simulated))
-
-    def list_one(name: str) -> None:
-        nonlocal failures
+    def list_one(name: str) -> float | None:
+        """The list's latency (ms), None when it failed: a failed list is part of what this measures."""
         t = time.monotonic()
         try:
             systems.list_pods(run.namespace, engine_pod_selector(name))
-            latencies.append((time.monotonic() - t) * 1000)
-        except Exception:  # counted: a failed list is part of what this measures
-            failures += 1
+        except Exception:
+            return None
+        return (time.monotonic() - t) * 1000
 
     # One pass: every simulated system's list once, evenly spaced over the interval (the steady state).
-    cpu2, start = run.cpu_of_parts(), time.monotonic()
+    gap = interval / max(1, len(simulated))
+    cpu1, start = run.cpu_of_parts(), time.monotonic()
     with cf.ThreadPoolExecutor(4, thread_name_prefix="safety-lister") as pool:
+        lists: list[cf.Future[float | None]] = []
         for i, name in enumerate(simulated):
             time.sleep(max(0.0, start + i * gap - time.monotonic()))
-            pool.submit(list_one, name)
+            lists.append(pool.submit(list_one, name))
         time.sleep(max(0.0, start + interval - time.monotonic()))
     window = time.monotonic() - start
-    cpu3 = run.cpu_of_parts()
-    listing = _cpu_percent(cpu2, cpu3, window)
+    listing = percent_of_a_core(cpu1, window)
+    latencies = [ms for ms in (f.result() for f in lists) if ms is not None]
     out = {
         "systems_listed": len(simulated),
         "interval_s": interval,
@@ -70,7 +67,7 @@ def measure(run: Any, *, interval: float = TARGETS_REFRESH_SECONDS) -> dict[str,
         "cpu_percent_without": quiet,
         "cpu_percent_with": listing,
         "list_ms": percentiles(latencies, 1),
-        "failures": failures,
+        "failures": len(lists) - len(latencies),
     }
     run.log(
         f"safety listing ({out['lists_per_second']}/s): API server {quiet.get('kube-apiserver')} -> "

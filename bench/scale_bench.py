@@ -515,14 +515,14 @@ class ScaleRun:
         ready = [(hits[n] - t0) for n in self.names]
         # What the operator asked of the API server until every system was Ready, and the CPU it took.
         requests = request_delta(count_requests(counted), count_requests(self.api_metrics()))
-        cpu1 = self.cpu_of_parts()
+        cpu = self.cpu_since(cpu0)
         self.log(f"created in {created_ms:.0f} ms; all Ready after {max(ready):.1f} s")
         return {
             "create_burst_ms": round(created_ms, 1),
             **percentiles(ready, 2),
             "api_requests": requests,
             "events_by_source": self.event_sources(),
-            "cpu_seconds": {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1 if k in cpu0},
+            "cpu_seconds": cpu,
         }
 
     def event_sources(self) -> dict[str, int]:
@@ -633,6 +633,11 @@ class ScaleRun:
                 out[part] = cpu_seconds(pid)
         return out
 
+    def cpu_since(self, before: Mapping[str, float], digits: int = 2) -> dict[str, float]:
+        """CPU seconds of each part since the reading `before` (cpu_of_parts())."""
+        after = self.cpu_of_parts()
+        return {k: round(after[k] - before[k], digits) for k in after if k in before}
+
     def api_metrics(self) -> str:
         """The API server's own metrics (its request counters and latencies)."""
         cfg = self.api.configuration
@@ -678,8 +683,7 @@ class ScaleRun:
         metrics_after = self.api_metrics()
         requests = request_delta(count_requests(counted), count_requests(metrics_after))
         latency = mean_latency_ms(counted, metrics_after)
-        cpu1 = self.cpu_of_parts()
-        cpu = {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1 if k in cpu0}
+        cpu = self.cpu_since(cpu0)
         reasons: dict[str, int] = {}
         for obj in self.watch.snapshot().values():
             reasons[status_reason(obj)] = reasons.get(status_reason(obj), 0) + 1

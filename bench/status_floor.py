@@ -100,8 +100,7 @@ def measure(run: Any, kube_factory: Callable[[], Kube], *, workers: int = 16, ro
                         times.append(round((max(hits.values()) - t0) * 1000, 1))
                         time.sleep(1.0)
                         requests.append(run.request_delta(counted))
-                        cpu1 = run.cpu_of_parts()
-                        cpu.append({k: round(cpu1[k] - cpu0[k], 2) for k in cpu1 if k in cpu0})
+                        cpu.append(run.cpu_since(cpu0))
                         run.log(f"status floor ({kind}): every status after {times[-1]:.0f} ms")
                 out[kind] = {"status_all_ms": times, "api_requests": requests[0], "cpu_seconds": cpu}
     finally:
